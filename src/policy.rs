@@ -1,0 +1,466 @@
+//! The allowlist: YAML → rules, and the judge that holds each flow's remote end against them.
+//!
+//! A flow is allowed when one rule matches every criterion that rule states; the first such rule
+//! names the reason. Invalid input is refused with the file, line and offending value.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::decode::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::error::{Error, Result};
+
+/// The default allowlist, also shipped as allowlists/default.yaml.
+pub const DEFAULT_ALLOWLIST: &str = include_str!("../allowlists/default.yaml");
+
+/// Protocol criterion of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Any,
+}
+
+impl Protocol {
+    fn matches(self, proto: u8) -> bool {
+        match self {
+            Protocol::Tcp => proto == PROTO_TCP,
+            Protocol::Udp => proto == PROTO_UDP,
+            Protocol::Icmp => proto == PROTO_ICMP,
+            Protocol::Icmpv6 => proto == PROTO_ICMPV6,
+            Protocol::Any => true,
+        }
+    }
+}
+
+/// An inclusive port range; a single port is `lo == hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+/// A CIDR; a bare address is read as a host prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+/// A DNS name pattern: exact, or "*.suffix" (which matches names below suffix, not suffix itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.');
+        match self {
+            HostPattern::Exact(h) => name.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                name.len() > s.len() + 1
+                    && name.as_bytes()[name.len() - s.len() - 1] == b'.'
+                    && name[name.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+/// One allow rule, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawRule")]
+pub struct Rule {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    pub protocol: Option<Protocol>,
+    pub ports: Vec<PortRange>,
+    pub hosts: Vec<HostPattern>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    cidrs: Option<Vec<Cidr>>,
+    #[serde(default)]
+    protocol: Option<Protocol>,
+    #[serde(default)]
+    ports: Option<Vec<PortRange>>,
+    #[serde(default)]
+    hosts: Option<Vec<HostPattern>>,
+}
+
+impl TryFrom<RawRule> for Rule {
+    type Error = String;
+
+    fn try_from(r: RawRule) -> std::result::Result<Rule, String> {
+        if r.name.trim().is_empty() {
+            return Err("a rule has an empty name: expected a short description".into());
+        }
+        let stated = [
+            r.cidrs.is_some(),
+            r.protocol.is_some(),
+            r.ports.is_some(),
+            r.hosts.is_some(),
+        ];
+        if !stated.contains(&true) {
+            return Err(format!(
+                "rule {:?} states no criterion: expected at least one of cidrs, protocol, ports, hosts",
+                r.name
+            ));
+        }
+        for (key, empty) in [
+            ("cidrs", r.cidrs.as_ref().is_some_and(Vec::is_empty)),
+            ("ports", r.ports.as_ref().is_some_and(Vec::is_empty)),
+            ("hosts", r.hosts.as_ref().is_some_and(Vec::is_empty)),
+        ] {
+            if empty {
+                return Err(format!(
+                    "rule {:?}: `{key}` is an empty list: expected at least one entry, or leave the key out",
+                    r.name
+                ));
+            }
+        }
+        if r.ports.is_some() && matches!(r.protocol, Some(Protocol::Icmp | Protocol::Icmpv6)) {
+            return Err(format!(
+                "rule {:?}: `ports` with protocol {:?}: expected protocol tcp, udp or any (ICMP has no ports)",
+                r.name,
+                r.protocol.unwrap_or(Protocol::Any)
+            ));
+        }
+        Ok(Rule {
+            name: r.name,
+            cidrs: r
+                .cidrs
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.0)
+                .collect(),
+            protocol: r.protocol.filter(|p| *p != Protocol::Any),
+            ports: r.ports.unwrap_or_default(),
+            hosts: r.hosts.unwrap_or_default(),
+        })
+    }
+}
+
+/// The whole allowlist.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allowlist {
+    pub allow: Vec<Rule>,
+    /// Where it came from: a path, or "(default)".
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// What a flow's remote end looks like to the judge.
+#[derive(Clone, Copy, Debug)]
+pub struct Remote<'a> {
+    pub proto: u8,
+    pub addr: IpAddr,
+    pub port: Option<u16>,
+    /// Names known for the remote end (DNS answers, SNI, Host); empty when unknown.
+    pub names: &'a [String],
+}
+
+impl Rule {
+    pub fn matches(&self, r: &Remote<'_>) -> bool {
+        if let Some(p) = self.protocol {
+            if !p.matches(r.proto) {
+                return false;
+            }
+        }
+        if !self.cidrs.is_empty() && !self.cidrs.iter().any(|n| n.contains(&r.addr)) {
+            return false;
+        }
+        if !self.ports.is_empty() {
+            let Some(port) = r.port else { return false };
+            if !self.ports.iter().any(|pr| pr.lo <= port && port <= pr.hi) {
+                return false;
+            }
+        }
+        if !self.hosts.is_empty()
+            && !r
+                .names
+                .iter()
+                .any(|n| self.hosts.iter().any(|h| h.matches(n)))
+        {
+            return false;
+        }
+        true
+    }
+}
+
+impl Allowlist {
+    /// The built-in default.
+    pub fn default_list() -> Allowlist {
+        let mut a = Allowlist::parse(DEFAULT_ALLOWLIST, "(default)")
+            .expect("the embedded default allowlist is valid (tested)");
+        a.source = "(default)".into();
+        a
+    }
+
+    /// Read and validate an allowlist file.
+    pub fn load(path: &Path) -> Result<Allowlist> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Allowlist::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse allowlist text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Allowlist> {
+        let mut a: Allowlist = serde_norway::from_str(text).map_err(|e| Error::Allowlist {
+            path: source.to_string(),
+            message: describe_yaml_error(&e),
+        })?;
+        a.source = source.to_string();
+        Ok(a)
+    }
+
+    /// The first rule that allows this remote end, if any.
+    pub fn judge(&self, r: &Remote<'_>) -> Option<&Rule> {
+        self.allow.iter().find(|rule| rule.matches(r))
+    }
+}
+
+/// "line 4 column 7: invalid CIDR …" from serde_norway's error (whose Display puts the position last).
+fn describe_yaml_error(e: &serde_norway::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        Some(loc) => {
+            // Drop serde_norway's own " at line L column C" so the position is said once, first.
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            let msg = text.replace(&suffix, "");
+            format!("line {} column {}: {}", loc.line(), loc.column(), msg)
+        }
+        None => text,
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Cidr, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        if let Ok(n) = t.parse::<IpNet>() {
+            return Ok(Cidr(n.trunc()));
+        }
+        if let Ok(a) = t.parse::<IpAddr>() {
+            return Ok(Cidr(IpNet::from(a)));
+        }
+        Err(de::Error::custom(format!(
+            "invalid CIDR {s:?}: expected an address with a prefix length such as 10.0.0.0/8 or fc00::/7"
+        )))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<PortRange, D::Error> {
+        struct V;
+        const EXPECTED: &str = "expected a port 0-65535 or a range \"a-b\" with a <= b";
+        fn one<E: de::Error>(v: u64, shown: &str) -> std::result::Result<u16, E> {
+            u16::try_from(v).map_err(|_| E::custom(format!("invalid port {shown}: {EXPECTED}")))
+        }
+        impl Visitor<'_> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<PortRange, E> {
+                let p = one(v, &v.to_string())?;
+                Ok(PortRange { lo: p, hi: p })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<PortRange, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("invalid port {v}: {EXPECTED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<PortRange, E> {
+                Err(E::custom(format!("invalid port {v}: {EXPECTED}")))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<PortRange, E> {
+                let bad = || E::custom(format!("invalid port {s:?}: {EXPECTED}"));
+                let parse = |x: &str| x.trim().parse::<u64>().map_err(|_| bad());
+                let (lo, hi) = match s.split_once('-') {
+                    Some((a, b)) => (parse(a)?, parse(b)?),
+                    None => {
+                        let p = parse(s)?;
+                        (p, p)
+                    }
+                };
+                let (lo, hi) = (
+                    one::<E>(lo, &format!("{s:?}"))?,
+                    one::<E>(hi, &format!("{s:?}"))?,
+                );
+                if lo > hi {
+                    return Err(bad());
+                }
+                Ok(PortRange { lo, hi })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<HostPattern, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let (wild, body) = match t.strip_prefix("*.") {
+            Some(b) => (true, b.to_string()),
+            None => (false, t.clone()),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if body.is_empty() || body.len() > 253 || !body.split('.').all(label_ok) {
+            return Err(de::Error::custom(format!(
+                "invalid host {s:?}: expected a DNS name such as pkg.example.com or a wildcard such as *.example.com"
+            )));
+        }
+        Ok(if wild {
+            HostPattern::Suffix(body)
+        } else {
+            HostPattern::Exact(body)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(proto: u8, addr: &str, port: Option<u16>) -> Remote<'static> {
+        Remote {
+            proto,
+            addr: addr.parse().unwrap(),
+            port,
+            names: &[],
+        }
+    }
+
+    #[test]
+    fn default_allows_private_and_dns_only() {
+        let a = Allowlist::default_list();
+        let judge = |p, a_: &str, port| a.judge(&remote(p, a_, port)).map(|r| r.name.clone());
+        assert_eq!(
+            judge(PROTO_TCP, "10.9.9.9", Some(443)).as_deref(),
+            Some("internal networks")
+        );
+        assert_eq!(
+            judge(PROTO_TCP, "fd12::1", Some(80)).as_deref(),
+            Some("internal networks")
+        );
+        assert_eq!(
+            judge(PROTO_UDP, "8.8.8.8", Some(53)).as_deref(),
+            Some("dns")
+        );
+        assert_eq!(
+            judge(PROTO_TCP, "8.8.8.8", Some(53)).as_deref(),
+            Some("dns over tcp")
+        );
+        assert_eq!(judge(PROTO_TCP, "203.0.113.5", Some(443)), None);
+        assert_eq!(judge(PROTO_TCP, "169.254.169.254", Some(80)), None);
+        assert_eq!(judge(PROTO_UDP, "100.64.0.1", Some(123)), None);
+        assert_eq!(judge(PROTO_ICMP, "198.51.100.10", None), None);
+        assert_eq!(judge(PROTO_UDP, "8.8.8.8", Some(853)), None);
+    }
+
+    #[test]
+    fn strict_allows_dns_to_private_resolvers_only() {
+        let a = Allowlist::parse(include_str!("../allowlists/strict.yaml"), "strict").unwrap();
+        assert!(a.judge(&remote(PROTO_UDP, "10.1.0.1", Some(53))).is_some());
+        assert!(a.judge(&remote(PROTO_TCP, "fd00::53", Some(53))).is_some());
+        assert!(a.judge(&remote(PROTO_UDP, "8.8.8.8", Some(53))).is_none());
+        assert!(a.judge(&remote(PROTO_TCP, "10.1.0.1", Some(443))).is_none());
+    }
+
+    #[test]
+    fn ports_ranges_and_every_criterion() {
+        let a = Allowlist::parse(
+            "allow:\n  - name: web\n    cidrs: [203.0.113.0/24]\n    protocol: tcp\n    ports: [80, \"8000-8099\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert!(a
+            .judge(&remote(PROTO_TCP, "203.0.113.5", Some(8050)))
+            .is_some());
+        assert!(a
+            .judge(&remote(PROTO_TCP, "203.0.113.5", Some(443)))
+            .is_none());
+        assert!(a
+            .judge(&remote(PROTO_UDP, "203.0.113.5", Some(80)))
+            .is_none());
+        assert!(a
+            .judge(&remote(PROTO_TCP, "198.51.100.1", Some(80)))
+            .is_none());
+    }
+
+    #[test]
+    fn hosts_match_names_exactly_or_by_suffix() {
+        let a = Allowlist::parse(
+            "allow:\n  - name: mirror\n    hosts: [\"*.example.com\", pkg.example.org]\n",
+            "t",
+        )
+        .unwrap();
+        let names = vec!["a.b.Example.com".to_string()];
+        let r = Remote {
+            proto: PROTO_TCP,
+            addr: "203.0.113.5".parse().unwrap(),
+            port: Some(443),
+            names: &names,
+        };
+        assert!(a.judge(&r).is_some());
+        let names = vec!["example.com".to_string()];
+        assert!(a.judge(&Remote { names: &names, ..r }).is_none());
+        let names = vec!["pkg.example.org.".to_string()];
+        assert!(a.judge(&Remote { names: &names, ..r }).is_some());
+        // No names known: a host rule cannot match.
+        assert!(a.judge(&Remote { names: &[], ..r }).is_none());
+    }
+
+    fn err(yaml: &str) -> String {
+        match Allowlist::parse(yaml, "x.yaml") {
+            Err(e) => e.to_string(),
+            Ok(a) => panic!("accepted: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_value() {
+        let e = err("allow:\n  - name: a\n    cidrs: [10.0.0.0/33]\n");
+        assert!(e.starts_with("allowlist x.yaml: line 3"), "{e}");
+        assert!(e.contains("10.0.0.0/33"), "{e}");
+        let e = err("allow:\n  - name: a\n    ports: [70000]\n");
+        assert!(e.contains("line 3") && e.contains("70000"), "{e}");
+        let e = err("allow:\n  - name: a\n    ports: [\"90-80\"]\n");
+        assert!(e.contains("90-80"), "{e}");
+        let e = err("allow:\n  - name: a\n    protocl: tcp\n");
+        assert!(e.contains("line 3") && e.contains("protocl"), "{e}");
+        let e = err("allow:\n  - name: a\n    protocol: sctp\n");
+        assert!(e.contains("sctp"), "{e}");
+        let e = err("allow:\n  - name: a\n");
+        assert!(e.contains("states no criterion"), "{e}");
+        let e = err("allow:\n  - name: a\n    protocol: icmp\n    ports: [1]\n");
+        assert!(e.contains("ICMP has no ports"), "{e}");
+        let e = err("allow: [\n");
+        assert!(e.starts_with("allowlist x.yaml: line"), "{e}");
+        let e = err("alow: []\n");
+        assert!(e.contains("alow"), "{e}");
+        let e = err("allow:\n  - name: a\n    hosts: [\"bad host\"]\n");
+        assert!(e.contains("bad host"), "{e}");
+        assert!(!err("").is_empty());
+    }
+}

@@ -1,0 +1,184 @@
+//! The JSON report. Its schema is documented in the README ("JSON report"); `schema_version` changes
+//! when a field changes meaning or disappears.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::analysis::Analysis;
+use crate::decode::{has_ports, proto_name};
+use crate::flow::{Counts, FlowState};
+use crate::report::timestamp;
+use crate::verdict::Verdict;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+pub struct JsonReport<'a> {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub mode: &'a str,
+    pub input: &'a str,
+    pub verdict: Verdict,
+    pub allowlist: &'a str,
+    pub local: &'a [IpAddr],
+    pub summary: Summary,
+    pub capture: Capture<'a>,
+    pub notes: &'a [String],
+    pub flows: Vec<JsonFlow<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct Summary {
+    pub flows: usize,
+    pub allowed: usize,
+    pub disallowed: usize,
+    pub destinations_disallowed: usize,
+}
+
+#[derive(Serialize)]
+pub struct Capture<'a> {
+    pub link_type: &'a str,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets the capture dropped; null when not measured (offline analysis).
+    pub dropped: Option<u64>,
+    /// Whether the canary was seen; null when not applicable (offline analysis).
+    pub canary_seen: Option<bool>,
+    /// libpcap's message when the file ended mid-record; null otherwise.
+    pub cut_short: Option<&'a str>,
+    pub first_packet: Option<String>,
+    pub housekeeping: Housekeeping,
+    pub non_ip: u64,
+    pub truncated: u64,
+    pub invalid: u64,
+    pub fragments: u64,
+    pub orphan_fragments: u64,
+}
+
+#[derive(Serialize)]
+pub struct Housekeeping {
+    pub arp: u64,
+    pub ndp: u64,
+    pub mld: u64,
+    pub igmp: u64,
+}
+
+#[derive(Serialize)]
+pub struct JsonFlow<'a> {
+    pub protocol: &'static str,
+    pub protocol_number: u8,
+    pub src: IpAddr,
+    pub src_port: Option<u16>,
+    pub dst: IpAddr,
+    pub dst_port: Option<u16>,
+    pub remote: IpAddr,
+    pub remote_port: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub state: FlowState,
+    pub names: &'a [String],
+    pub allowed: bool,
+    pub rule: Option<&'a str>,
+    pub phase: Option<&'a str>,
+}
+
+impl<'a> JsonReport<'a> {
+    pub fn new(a: &'a Analysis) -> JsonReport<'a> {
+        let c: &Counts = &a.counts;
+        let disallowed = a.flows.iter().filter(|f| !f.allowed()).count();
+        let destinations_disallowed = crate::analysis::by_destination(&a.flows)
+            .iter()
+            .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
+            .count();
+        JsonReport {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool {
+                name: "airgap-check",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            mode: a.mode,
+            input: &a.input,
+            verdict: a.verdict,
+            allowlist: &a.allowlist,
+            local: &a.local,
+            summary: Summary {
+                flows: a.flows.len(),
+                allowed: a.flows.len() - disallowed,
+                disallowed,
+                destinations_disallowed,
+            },
+            capture: Capture {
+                link_type: &a.capture.link_type,
+                packets: c.packets,
+                bytes: c.bytes,
+                dropped: a.capture.dropped,
+                canary_seen: a.capture.canary_seen,
+                cut_short: a.capture.cut_short.as_deref(),
+                first_packet: a.capture.first_ts.map(timestamp),
+                housekeeping: Housekeeping {
+                    arp: c.arp,
+                    ndp: c.ndp,
+                    mld: c.mld,
+                    igmp: c.igmp,
+                },
+                non_ip: c.non_ip,
+                truncated: c.truncated,
+                invalid: c.invalid,
+                fragments: c.fragments,
+                orphan_fragments: c.orphan_fragments,
+            },
+            notes: &a.notes,
+            flows: a
+                .flows
+                .iter()
+                .map(|j| {
+                    let k = &j.flow.key;
+                    let s = &j.flow.stats;
+                    let ports = has_ports(k.proto);
+                    JsonFlow {
+                        protocol: proto_name(k.proto),
+                        protocol_number: k.proto,
+                        src: k.src,
+                        src_port: k.src_port.filter(|_| ports),
+                        dst: k.dst,
+                        dst_port: k.dst_port.filter(|_| ports),
+                        remote: j.remote_addr,
+                        remote_port: j.remote_port.filter(|_| ports),
+                        packets: s.packets(),
+                        bytes: s.bytes(),
+                        packets_out: s.packets_out,
+                        bytes_out: s.bytes_out,
+                        packets_in: s.packets_in,
+                        bytes_in: s.bytes_in,
+                        first_seen: timestamp(s.first_seen),
+                        last_seen: timestamp(s.last_seen),
+                        state: j.flow.state(),
+                        names: &j.names,
+                        allowed: j.allowed(),
+                        rule: j.rule.as_deref(),
+                        phase: j.phase.as_deref(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Serialize the report as pretty JSON with a trailing newline.
+pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, &JsonReport::new(a))?;
+    w.write_all(b"\n")
+}

@@ -1,0 +1,183 @@
+//! The JUnit report: a testcase for the capture itself and one per destination (analyze) — the shape
+//! GitHub Actions reporters, GitLab and Jenkins read. junit-report writes CDATA verbatim, so every
+//! text goes through [`xml_safe`] first.
+
+use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuiteBuilder};
+
+use crate::analysis::{by_destination, Analysis};
+use crate::decode::proto_label;
+use crate::report::{endpoint, relative, timestamp};
+use crate::verdict::Verdict;
+
+/// Remove characters XML 1.0 cannot carry and split any `]]>` so it cannot end a CDATA section.
+pub fn xml_safe(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .filter(|&c| {
+            matches!(c, '\t' | '\n' | '\r')
+                || (c >= ' ' && !matches!(c, '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}'))
+        })
+        .collect();
+    cleaned.replace("]]>", "]]]]><![CDATA[>")
+}
+
+/// Attribute values are escaped by the writer; they only need the invalid characters removed.
+fn attr_safe(s: &str) -> String {
+    xml_safe(s).replace("]]]]><![CDATA[>", "]]>")
+}
+
+fn plural(n: u64, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn names_text(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", names.join(", "))
+    }
+}
+
+pub fn build(a: &Analysis) -> junit_report::Report {
+    let start = a.capture.first_ts;
+    let mut cases = Vec::new();
+
+    // The capture itself: can it be trusted?
+    let c = &a.counts;
+    let health = format!(
+        "{} packets ({} link), {} flows; housekeeping not judged: arp {}, ndp {}, mld {}, igmp {}; non-IP {}, truncated {}, invalid {}; dropped {}; canary {}",
+        c.packets,
+        a.capture.link_type,
+        a.flows.len(),
+        c.arp,
+        c.ndp,
+        c.mld,
+        c.igmp,
+        c.non_ip,
+        c.truncated,
+        c.invalid,
+        a.capture.dropped.map_or("not measured".into(), |d| d.to_string()),
+        a.capture.canary_seen.map_or("not applicable", |s| if s { "seen" } else { "NOT seen" }),
+    );
+    let mut capture_case = if a.verdict == Verdict::Inconclusive {
+        let why = a.notes.join("; ");
+        TestCase::error("capture", Duration::ZERO, "inconclusive", &attr_safe(&why))
+    } else {
+        TestCase::success("capture", Duration::ZERO)
+    };
+    capture_case.set_classname("airgap-check.capture");
+    let mut out = health;
+    for n in &a.notes {
+        out.push_str("\nnote: ");
+        out.push_str(n);
+    }
+    capture_case.set_system_out(&xml_safe(&out));
+    cases.push(capture_case);
+
+    for (dest, flows) in by_destination(&a.flows) {
+        let name = format!(
+            "{} {}",
+            proto_label(dest.proto),
+            endpoint(dest.addr, dest.port)
+        );
+        let packets: u64 = flows.iter().map(|f| f.flow.stats.packets()).sum();
+        let first = flows
+            .iter()
+            .map(|f| f.flow.stats.first_seen)
+            .min()
+            .unwrap_or(0);
+        let mut names: Vec<String> = flows.iter().flat_map(|f| f.names.iter().cloned()).collect();
+        names.sort();
+        names.dedup();
+        let phases: Vec<&str> = {
+            let mut p: Vec<&str> = flows.iter().filter_map(|f| f.phase.as_deref()).collect();
+            p.dedup();
+            p
+        };
+        let details: Vec<String> = flows
+            .iter()
+            .map(|f| {
+                let k = &f.flow.key;
+                format!(
+                    "{} {} -> {}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}",
+                    proto_label(k.proto),
+                    endpoint(k.src, k.src_port),
+                    endpoint(k.dst, k.dst_port),
+                    plural(f.flow.stats.packets_out, "packet"),
+                    plural(f.flow.stats.packets_in, "packet"),
+                    f.flow.stats.bytes(),
+                    f.flow.state().as_str(),
+                    timestamp(f.flow.stats.first_seen),
+                    relative(f.flow.stats.first_seen, start),
+                    timestamp(f.flow.stats.last_seen),
+                    f.phase
+                        .as_deref()
+                        .map(|p| format!(", phase {p}"))
+                        .unwrap_or_default(),
+                    f.rule
+                        .as_deref()
+                        .map(|r| format!(", allowed by rule \"{r}\""))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let disallowed = flows.iter().filter(|f| !f.allowed()).count();
+        let mut case = if disallowed > 0 {
+            let message = format!(
+                "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); no allowlist rule matches",
+                proto_label(dest.proto),
+                endpoint(dest.addr, dest.port),
+                names_text(&names),
+                if phases.is_empty() { String::new() } else { format!(" during {}", phases.join(", ")) },
+                plural(packets, "packet"),
+                plural(flows.len() as u64, "flow"),
+                timestamp(first),
+                relative(first, start),
+            );
+            let mut tc = TestCase::failure(
+                &attr_safe(&name),
+                Duration::ZERO,
+                "disallowed",
+                &attr_safe(&message),
+            );
+            tc.set_system_out(&xml_safe(&details.join("\n")));
+            tc
+        } else {
+            let mut tc = TestCase::success(&attr_safe(&name), Duration::ZERO);
+            tc.set_system_out(&xml_safe(&details.join("\n")));
+            tc
+        };
+        case.set_classname("airgap-check.destinations");
+        cases.push(case);
+    }
+
+    let ts = a
+        .capture
+        .first_ts
+        .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let suite = TestSuiteBuilder::new(&attr_safe(&format!("airgap-check {} {}", a.mode, a.input)))
+        .add_testcases(cases)
+        .set_timestamp(ts)
+        .build();
+    ReportBuilder::new().add_testsuite(suite).build()
+}
+
+pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    build(a)
+        .write_xml(&mut *w)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_safe_strips_controls_and_splits_cdata_end() {
+        assert_eq!(xml_safe("a\u{0}b\u{1b}[31mc\td\n"), "ab[31mc\td\n");
+        assert_eq!(xml_safe("x]]>y"), "x]]]]><![CDATA[>y");
+        assert_eq!(attr_safe("x]]>y\u{7}"), "x]]>y");
+    }
+}

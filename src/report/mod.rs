@@ -1,0 +1,87 @@
+//! Reports: console summary, JSON and JUnit, all written from one [`Analysis`].
+
+pub mod console;
+pub mod json;
+pub mod junit;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::flow::Micros;
+
+/// "203.0.113.5:443", "[2001:db8::7]:80", or the bare address when there is no port.
+pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
+    match (addr, port) {
+        (IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
+/// RFC 3339 UTC with microseconds; timestamps out of range are written as raw microseconds.
+pub fn timestamp(us: Micros) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000);
+    match t.ok().and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }) {
+        Some(s) => s,
+        None => format!("@{us}us"),
+    }
+}
+
+/// "+12.345s" relative to the start of the capture.
+pub fn relative(us: Micros, start: Option<Micros>) -> String {
+    let d = us.saturating_sub(start.unwrap_or(us));
+    format!("+{}.{:03}s", d / 1_000_000, (d % 1_000_000).abs() / 1000)
+}
+
+/// Fail early, before any work, when a report could not be written.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(Error::Write {
+            path: path.to_path_buf(),
+            reason: "is a directory, expected a file path".into(),
+        });
+    }
+    if !parent.is_dir() {
+        return Err(Error::Write {
+            path: path.to_path_buf(),
+            reason: format!("directory {} does not exist", parent.display()),
+        });
+    }
+    Ok(())
+}
+
+/// Write a report atomically: a temporary file beside the target, renamed into place, so a failed
+/// run never leaves half a report behind.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let err = |e: std::io::Error| Error::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".airgap-check-")
+        .tempfile_in(parent)
+        .map_err(err)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w).map_err(err)?;
+        w.flush().map_err(err)?;
+    }
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
