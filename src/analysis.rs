@@ -20,6 +20,8 @@ pub struct Judged {
     pub rule: Option<String>,
     /// The staging phase the flow started in, when known.
     pub phase: Option<String>,
+    /// The buildpack (0-based) whose phase that was, when known.
+    pub phase_buildpack: Option<usize>,
 }
 
 impl Judged {
@@ -40,6 +42,8 @@ pub struct CaptureHealth {
     pub cut_short: Option<String>,
     /// Timestamp of the first frame; times in the console are relative to it.
     pub first_ts: Option<Micros>,
+    /// A live capture error that ended the capture early.
+    pub error: Option<String>,
 }
 
 /// The whole judged result.
@@ -57,6 +61,67 @@ pub struct Analysis {
     pub verdict: Verdict,
     /// Things the reader must know (a capture cut short, no packets, no local address found).
     pub notes: Vec<String>,
+    /// Staging runs: the lifecycle phases, in the order they ran.
+    pub phases: Vec<PhaseRecord>,
+    /// Staging runs: what was staged and how.
+    pub stage: Option<StageInfo>,
+}
+
+/// What a staging run was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct StageInfo {
+    pub stack_image: String,
+    pub stack: String,
+    pub buildpacks: Vec<String>,
+    pub user: String,
+}
+
+/// One lifecycle phase as it ran.
+#[derive(Clone, Debug)]
+pub struct PhaseRecord {
+    /// detect, supply, finalize, compile or release.
+    pub name: String,
+    pub buildpack: usize,
+    pub buildpack_name: String,
+    pub started: Micros,
+    pub ended: Micros,
+    /// `None` when it did not finish (timeout).
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    /// Whether a non-zero exit fails staging (detect's does not).
+    pub must_succeed: bool,
+    /// The last lines of its output (stdout and stderr together).
+    pub output_tail: Vec<String>,
+}
+
+impl PhaseRecord {
+    pub fn failed(&self) -> bool {
+        self.must_succeed && (self.timed_out || self.exit_code != Some(0))
+    }
+
+    /// "supply (buildpack 0: go-buildpack)".
+    pub fn label(&self) -> String {
+        format!(
+            "{} (buildpack {}: {})",
+            self.name, self.buildpack, self.buildpack_name
+        )
+    }
+}
+
+/// Give each flow the phase it started in: the last phase that had started by its first packet;
+/// flows before the first phase are "setup".
+pub fn attribute_phases(flows: &mut [Judged], phases: &[PhaseRecord]) {
+    for f in flows {
+        let t = f.flow.stats.first_seen;
+        match phases.iter().rev().find(|p| p.started <= t) {
+            Some(p) => {
+                f.phase = Some(p.name.clone());
+                f.phase_buildpack = Some(p.buildpack);
+            }
+            None if !phases.is_empty() => f.phase = Some("setup".into()),
+            None => {}
+        }
+    }
 }
 
 /// Judge every flow on its remote end. `local_nets` overrides the local-address guess.
@@ -86,6 +151,7 @@ pub fn judge(
                 names,
                 rule,
                 phase: None,
+                phase_buildpack: None,
             }
         })
         .collect();
@@ -95,10 +161,24 @@ pub fn judge(
 /// The verdict for judged flows and a capture of the given health: any disallowed flow is a fail;
 /// otherwise a capture that cannot be trusted is inconclusive, never a pass.
 pub fn verdict_for(flows: &[Judged], capture: &CaptureHealth) -> Verdict {
-    if flows.iter().any(|f| !f.allowed()) {
+    verdict_with_staging(flows, capture, false)
+}
+
+/// As [`verdict_for`], for staging runs: a canary that was never seen means nothing ran and nothing
+/// can be said; a failed phase is a fail.
+pub fn verdict_with_staging(
+    flows: &[Judged],
+    capture: &CaptureHealth,
+    staging_failed: bool,
+) -> Verdict {
+    if capture.canary_seen == Some(false) {
+        return Verdict::Inconclusive;
+    }
+    if staging_failed || flows.iter().any(|f| !f.allowed()) {
         return Verdict::Fail;
     }
     let untrusted = capture.cut_short.is_some()
+        || capture.error.is_some()
         || capture.dropped.is_some_and(|d| d > 0)
         || capture.canary_seen == Some(false);
     if untrusted {

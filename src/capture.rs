@@ -67,3 +67,210 @@ pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
     }
     Ok(out)
 }
+
+/// What a live capture saw, handed back when it stops.
+pub struct LiveResult {
+    pub table: FlowTable,
+    pub first_ts: Option<Micros>,
+    /// Packets libpcap dropped (buffer full) plus those the interface dropped; `None` if unknown.
+    pub dropped: Option<u64>,
+    /// A capture error that ended the capture early.
+    pub error: Option<String>,
+    /// Canary datagrams seen, per family (IPv4, IPv6).
+    pub canary_v4: bool,
+    pub canary_v6: bool,
+}
+
+/// A capture running on its own thread inside the sink namespace.
+pub struct LiveCapture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    thread: Option<std::thread::JoinHandle<LiveResult>>,
+    iface: String,
+}
+
+const CANARY_V4: u8 = 1;
+const CANARY_V6: u8 = 2;
+
+impl LiveCapture {
+    /// Open the capture on `iface` inside namespace `ns` and return once it is armed: every packet
+    /// from then on is seen. Packets that carry `canary` as their UDP payload are counted as the
+    /// canary and not as flows. With `save`, every packet is also written there (pcap).
+    pub fn start(
+        ns: std::fs::File,
+        iface: &str,
+        canary: Vec<u8>,
+        save: Option<std::path::PathBuf>,
+    ) -> Result<LiveCapture> {
+        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicU8::new(0));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<(), String>>();
+        let name = iface.to_string();
+        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let mut out = LiveResult {
+                    table: FlowTable::new(),
+                    first_ts: None,
+                    dropped: None,
+                    error: None,
+                    canary_v4: false,
+                    canary_v6: false,
+                };
+                if let Err(e) = crate::sandbox::enter_netns(&ns) {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return out;
+                }
+                drop(ns);
+                let opened = pcap::Capture::from_device(name.as_str()).and_then(|c| {
+                    c.immediate_mode(true)
+                        .snaplen(262_144)
+                        .buffer_size(32 << 20)
+                        .timeout(100)
+                        .open()
+                });
+                // Non-blocking, with our own bounded poll: in immediate mode libpcap does not
+                // honour its read timeout, and a stop request must not wait for a packet.
+                let mut cap = match opened.and_then(|c| c.setnonblock()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return out;
+                    }
+                };
+                let mut saver = match save.as_deref().map(|p| cap.savefile(p)).transpose() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot write the capture file: {e}")));
+                        return out;
+                    }
+                };
+                let link = LinkKind::from_dlt(cap.get_datalink().0).unwrap_or(LinkKind::Ethernet);
+                let _ = ready_tx.send(Ok(()));
+                let mut draining = false;
+                loop {
+                    match cap.next_packet() {
+                        Ok(p) => {
+                            if let Some(s) = saver.as_mut() {
+                                s.write(&p);
+                            }
+                            let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
+                            out.first_ts.get_or_insert(ts);
+                            let d = decode(link, p.data);
+                            if let crate::decode::Decoded::Ip(ip) = &d {
+                                if matches!(
+                                    ip.transport,
+                                    crate::decode::Transport::Udp {
+                                        dst_port: crate::sinkhole::CANARY_PORT,
+                                        ..
+                                    }
+                                ) && ip.payload == canary.as_slice()
+                                {
+                                    seen2.fetch_or(
+                                        if ip.src.is_ipv4() {
+                                            CANARY_V4
+                                        } else {
+                                            CANARY_V6
+                                        },
+                                        Ordering::SeqCst,
+                                    );
+                                    continue;
+                                }
+                            }
+                            out.table.add(ts, p.header.len, &d);
+                        }
+                        Err(pcap::Error::TimeoutExpired) => {
+                            // Nothing buffered. Asked to stop: one more look after a short wait
+                            // for packets in flight, then end.
+                            if draining {
+                                break;
+                            }
+                            if stop2.load(Ordering::SeqCst) {
+                                draining = true;
+                            }
+                            wait_readable(&cap, 100);
+                        }
+                        Err(e) => {
+                            out.error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if let Some(s) = saver.as_mut() {
+                    if let Err(e) = s.flush() {
+                        out.error
+                            .get_or_insert(format!("writing the capture file: {e}"));
+                    }
+                }
+                match cap.stats() {
+                    Ok(st) => out.dropped = Some(u64::from(st.dropped) + u64::from(st.if_dropped)),
+                    Err(e) => {
+                        out.error
+                            .get_or_insert(format!("reading drop counters: {e}"));
+                    }
+                }
+                let bits = seen2.load(Ordering::SeqCst);
+                out.canary_v4 = bits & CANARY_V4 != 0;
+                out.canary_v6 = bits & CANARY_V6 != 0;
+                out
+            })
+            .map_err(|e| Error::Capture {
+                iface: iface.to_string(),
+                reason: e.to_string(),
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(LiveCapture {
+                stop,
+                seen,
+                thread: Some(thread),
+                iface: iface.to_string(),
+            }),
+            Ok(Err(reason)) => {
+                let _ = thread.join();
+                Err(Error::Capture {
+                    iface: iface.to_string(),
+                    reason,
+                })
+            }
+            Err(_) => Err(Error::Capture {
+                iface: iface.to_string(),
+                reason: "the capture thread ended before it was armed".into(),
+            }),
+        }
+    }
+
+    /// Whether the canary has been seen for both families so far.
+    pub fn canary_seen(&self) -> (bool, bool) {
+        let bits = self.seen.load(std::sync::atomic::Ordering::SeqCst);
+        (bits & CANARY_V4 != 0, bits & CANARY_V6 != 0)
+    }
+
+    /// Stop, drain what is buffered, and hand back the result.
+    pub fn finish(mut self) -> Result<LiveResult> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let t = self.thread.take().expect("finish is called once");
+        t.join().map_err(|_| Error::Capture {
+            iface: self.iface.clone(),
+            reason: "the capture thread panicked".into(),
+        })
+    }
+}
+
+impl Drop for LiveCapture {
+    fn drop(&mut self) {
+        // A run that ends early (error, signal) still stops its capture thread.
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Wait until the capture has something to read, or `ms` milliseconds.
+fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: u16) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `cap`, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(cap.as_raw_fd()) };
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}

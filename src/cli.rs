@@ -14,15 +14,64 @@ use ipnet::IpNet;
     long_about = None,
     after_help = "Exit codes: 0 pass, 1 fail, 2 the invocation or an input is wrong, 3 the environment prevents a verdict (inconclusive)."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub stage: StageArgs,
+}
+
+/// The main job: stage an app with buildpacks in a sealed network and judge every packet.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// The app to stage (a directory).
+    #[arg(long, value_name = "DIR")]
+    pub app: Option<PathBuf>,
+    /// A buildpack directory or zip; repeat for multi-buildpack staging (the last one is final).
+    #[arg(long = "buildpack", value_name = "DIR|ZIP")]
+    pub buildpacks: Vec<PathBuf>,
+    /// The stack image the staging container is built from.
+    #[arg(long, value_name = "IMAGE", default_value = "cloudfoundry/cflinuxfs4")]
+    pub stack_image: String,
+    /// CF_STACK for the buildpacks; default: derived from the stack image's name.
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
+    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub allowlist: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the JUnit XML report here (a testcase per phase).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write every captured packet here (pcap, for Wireshark or `airgap-check analyze`).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Give up on staging after this long (e.g. 30s, 10m, 1h): verdict fail.
+    #[arg(long, value_name = "DURATION", default_value = "15m")]
+    pub timeout: String,
+    /// Extra environment for the phases (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Run the phases as this user (name or uid[:gid]); default: vcap when the stack has it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Keep the image built for the run (it is removed by default).
+    #[arg(long)]
+    pub keep_image: bool,
+    /// Show the image build and the phases' output as they run.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Judge a saved capture (pcap or pcapng) against an allowlist.
     Analyze(AnalyzeArgs),
+    /// Remove containers, images and temporary folders left by runs that were killed.
+    Prune,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +99,36 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .map(|n| n.trunc())
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| "expected an address or CIDR such as 10.1.0.2 or 10.0.0.0/8".to_string())
+}
+
+/// A duration such as 30s, 10m, 1h or 1h30m.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, crate::error::Error> {
+    humantime::parse_duration(s.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| crate::error::Error::BadArgument {
+            option: "--timeout",
+            value: s.to_string(),
+            expected: "expected a duration such as 30s, 10m or 1h".into(),
+        })
+}
+
+/// K=V, with a name the shell would accept.
+pub fn parse_env(s: &str) -> Result<(String, String), crate::error::Error> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(crate::error::Error::BadArgument {
+            option: "--env",
+            value: s.to_string(),
+            expected: "expected NAME=VALUE with NAME made of letters, digits and _".into(),
+        }),
+    }
 }
 
 pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>

@@ -42,6 +42,34 @@ pub enum Error {
     /// Reading the capture failed part-way for a reason other than a truncated file.
     #[error("{path}: capture read error: {reason}")]
     CaptureRead { path: PathBuf, reason: String },
+
+    /// An input directory or archive is not what the lifecycle needs (no bin/, bad zip, …).
+    #[error("{path}: {reason}")]
+    BadInput { path: PathBuf, reason: String },
+
+    /// The Docker engine cannot be reached or refused an operation.
+    #[error("docker {op}: {reason}")]
+    Docker { op: &'static str, reason: String },
+
+    /// The stack image is neither present nor pullable.
+    #[error("stack image {image} is not present locally and could not be pulled ({reason}); build or load it first (docker build / docker load)")]
+    StackImage { image: String, reason: String },
+
+    /// The process lacks a privilege the sealed run needs.
+    #[error("missing privilege: {what}; run as root (e.g. with sudo) or grant the capability")]
+    Privilege { what: String },
+
+    /// Building or using the sealed network failed.
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+
+    /// Live capture could not be opened or failed.
+    #[error("capture on {iface}: {reason}")]
+    Capture { iface: String, reason: String },
+
+    /// A signal (Ctrl-C, SIGTERM) stopped the run; everything created was removed.
+    #[error("interrupted by {signal}; the run was stopped and everything it created removed")]
+    Interrupted { signal: &'static str },
 }
 
 impl Error {
@@ -53,8 +81,15 @@ impl Error {
             | Error::UnsupportedLinkType { .. }
             | Error::Allowlist { .. }
             | Error::BadArgument { .. }
-            | Error::Write { .. } => 2,
-            Error::CaptureRead { .. } => 3,
+            | Error::Write { .. }
+            | Error::BadInput { .. } => 2,
+            Error::CaptureRead { .. }
+            | Error::Docker { .. }
+            | Error::StackImage { .. }
+            | Error::Privilege { .. }
+            | Error::Sandbox(_)
+            | Error::Capture { .. }
+            | Error::Interrupted { .. } => 3,
         }
     }
 }

@@ -5,11 +5,17 @@
 pub mod analysis;
 pub mod capture;
 pub mod cli;
+pub mod context;
 pub mod decode;
+pub mod docker;
 pub mod error;
 pub mod flow;
+pub mod lifecycle;
 pub mod policy;
 pub mod report;
+pub mod sandbox;
+pub mod sinkhole;
+pub mod stage;
 pub mod verdict;
 
 use std::ffi::OsString;
@@ -37,10 +43,12 @@ where
     };
     match cli.command {
         Some(Command::Analyze(a)) => analyze(&a),
-        None => {
+        Some(Command::Prune) => prune(),
+        None if cli.stage.app.is_none() && cli.stage.buildpacks.is_empty() => {
             let _ = cli::parse(["airgap-check", "--help"]).map_err(|e| e.print());
             Ok(2)
         }
+        None => stage::run(&cli.stage),
     }
 }
 
@@ -77,6 +85,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         canary_seen: None,
         cut_short: read.cut_short,
         first_ts: read.first_ts,
+        error: None,
     };
     let mut verdict = verdict_for(&flows, &health);
     if counts.packets == 0 {
@@ -92,6 +101,8 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         capture: health,
         verdict,
         notes,
+        phases: Vec::new(),
+        stage: None,
     };
     if let Some(p) = &args.json {
         report::write_atomically(p, |w| report::json::write(&analysis, w))?;
@@ -103,4 +114,59 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let _ = report::console::write(&analysis, &mut out);
     let _ = out.flush();
     Ok(analysis.verdict.exit_code())
+}
+
+/// Remove what killed runs left: labelled containers and images whose airgap-check process is gone,
+/// and their temporary folders. Namespaces and veths need nothing: the kernel removed them when the
+/// process died.
+fn prune() -> Result<i32> {
+    let alive = |pid: Option<u32>| {
+        pid.is_some_and(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "airgap-check")
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::Docker {
+            op: "runtime",
+            reason: e.to_string(),
+        })?;
+    let (mut containers, mut images) = (0, 0);
+    rt.block_on(async {
+        let d = docker::connect().await?;
+        let (cs, is) = docker::labelled(&d).await?;
+        for (id, pid) in cs {
+            if !alive(pid) {
+                docker::remove_container(&d, &id).await?;
+                println!("removed container {}", &id[..id.len().min(12)]);
+                containers += 1;
+            }
+        }
+        for (id, pid) in is {
+            if !alive(pid) {
+                docker::remove_image(&d, &id).await?;
+                println!("removed image {id}");
+                images += 1;
+            }
+        }
+        Ok::<_, error::Error>(())
+    })?;
+    let mut dirs = 0;
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("airgap-check-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some() && !alive(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
+                println!("removed {}", e.path().display());
+                dirs += 1;
+            }
+        }
+    }
+    println!("pruned {containers} containers, {images} images, {dirs} temporary folders");
+    Ok(0)
 }

@@ -30,6 +30,52 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
         a.allowlist
     )?;
     let start = a.capture.first_ts;
+    if a.stage.is_some() {
+        writeln!(w)?;
+        for p in &a.phases {
+            let status = match (p.exit_code, p.timed_out) {
+                (_, true) => "timed out".to_string(),
+                (Some(c), _) if c != 0 && !p.must_succeed => format!("exit {c} (not fatal)"),
+                (Some(c), _) => format!("exit {c}"),
+                (None, _) => "no exit code".to_string(),
+            };
+            let style = if p.failed() { red } else { Style::new() };
+            writeln!(
+                w,
+                "  {:<9} {:<32} {style}{:<18}{style:#} {:>6.1}s",
+                p.name,
+                format!("buildpack {}: {}", p.buildpack, p.buildpack_name),
+                status,
+                (p.ended - p.started) as f64 / 1e6
+            )?;
+            if p.failed() {
+                for l in p
+                    .output_tail
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    writeln!(w, "      | {l}")?;
+                }
+            }
+        }
+        match (a.capture.canary_seen, a.capture.dropped) {
+            (Some(true), Some(0)) => writeln!(w, "  capture: canary seen, 0 packets dropped")?,
+            (seen, dropped) => writeln!(
+                w,
+                "  {yellow}capture: canary {}, {} packets dropped{yellow:#}",
+                if seen == Some(true) {
+                    "seen"
+                } else {
+                    "NOT seen"
+                },
+                dropped.map_or("unknown".into(), |d| d.to_string())
+            )?,
+        }
+    }
     let bad: Vec<_> = a.flows.iter().filter(|f| !f.allowed()).collect();
     if !bad.is_empty() {
         let header = [
@@ -119,14 +165,26 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
         .count();
     match a.verdict {
         Verdict::Pass => writeln!(w, "{green}PASS{green:#}: no disallowed flow in {} flows", a.flows.len()),
-        Verdict::Fail => writeln!(
-            w,
-            "{red}FAIL{red:#}: {} disallowed flow{} to {} destination{}",
-            bad.len(),
-            if bad.len() == 1 { "" } else { "s" },
-            dests,
-            if dests == 1 { "" } else { "s" }
-        ),
+        Verdict::Fail => {
+            let mut why = Vec::new();
+            if let Some(p) = a.phases.iter().find(|p| p.failed()) {
+                why.push(if p.timed_out {
+                    format!("staging timed out in {}", p.label())
+                } else {
+                    format!("{} exited {}", p.label(), p.exit_code.unwrap_or(-1))
+                });
+            }
+            if !bad.is_empty() {
+                why.push(format!(
+                    "{} disallowed flow{} to {} destination{}",
+                    bad.len(),
+                    if bad.len() == 1 { "" } else { "s" },
+                    dests,
+                    if dests == 1 { "" } else { "s" }
+                ));
+            }
+            writeln!(w, "{red}FAIL{red:#}: {}", why.join("; "))
+        }
         Verdict::Inconclusive => writeln!(
             w,
             "{yellow}INCONCLUSIVE{yellow:#}: the capture cannot be trusted ({}); this is not a pass",

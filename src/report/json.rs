@@ -25,7 +25,39 @@ pub struct JsonReport<'a> {
     pub summary: Summary,
     pub capture: Capture<'a>,
     pub notes: &'a [String],
+    /// Staging runs only: what was staged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<JsonStage<'a>>,
+    /// Staging runs only: the lifecycle phases in the order they ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Vec<JsonPhase<'a>>>,
     pub flows: Vec<JsonFlow<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonStage<'a> {
+    pub stack_image: &'a str,
+    pub stack: &'a str,
+    pub buildpacks: &'a [String],
+    pub user: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct JsonPhase<'a> {
+    pub name: &'a str,
+    pub buildpack: usize,
+    pub buildpack_name: &'a str,
+    pub started: String,
+    pub ended: String,
+    pub duration_seconds: f64,
+    /// null when the phase did not finish (timeout).
+    pub exit_code: Option<i64>,
+    pub timed_out: bool,
+    /// Whether a non-zero exit fails staging (false for detect).
+    pub must_succeed: bool,
+    pub failed: bool,
+    pub disallowed_flows: usize,
+    pub output_tail: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -93,6 +125,8 @@ pub struct JsonFlow<'a> {
     pub allowed: bool,
     pub rule: Option<&'a str>,
     pub phase: Option<&'a str>,
+    /// The buildpack (0-based) whose phase that was; null when unknown.
+    pub phase_buildpack: Option<usize>,
 }
 
 impl<'a> JsonReport<'a> {
@@ -141,6 +175,39 @@ impl<'a> JsonReport<'a> {
                 orphan_fragments: c.orphan_fragments,
             },
             notes: &a.notes,
+            stage: a.stage.as_ref().map(|st| JsonStage {
+                stack_image: &st.stack_image,
+                stack: &st.stack,
+                buildpacks: &st.buildpacks,
+                user: &st.user,
+            }),
+            phases: a.stage.as_ref().map(|_| {
+                a.phases
+                    .iter()
+                    .map(|p| JsonPhase {
+                        name: &p.name,
+                        buildpack: p.buildpack,
+                        buildpack_name: &p.buildpack_name,
+                        started: timestamp(p.started),
+                        ended: timestamp(p.ended),
+                        duration_seconds: ((p.ended - p.started) as f64 / 1e3).round() / 1e3,
+                        exit_code: p.exit_code,
+                        timed_out: p.timed_out,
+                        must_succeed: p.must_succeed,
+                        failed: p.failed(),
+                        disallowed_flows: a
+                            .flows
+                            .iter()
+                            .filter(|f| {
+                                !f.allowed()
+                                    && f.phase.as_deref() == Some(p.name.as_str())
+                                    && f.phase_buildpack == Some(p.buildpack)
+                            })
+                            .count(),
+                        output_tail: &p.output_tail,
+                    })
+                    .collect()
+            }),
             flows: a
                 .flows
                 .iter()
@@ -170,6 +237,7 @@ impl<'a> JsonReport<'a> {
                         allowed: j.allowed(),
                         rule: j.rule.as_deref(),
                         phase: j.phase.as_deref(),
+                        phase_buildpack: j.phase_buildpack,
                     }
                 })
                 .collect(),

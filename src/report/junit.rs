@@ -74,6 +74,11 @@ pub fn build(a: &Analysis) -> junit_report::Report {
     capture_case.set_system_out(&xml_safe(&out));
     cases.push(capture_case);
 
+    if a.stage.is_some() {
+        cases.extend(phase_cases(a));
+        return suite(a, cases);
+    }
+
     for (dest, flows) in by_destination(&a.flows) {
         let name = format!(
             "{} {}",
@@ -151,6 +156,10 @@ pub fn build(a: &Analysis) -> junit_report::Report {
         cases.push(case);
     }
 
+    suite(a, cases)
+}
+
+fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
     let ts = a
         .capture
         .first_ts
@@ -161,6 +170,115 @@ pub fn build(a: &Analysis) -> junit_report::Report {
         .set_timestamp(ts)
         .build();
     ReportBuilder::new().add_testsuite(suite).build()
+}
+
+/// One line per flow, for system-out and failure bodies.
+fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
+    let k = &f.flow.key;
+    format!(
+        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){}",
+        proto_label(k.proto),
+        endpoint(k.src, k.src_port),
+        endpoint(k.dst, k.dst_port),
+        names_text(&f.names),
+        plural(f.flow.stats.packets_out, "packet"),
+        plural(f.flow.stats.packets_in, "packet"),
+        f.flow.stats.bytes(),
+        f.flow.state().as_str(),
+        timestamp(f.flow.stats.first_seen),
+        relative(f.flow.stats.first_seen, start),
+        f.rule
+            .as_deref()
+            .map(|r| format!(", allowed by rule \"{r}\""))
+            .unwrap_or_default(),
+    )
+}
+
+/// Staging runs: a testcase per phase (and one for flows before the first phase, if any).
+fn phase_cases(a: &Analysis) -> Vec<TestCase> {
+    let start = a.capture.first_ts;
+    let mut cases = Vec::new();
+    let mut units: Vec<(String, Option<&crate::analysis::PhaseRecord>)> =
+        a.phases.iter().map(|p| (p.label(), Some(p))).collect();
+    if a.flows.iter().any(|f| f.phase.as_deref() == Some("setup")) {
+        units.insert(0, ("setup (before the first phase)".into(), None));
+    }
+    for (label, phase) in units {
+        let flows: Vec<&crate::analysis::Judged> = a
+            .flows
+            .iter()
+            .filter(|f| match phase {
+                Some(p) => {
+                    f.phase.as_deref() == Some(p.name.as_str())
+                        && f.phase_buildpack == Some(p.buildpack)
+                }
+                None => f.phase.as_deref() == Some("setup"),
+            })
+            .collect();
+        let bad: Vec<_> = flows.iter().filter(|f| !f.allowed()).collect();
+        let mut body: Vec<String> = flows.iter().map(|f| flow_line(f, start)).collect();
+        if let Some(p) = phase {
+            body.push(format!(
+                "exit code {}; {:.1}s",
+                p.exit_code
+                    .map_or("none (timed out)".into(), |c| c.to_string()),
+                (p.ended - p.started) as f64 / 1e6
+            ));
+            if !p.output_tail.is_empty() {
+                body.push("--- output (last lines) ---".into());
+                body.extend(p.output_tail.iter().cloned());
+            }
+        }
+        let mut reasons = Vec::new();
+        if let Some(p) = phase.filter(|p| p.failed()) {
+            reasons.push(if p.timed_out {
+                format!("{label} timed out")
+            } else {
+                format!("{label} exited {}", p.exit_code.unwrap_or(-1))
+            });
+        }
+        if !bad.is_empty() {
+            let dests: Vec<String> = bad
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {}{} ({}, {}, first {})",
+                        proto_label(f.flow.key.proto),
+                        endpoint(f.remote_addr, f.remote_port),
+                        names_text(&f.names),
+                        plural(f.flow.stats.packets(), "packet"),
+                        f.flow.state().as_str(),
+                        relative(f.flow.stats.first_seen, start)
+                    )
+                })
+                .collect();
+            reasons.push(format!(
+                "{} contacted {}: {}",
+                phase.map_or("setup", |p| p.name.as_str()),
+                plural(bad.len() as u64, "disallowed destination"),
+                dests.join(", ")
+            ));
+        }
+        let mut tc = if reasons.is_empty() {
+            TestCase::success(&attr_safe(&label), Duration::ZERO)
+        } else {
+            let kind = if phase.is_some_and(|p| p.failed()) {
+                "staging-failed"
+            } else {
+                "disallowed"
+            };
+            TestCase::failure(
+                &attr_safe(&label),
+                Duration::ZERO,
+                kind,
+                &attr_safe(&reasons.join("; ")),
+            )
+        };
+        tc.set_classname("airgap-check.phases");
+        tc.set_system_out(&xml_safe(&body.join("\n")));
+        cases.push(tc);
+    }
+    cases
 }
 
 pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {

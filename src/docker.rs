@@ -1,0 +1,404 @@
+//! The Docker Engine, through bollard: build, containers, exec, and finding what a run left.
+//! Every object airgap-check creates carries the [`LABEL`] label (and the run id and pid), so
+//! `airgap-check prune` can find leftovers after a crash.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+
+/// Present on everything airgap-check creates.
+pub const LABEL: &str = "io.airgap-check";
+pub const LABEL_RUN: &str = "io.airgap-check.run";
+pub const LABEL_PID: &str = "io.airgap-check.pid";
+
+fn derr(op: &'static str) -> impl FnOnce(bollard::errors::Error) -> Error {
+    move |e| Error::Docker {
+        op,
+        reason: e.to_string(),
+    }
+}
+
+pub fn labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL.to_string(), "1".to_string()),
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+    ])
+}
+
+/// Connect (honouring DOCKER_HOST), agree on an API version with the engine, and check it answers.
+pub async fn connect() -> Result<Docker> {
+    let where_ =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let unreachable = |e: bollard::errors::Error| {
+        Error::Docker {
+        op: "connect",
+        reason: format!(
+            "cannot reach the Docker engine at {where_}: {e}; is dockerd running, and may this user use its socket?"
+        ),
+    }
+    };
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
+        .await
+        .map_err(|_| Error::Docker {
+            op: "connect",
+            reason: format!("the Docker engine at {where_} did not answer within 15 s"),
+        })?
+        .map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
+    Ok(docker)
+}
+
+/// The stack image's default user, after making sure the image is present (pulling it if not).
+pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>> {
+    match docker.inspect_image(image).await {
+        Ok(i) => return Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => return Err(derr("inspect image")(e)),
+    }
+    let mut pull = docker.create_image(
+        Some(CreateImageOptionsBuilder::new().from_image(image).build()),
+        None,
+        None,
+    );
+    while let Some(step) = pull.next().await {
+        if let Err(e) = step {
+            return Err(Error::StackImage {
+                image: image.to_string(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    let i = docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| Error::StackImage {
+            image: image.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
+}
+
+/// Build an image from a context tar, with no network during the build. `on_line` gets the
+/// builder's output lines. Returns the image id.
+pub async fn build_image(
+    docker: &Docker,
+    context_tar: &Path,
+    tag: &str,
+    labels: &HashMap<String, String>,
+    mut on_line: impl FnMut(&str),
+) -> Result<String> {
+    // Streamed from disk in 1 MiB chunks: a large app never sits in memory whole.
+    let file = tokio::fs::File::open(context_tar)
+        .await
+        .map_err(|e| Error::Unreadable {
+            path: context_tar.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let body = futures_util::stream::try_unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+        let n = f.read_buf(&mut buf).await?;
+        Ok::<_, std::io::Error>((n > 0).then(|| (buf.freeze(), f)))
+    });
+    let opts = BuildImageOptionsBuilder::new()
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .networkmode("none")
+        .pull("")
+        .labels(labels)
+        .build();
+    let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
+    let mut id = None;
+    let mut last_error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(s) = info.stream.as_deref() {
+                    for line in s.lines().filter(|l| !l.trim().is_empty()) {
+                        on_line(line);
+                    }
+                }
+                if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                    last_error = Some(e);
+                }
+                if let Some(aux) = info.aux.and_then(|a| a.id) {
+                    id = Some(aux);
+                }
+            }
+            Err(e) => {
+                return Err(Error::Docker {
+                    op: "build",
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    if let Some(e) = last_error {
+        return Err(Error::Docker {
+            op: "build",
+            reason: e,
+        });
+    }
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let i = docker.inspect_image(tag).await.map_err(derr("build"))?;
+            i.id.ok_or_else(|| Error::Docker {
+                op: "build",
+                reason: "the engine reported no image id".into(),
+            })
+        }
+    }
+}
+
+/// Create and start the staging container: no network at all (the sandbox adds one), DNS pointed at
+/// the sink, and an idle first process so that nothing of the buildpack runs before the capture.
+pub async fn start_idle_container(
+    docker: &Docker,
+    image: &str,
+    name: &str,
+    dns: &str,
+    labels: &HashMap<String, String>,
+) -> Result<(String, u32)> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: Some(vec!["/bin/sh".into()]),
+        cmd: Some(vec!["-c".into(), "exec sleep 2147483647".into()]),
+        user: Some("0".into()),
+        labels: Some(labels.clone()),
+        network_disabled: Some(false),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            dns: Some(vec![dns.to_string()]),
+            ..HostConfig::default()
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
+            body,
+        )
+        .await
+        .map_err(derr("create container"))?;
+    docker
+        .start_container(
+            &created.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(derr("start container"))?;
+    let info = docker
+        .inspect_container(
+            &created.id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(derr("inspect container"))?;
+    let pid = info
+        .state
+        .and_then(|s| s.pid)
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Error::Docker {
+            op: "inspect container",
+            reason: "the container has no running process".into(),
+        })?;
+    Ok((created.id, pid as u32))
+}
+
+/// What one exec did.
+#[derive(Clone, Debug)]
+pub struct ExecOutcome {
+    /// `None` when it did not finish before the deadline.
+    pub exit_code: Option<i64>,
+}
+
+/// Run `argv` in the container as `user`, feeding output lines to `on_line`, until it exits or
+/// `deadline` passes. Completion is the process's exit (inspect), not the end of its output: a
+/// daemon the phase leaves behind keeps the output open but does not keep the phase running.
+pub async fn exec(
+    docker: &Docker,
+    container: &str,
+    argv: &[String],
+    user: &str,
+    env: &[String],
+    deadline: tokio::time::Instant,
+    mut on_line: impl FnMut(&str),
+) -> Result<ExecOutcome> {
+    let cfg = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(argv.to_vec()),
+        env: Some(env.to_vec()),
+        user: (!user.is_empty()).then(|| user.to_string()),
+        working_dir: Some(crate::lifecycle::BUILD_DIR.into()),
+        ..ExecConfig::default()
+    };
+    let created = docker
+        .create_exec(container, cfg)
+        .await
+        .map_err(derr("exec"))?;
+    let started = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(derr("exec"))?;
+    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        return Err(Error::Docker {
+            op: "exec",
+            reason: "the engine did not attach to the process output".into(),
+        });
+    };
+    let mut partial = String::new();
+    let mut emit = |chunk: &[u8], on_line: &mut dyn FnMut(&str)| {
+        partial.push_str(&String::from_utf8_lossy(chunk));
+        while let Some(nl) = partial.find('\n') {
+            let line: String = partial.drain(..=nl).collect();
+            on_line(line.trim_end_matches(['\n', '\r']));
+        }
+        // Never hold an unbounded line.
+        if partial.len() > 64 * 1024 {
+            on_line(&partial);
+            partial.clear();
+        }
+    };
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    let mut output_open = true;
+    let exit_code = loop {
+        tokio::select! {
+            chunk = output.next(), if output_open => match chunk {
+                Some(Ok(log)) => emit(&log.into_bytes(), &mut on_line),
+                _ => output_open = false,
+            },
+            _ = poll.tick() => {
+                let i = docker.inspect_exec(&created.id).await.map_err(derr("inspect exec"))?;
+                if i.running == Some(false) {
+                    break i.exit_code;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(ExecOutcome { exit_code: None });
+                }
+            }
+        }
+    };
+    // The process has exited; take what it wrote last, but do not wait on a daemon it left.
+    let drain_until = tokio::time::Instant::now() + Duration::from_millis(300);
+    while output_open {
+        match tokio::time::timeout_at(drain_until, output.next()).await {
+            Ok(Some(Ok(log))) => emit(&log.into_bytes(), &mut on_line),
+            _ => output_open = false,
+        }
+    }
+    if !partial.is_empty() {
+        on_line(&partial);
+    }
+    Ok(ExecOutcome { exit_code })
+}
+
+/// Run a short command in the container and return its output (used before the run is sealed).
+pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<String> {
+    let mut out = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let argv = vec!["cat".to_string(), path.to_string()];
+    exec(docker, container, &argv, "0", &[], deadline, |l| {
+        out.push_str(l);
+        out.push('\n');
+    })
+    .await?;
+    Ok(out.trim().to_string())
+}
+
+pub async fn remove_container(docker: &Docker, id: &str) -> Result<()> {
+    match docker
+        .remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await
+    {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(derr("remove container")(e)),
+    }
+}
+
+pub async fn remove_image(docker: &Docker, id: &str) -> Result<()> {
+    match docker
+        .remove_image(
+            id,
+            Some(RemoveImageOptionsBuilder::new().force(true).build()),
+            None,
+        )
+        .await
+    {
+        Ok(_)
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(derr("remove image")(e)),
+    }
+}
+
+/// Containers and images carrying the airgap-check label: (id, pid label).
+pub async fn labelled(
+    docker: &Docker,
+) -> Result<(Vec<(String, Option<u32>)>, Vec<(String, Option<u32>)>)> {
+    let filters = HashMap::from([("label", vec![LABEL])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(derr("list containers"))?
+        .into_iter()
+        .filter_map(|c| {
+            let pid = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_PID))
+                .and_then(|p| p.parse().ok());
+            c.id.map(|id| (id, pid))
+        })
+        .collect();
+    let images = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::new()
+                .all(false)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(derr("list images"))?
+        .into_iter()
+        .map(|i| {
+            let pid = i.labels.get(LABEL_PID).and_then(|p| p.parse().ok());
+            (i.id, pid)
+        })
+        .collect();
+    Ok((containers, images))
+}

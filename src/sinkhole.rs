@@ -1,0 +1,285 @@
+//! Services inside the sink namespace: a DNS responder and a discard port for the canary.
+//!
+//! Offline, a name lookup fails and the attempt never becomes a connection: the leak is invisible.
+//! The responder answers every A and AAAA query, on UDP and TCP port 53 of *every* address (all
+//! addresses are local to the sink), with an address of its own outside the private ranges — one per
+//! name, from 198.18.0.0/15 and 2001:db8:5ee::/64 — so the buildpack's next step is a visible
+//! connection attempt, and the flow to that address carries the name.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The port the canary is sent to (the discard service).
+pub const CANARY_PORT: u16 = 9;
+
+/// One name the responder was asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookup {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    /// Query types asked, with counts.
+    pub types: BTreeMap<String, u64>,
+    /// When the name was first asked (microseconds since the epoch).
+    pub first: i64,
+}
+
+/// What the responder answered: names and the addresses it handed out.
+#[derive(Default, Debug)]
+pub struct DnsLog {
+    pub names: BTreeMap<String, Lookup>,
+    next: u32,
+}
+
+impl DnsLog {
+    fn address_for(&mut self, name: &str, v6: bool, now: i64) -> IpAddr {
+        let next = &mut self.next;
+        let entry = self
+            .names
+            .entry(name.to_string())
+            .or_insert_with(|| Lookup {
+                first: now,
+                ..Lookup::default()
+            });
+        if v6 {
+            let a = *entry.v6.get_or_insert_with(|| {
+                *next += 1;
+                Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0x5ee,
+                    0,
+                    0,
+                    0,
+                    (*next >> 16) as u16,
+                    *next as u16,
+                )
+            });
+            IpAddr::V6(a)
+        } else {
+            let a = *entry.v4.get_or_insert_with(|| {
+                *next += 1;
+                // 198.18.0.0/15 holds 131,070 host addresses; wrap rather than overflow.
+                let n = (*next - 1) % 131_070 + 1;
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n)
+            });
+            IpAddr::V4(a)
+        }
+    }
+
+    /// The name that was given this address, if any.
+    pub fn name_of(&self, addr: IpAddr) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|(_, l)| l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Build the answer to one DNS query; `None` for what is not a query.
+pub fn answer(query: &[u8], log: &Mutex<DnsLog>) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    if q.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.metadata.authoritative = true;
+    let now = now_micros();
+    let mut log = log.lock().ok()?;
+    for query in &q.queries {
+        r.add_query(query.clone());
+        let name = query
+            .name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let t = query.query_type();
+        let entry_types = |log: &mut DnsLog| {
+            let e = log.names.entry(name.clone()).or_insert_with(|| Lookup {
+                first: now,
+                ..Lookup::default()
+            });
+            *e.types.entry(t.to_string()).or_default() += 1;
+        };
+        match t {
+            RecordType::A => {
+                if let IpAddr::V4(a) = log.address_for(&name, false, now) {
+                    r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(A(a))));
+                }
+            }
+            RecordType::AAAA => {
+                if let IpAddr::V6(a) = log.address_for(&name, true, now) {
+                    r.add_answer(Record::from_rdata(
+                        query.name().clone(),
+                        60,
+                        RData::AAAA(AAAA(a)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        entry_types(&mut log);
+    }
+    if q.queries.is_empty() {
+        r.metadata.response_code = ResponseCode::FormErr;
+    }
+    r.to_vec().ok()
+}
+
+async fn serve_udp(sock: UdpSocket, log: Arc<Mutex<DnsLog>>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(resp) = answer(&buf[..n], &log) {
+            let _ = sock.send_to(&resp, from).await;
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let log = log.clone();
+        tokio::spawn(async move {
+            // Bounded: a connection gets at most 64 queries and 10 s.
+            let work = async {
+                for _ in 0..64 {
+                    let len = conn.read_u16().await.ok()? as usize;
+                    let mut msg = vec![0u8; len];
+                    conn.read_exact(&mut msg).await.ok()?;
+                    let resp = answer(&msg, &log)?;
+                    conn.write_u16(resp.len() as u16).await.ok()?;
+                    conn.write_all(&resp).await.ok()?;
+                }
+                Some(())
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), work).await;
+        });
+    }
+}
+
+async fn serve_discard(sock: UdpSocket) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let _ = sock.recv_from(&mut buf).await;
+    }
+}
+
+/// Bind the services (on the calling thread, which must be in the sink) and serve them until
+/// `stop` fires. Binding errors are returned before serving starts, through `ready`.
+pub fn run(
+    log: Arc<Mutex<DnsLog>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let bind = || {
+            let udp = dual_stack(socket2::Type::DGRAM, 53)?;
+            let tcp = dual_stack(socket2::Type::STREAM, 53)?;
+            let discard = dual_stack(socket2::Type::DGRAM, CANARY_PORT)?;
+            tcp.listen(128)?;
+            Ok::<_, std::io::Error>((
+                UdpSocket::from_std(udp.into())?,
+                TcpListener::from_std(tcp.into())?,
+                UdpSocket::from_std(discard.into())?,
+            ))
+        };
+        let (udp, tcp, discard) = match bind() {
+            Ok(s) => {
+                let _ = ready.send(Ok(()));
+                s
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        tokio::select! {
+            _ = serve_udp(udp, log.clone()) => {}
+            _ = serve_tcp(tcp, log.clone()) => {}
+            _ = serve_discard(discard) => {}
+            _ = stop => {}
+        }
+    });
+}
+
+/// A socket on [::]:port that takes IPv4 too (as v4-mapped addresses), non-blocking for tokio.
+fn dual_stack(ty: socket2::Type, port: u16) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV6, ty, None)?;
+    s.set_only_v6(false)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
+
+    fn ask(name: &str, t: RecordType, log: &Mutex<DnsLog>) -> Message {
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        Message::from_vec(&answer(&q.to_vec().unwrap(), log).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_name_gets_its_own_stable_address_outside_private_ranges() {
+        let log = Mutex::new(DnsLog::default());
+        let a = ask("buildpacks.cloudfoundry.org.", RecordType::A, &log);
+        let b = ask("github.com.", RecordType::A, &log);
+        let a2 = ask("Buildpacks.CloudFoundry.org.", RecordType::A, &log);
+        let six = ask("github.com.", RecordType::AAAA, &log);
+        let addr = |m: &Message| match &m.answers[0].data {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(addr(&a), "198.18.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(addr(&b), "198.18.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(addr(&a2), addr(&a));
+        assert!(addr(&six).to_string().starts_with("2001:db8:5ee::"));
+        let log = log.lock().unwrap();
+        assert_eq!(log.name_of(addr(&b)), Some("github.com"));
+        assert_eq!(log.name_of(addr(&six)), Some("github.com"));
+        assert_eq!(log.names["buildpacks.cloudfoundry.org"].types["A"], 2);
+    }
+
+    #[test]
+    fn garbage_is_not_answered() {
+        let log = Mutex::new(DnsLog::default());
+        assert!(answer(&[1, 2, 3], &log).is_none());
+        assert!(answer(&[], &log).is_none());
+    }
+}
