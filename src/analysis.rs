@@ -70,6 +70,8 @@ pub struct Analysis {
 /// What a staging run was asked to do.
 #[derive(Clone, Debug, Default)]
 pub struct StageInfo {
+    /// The run's id: the value of the io.airgap-check.run label on what it created.
+    pub run_id: String,
     pub stack_image: String,
     pub stack: String,
     pub buildpacks: Vec<String>,

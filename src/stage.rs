@@ -342,7 +342,7 @@ async fn stage(
     leftovers.lock().await.docker = Some(d.clone());
 
     log.line(&format!(
-        "stack image {} (CF_STACK={})",
+        "run {id}: stack image {} (CF_STACK={})",
         cfg.stack_image, cfg.stack
     ));
     let stack_user = docker::ensure_image(&d, &cfg.stack_image).await?;
@@ -609,6 +609,7 @@ async fn stage(
         notes,
         phases: records,
         stage: Some(StageInfo {
+            run_id: id.clone(),
             stack_image: cfg.stack_image.clone(),
             stack: cfg.stack.clone(),
             buildpacks: cfg

@@ -36,6 +36,7 @@ pub struct JsonReport<'a> {
 
 #[derive(Serialize)]
 pub struct JsonStage<'a> {
+    pub run_id: &'a str,
     pub stack_image: &'a str,
     pub stack: &'a str,
     pub buildpacks: &'a [String],
@@ -176,6 +177,7 @@ impl<'a> JsonReport<'a> {
             },
             notes: &a.notes,
             stage: a.stage.as_ref().map(|st| JsonStage {
+                run_id: &st.run_id,
                 stack_image: &st.stack_image,
                 stack: &st.stack,
                 buildpacks: &st.buildpacks,

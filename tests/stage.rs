@@ -1,0 +1,776 @@
+//! Integration tests of the sealed staging run: the real binary, the real Docker engine, real
+//! namespaces and real captures. Every packet stays inside the sealed network these runs build.
+//! Needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW), Docker and busybox-static.
+
+#[path = "support/stack.rs"]
+mod stack;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use stack::{root, STACK_IMAGE};
+
+/// The fixture stack is built once per test binary.
+fn ensure_stack() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(stack::build_stack) {
+        panic!("cannot build the fixture stack: {e}");
+    }
+}
+
+struct Stage {
+    args: Vec<String>,
+    timeout: &'static str,
+    dir: tempfile::TempDir,
+    reports: bool,
+}
+
+struct Staged {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    json: Option<Value>,
+    junit: Option<String>,
+    junit_path: PathBuf,
+    pcap_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// `airgap-check --app fixtures/apps/hello --buildpack fixtures/buildpacks/<bp>` on the fixture stack.
+fn stage(buildpacks: &[&str]) -> Stage {
+    ensure_stack();
+    let mut args = vec![
+        "--app".to_string(),
+        "fixtures/apps/hello".into(),
+        "--stack-image".into(),
+        STACK_IMAGE.into(),
+    ];
+    for bp in buildpacks {
+        args.push("--buildpack".into());
+        args.push(if bp.contains('/') {
+            bp.to_string()
+        } else {
+            format!("fixtures/buildpacks/{bp}")
+        });
+    }
+    Stage {
+        args,
+        timeout: "120s",
+        dir: tempfile::tempdir().unwrap(),
+        reports: true,
+    }
+}
+
+impl Stage {
+    fn arg(mut self, a: &str) -> Stage {
+        self.args.push(a.into());
+        self
+    }
+
+    fn timeout(mut self, t: &'static str) -> Stage {
+        self.timeout = t;
+        self
+    }
+
+    fn no_reports(mut self) -> Stage {
+        self.reports = false;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::cargo_bin("airgap-check").unwrap();
+        cmd.current_dir(root())
+            .args(&self.args)
+            .args(["--timeout", self.timeout])
+            .env("NO_COLOR", "1");
+        if self.reports {
+            cmd.arg("--json")
+                .arg(self.dir.path().join("r.json"))
+                .arg("--junit")
+                .arg(self.dir.path().join("r.xml"))
+                .arg("--pcap")
+                .arg(self.dir.path().join("r.pcap"));
+        }
+        cmd
+    }
+
+    fn run(self) -> Staged {
+        let out = assert_cmd::Command::from_std(self.command())
+            .timeout(Duration::from_secs(240))
+            .output()
+            .unwrap();
+        let json = std::fs::read_to_string(self.dir.path().join("r.json"))
+            .ok()
+            .map(|s| serde_json::from_str(&s).expect("the JSON report parses"));
+        let staged = Staged {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            json,
+            junit: std::fs::read_to_string(self.dir.path().join("r.xml")).ok(),
+            junit_path: self.dir.path().join("r.xml"),
+            pcap_path: self.dir.path().join("r.pcap"),
+            _dir: self.dir,
+        };
+        staged.assert_nothing_left();
+        staged
+    }
+}
+
+impl Staged {
+    fn json(&self) -> &Value {
+        self.json.as_ref().unwrap_or_else(|| {
+            panic!(
+                "no JSON report; exit {}\n{}\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
+
+    fn run_id(&self) -> Option<String> {
+        if let Some(j) = &self.json {
+            return j["stage"]["run_id"].as_str().map(String::from);
+        }
+        run_id_in(&self.stderr)
+    }
+
+    /// (protocol, remote, remote_port, phase) of every disallowed flow, sorted.
+    fn disallowed(&self) -> Vec<(String, String, Value, String)> {
+        let mut v: Vec<_> = self.json()["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["allowed"] == false)
+            .map(|f| {
+                (
+                    f["protocol"].as_str().unwrap().to_string(),
+                    f["remote"].as_str().unwrap().to_string(),
+                    f["remote_port"].clone(),
+                    f["phase"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        v
+    }
+
+    fn phases(&self) -> Vec<(String, Value)> {
+        self.json()["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["exit_code"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn assert_junit_valid(&self) {
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(root().join("tests/schemas/junit-10.xsd"))
+            .arg(&self.junit_path)
+            .output()
+            .expect("xmllint runs");
+        assert!(
+            out.status.success(),
+            "{}\n{:?}",
+            String::from_utf8_lossy(&out.stderr),
+            self.junit
+        );
+    }
+
+    /// No container, image or interface of this run survives it.
+    fn assert_nothing_left(&self) {
+        let Some(id) = self.run_id() else { return };
+        let (containers, images) = labelled_with_run(&id);
+        assert!(
+            containers.is_empty(),
+            "run {id} left containers {containers:?}"
+        );
+        assert!(images.is_empty(), "run {id} left images {images:?}");
+        let ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("agc"))
+            .collect();
+        assert!(
+            ifaces.is_empty(),
+            "interfaces in the host namespace: {ifaces:?}"
+        );
+    }
+}
+
+fn run_id_in(stderr: &str) -> Option<String> {
+    stderr
+        .split("run ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(String::from)
+}
+
+/// Containers and images carrying this run's label (asked of the engine through bollard).
+fn labelled_with_run(id: &str) -> (Vec<String>, Vec<String>) {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let d = airgap_check::docker::connect().await.unwrap();
+        let label = format!("{}={id}", airgap_check::docker::LABEL_RUN);
+        let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+        let cs = d
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        let is = d
+            .list_images(Some(
+                ListImagesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        (cs, is)
+    })
+}
+
+fn flow(
+    proto: &str,
+    remote: &str,
+    port: Option<u16>,
+    phase: &str,
+) -> (String, String, Value, String) {
+    (
+        proto.into(),
+        remote.into(),
+        port.map_or(Value::Null, Value::from),
+        phase.into(),
+    )
+}
+
+#[test]
+fn clean_buildpack_passes_and_the_pass_is_earned() {
+    let s = stage(&["clean"]).run();
+    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    let j = s.json();
+    assert_eq!(j["verdict"], "pass");
+    assert_eq!(j["mode"], "stage");
+    assert_eq!(j["capture"]["canary_seen"], true);
+    assert_eq!(j["capture"]["dropped"], 0);
+    assert_eq!(j["summary"]["disallowed"], 0);
+    assert_eq!(
+        s.phases(),
+        vec![
+            ("detect".to_string(), Value::from(0)),
+            ("supply".into(), Value::from(0)),
+            ("finalize".into(), Value::from(0)),
+            ("release".into(), Value::from(0)),
+        ]
+    );
+    assert_eq!(
+        j["stage"]["user"], "vcap",
+        "phases run as the stack's vcap user"
+    );
+    assert_eq!(j["stage"]["stack"], "airgap-check-fixture-stack");
+    let release = &j["phases"][3]["output_tail"];
+    assert!(
+        release.to_string().contains("default_process_types"),
+        "{release}"
+    );
+    // A JUnit testcase per phase, plus the capture's own.
+    let x = s.junit.as_deref().unwrap();
+    for name in [
+        "capture",
+        "detect (buildpack 0: clean)",
+        "supply (buildpack 0: clean)",
+        "finalize (buildpack 0: clean)",
+        "release (buildpack 0: clean)",
+    ] {
+        assert!(x.contains(&format!("name=\"{name}\"")), "{name} in {x}");
+    }
+    assert!(!x.contains("<failure"), "{x}");
+    s.assert_junit_valid();
+    // The pcap holds what was captured and analyze reads it back to the same verdict.
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .args(["analyze", "--pcap"])
+        .arg(&s.pcap_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn connection_at_the_first_instant_is_caught_in_detect() {
+    let s = stage(&["leak-first-instant"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.5", Some(443), "detect")]
+    );
+    let f = &s.json()["flows"][0];
+    assert_eq!(
+        f["state"], "refused",
+        "the sink answers a SYN to any address with a RST"
+    );
+    assert_eq!(f["src"], "10.99.0.2");
+    let x = s.junit.as_deref().unwrap();
+    assert!(
+        x.contains("detect contacted 1 disallowed destination: tcp 203.0.113.5:443"),
+        "{x}"
+    );
+    s.assert_junit_valid();
+}
+
+#[test]
+fn ipv6_is_caught() {
+    let s = stage(&["leak-ipv6"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "2001:db8::7", Some(80), "supply")]
+    );
+}
+
+#[test]
+fn udp_is_caught() {
+    let s = stage(&["leak-udp"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("udp", "203.0.113.30", Some(69), "supply")]
+    );
+    assert_eq!(s.json()["flows"][0]["state"], "unreachable");
+}
+
+#[test]
+fn icmp_is_caught() {
+    // busybox ping needs a raw socket, so this one stages as root (--user).
+    let s = stage(&["leak-icmp"]).arg("--user").arg("root").run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(s.json()["stage"]["user"], "root");
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("icmp", "198.51.100.10", None, "supply")]
+    );
+    assert_eq!(s.json()["flows"][0]["state"], "answered");
+}
+
+#[test]
+fn background_process_is_attributed_to_the_phase_it_connected_in() {
+    let s = stage(&["leak-background"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    // Started by supply, connected two seconds later while finalize ran.
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.40", Some(8443), "finalize")]
+    );
+    assert_eq!(s.json()["phases"][2]["disallowed_flows"], 1);
+}
+
+#[test]
+fn metadata_endpoint_is_caught() {
+    let s = stage(&["leak-metadata"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "169.254.169.254", Some(80), "finalize")]
+    );
+}
+
+#[test]
+fn lookup_by_name_becomes_a_named_connection() {
+    let s = stage(&["leak-dns"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "198.18.0.1", Some(443), "supply")]
+    );
+    let flows = s.json()["flows"].as_array().unwrap();
+    let tcp = flows.iter().find(|f| f["protocol"] == "tcp").unwrap();
+    assert_eq!(
+        tcp["names"],
+        serde_json::json!(["buildpacks.cloudfoundry.org"])
+    );
+    let dns = flows
+        .iter()
+        .find(|f| f["remote_port"] == 53)
+        .expect("the DNS query is a flow");
+    assert_eq!(
+        (dns["allowed"].as_bool(), dns["rule"].as_str()),
+        (Some(true), Some("dns"))
+    );
+    assert!(
+        s.stdout.contains("buildpacks.cloudfoundry.org"),
+        "{}",
+        s.stdout
+    );
+    assert!(s
+        .junit
+        .as_deref()
+        .unwrap()
+        .contains("198.18.0.1:443 (buildpacks.cloudfoundry.org)"));
+}
+
+#[test]
+fn legacy_compile_phase_is_run_and_caught() {
+    let s = stage(&["leak-compile"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let names: Vec<String> = s.phases().into_iter().map(|p| p.0).collect();
+    assert_eq!(names, ["detect", "compile", "release"]);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.50", Some(80), "compile")]
+    );
+}
+
+#[test]
+fn staging_failure_fails_with_the_output_tail() {
+    let s = stage(&["fail-supply"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(s.json()["verdict"], "fail");
+    assert_eq!(
+        s.phases(),
+        vec![
+            ("detect".to_string(), Value::from(0)),
+            ("supply".into(), Value::from(1))
+        ]
+    );
+    assert_eq!(s.json()["phases"][1]["failed"], true);
+    let x = s.junit.as_deref().unwrap();
+    assert!(x.contains("type=\"staging-failed\""), "{x}");
+    assert!(x.contains("Could not download: no network"), "{x}");
+    assert!(
+        s.stdout
+            .contains("FAIL: supply (buildpack 0: fail-supply) exited 1"),
+        "{}",
+        s.stdout
+    );
+    s.assert_junit_valid();
+}
+
+#[test]
+fn a_hang_times_out_cleanly() {
+    let t = Instant::now();
+    let s = stage(&["hang"]).timeout("3s").run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let supply = &s.json()["phases"][1];
+    assert_eq!(
+        (supply["timed_out"].as_bool(), supply["exit_code"].is_null()),
+        (Some(true), true)
+    );
+    assert!(s.stdout.contains("timed out"), "{}", s.stdout);
+    assert!(t.elapsed() < Duration::from_secs(120), "{:?}", t.elapsed());
+}
+
+#[test]
+fn multi_buildpack_staging_attributes_flows_to_the_right_buildpack() {
+    let s = stage(&["leak-ipv6", "clean"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let names: Vec<(String, u64)> = s.json()["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["buildpack"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("detect".to_string(), 0),
+            ("detect".into(), 1),
+            ("supply".into(), 0),
+            ("supply".into(), 1),
+            ("finalize".into(), 1),
+            ("release".into(), 1)
+        ]
+    );
+    let f = &s.json()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["allowed"] == false)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (f["phase"].as_str(), f["phase_buildpack"].as_u64()),
+        (Some("supply"), Some(0))
+    );
+}
+
+#[test]
+fn zipped_buildpack_stages_like_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("clean.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let o = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        for s in ["detect", "supply", "finalize", "release"] {
+            w.start_file(format!("bin/{s}"), o).unwrap();
+            w.write_all(
+                &std::fs::read(root().join("fixtures/buildpacks/clean/bin").join(s)).unwrap(),
+            )
+            .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let s = stage(&[zip_path.to_str().unwrap()]).run();
+    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+}
+
+#[test]
+fn concurrent_runs_see_only_their_own_traffic() {
+    let a = std::thread::spawn(|| stage(&["leak-udp"]).run());
+    let b = std::thread::spawn(|| stage(&["leak-metadata"]).run());
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(
+        a.disallowed(),
+        vec![flow("udp", "203.0.113.30", Some(69), "supply")]
+    );
+    assert_eq!(
+        b.disallowed(),
+        vec![flow("tcp", "169.254.169.254", Some(80), "finalize")]
+    );
+}
+
+#[test]
+fn sigterm_stops_the_run_and_removes_everything() {
+    let s = stage(&["hang"]).no_reports();
+    let mut child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut all = String::new();
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(all.clone());
+        }
+    });
+    // Wait until supply (the hang) is running.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = String::new();
+    while !seen.contains("supply (buildpack 0: hang)") {
+        assert!(Instant::now() < deadline, "never reached supply: {seen}");
+        if let Ok(s) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen = s;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(s) = rx.try_recv() {
+        seen = s;
+    }
+    assert!(seen.contains("interrupted by SIGTERM"), "{seen}");
+    let id = run_id_in(&seen).expect("the run id is printed");
+    let (cs, is) = labelled_with_run(&id);
+    assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}");
+}
+
+#[test]
+fn bad_inputs_exit_2_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_bp = dir.path().join("not-a-buildpack");
+    std::fs::create_dir(&not_bp).unwrap();
+    let bad_zip = dir.path().join("bad.zip");
+    std::fs::write(&bad_zip, "no zip").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/missing".into(),
+                "--buildpack".into(),
+                "fixtures/buildpacks/clean".into(),
+            ],
+            "fixtures/apps/missing",
+        ),
+        (
+            vec!["--app".into(), "fixtures/apps/hello".into()],
+            "--buildpack",
+        ),
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/hello".into(),
+                "--buildpack".into(),
+                not_bp.display().to_string(),
+            ],
+            "no bin/",
+        ),
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/hello".into(),
+                "--buildpack".into(),
+                bad_zip.display().to_string(),
+            ],
+            "readable zip",
+        ),
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/hello".into(),
+                "--buildpack".into(),
+                "fixtures/buildpacks/clean".into(),
+                "--timeout".into(),
+                "soon".into(),
+            ],
+            "\"soon\"",
+        ),
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/hello".into(),
+                "--buildpack".into(),
+                "fixtures/buildpacks/clean".into(),
+                "--env".into(),
+                "1X=y".into(),
+            ],
+            "\"1X=y\"",
+        ),
+        (
+            vec![
+                "--app".into(),
+                "fixtures/apps/hello".into(),
+                "--buildpack".into(),
+                "fixtures/buildpacks/clean".into(),
+                "--stack-image".into(),
+                "a b".into(),
+            ],
+            "--stack-image",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut cmd = Command::cargo_bin("airgap-check").unwrap();
+        let child = cmd
+            .current_dir(root())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{needle}: {stderr}");
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("panicked"));
+        // No temporary folder of that process survives.
+        let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("airgap-check-{pid}-"))
+            })
+            .collect();
+        assert!(left.is_empty(), "{needle}: left {left:?}");
+    }
+}
+
+#[test]
+fn environment_problems_exit_3_with_one_actionable_line() {
+    ensure_stack();
+    let base = [
+        "--app",
+        "fixtures/apps/hello",
+        "--buildpack",
+        "fixtures/buildpacks/clean",
+    ];
+    // Docker unreachable.
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .current_dir(root())
+        .args(base)
+        .args(["--stack-image", STACK_IMAGE])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
+        "{stderr}"
+    );
+    // A stack image that is neither present nor pullable (the "registry" is a closed port on this
+    // machine, so the pull attempt stays here).
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .current_dir(root())
+        .args(base)
+        .args(["--stack-image", "localhost:1/airgap-check-missing:latest"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr
+            .contains("stack image localhost:1/airgap-check-missing:latest is not present locally"),
+        "{stderr}"
+    );
+    // Missing privilege: drop CAP_NET_ADMIN from the bounding set.
+    if Command::new("setpriv").arg("--version").output().is_ok() {
+        let bin = assert_cmd::cargo::cargo_bin("airgap-check");
+        let out = Command::new("setpriv")
+            .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+            .arg(&bin)
+            .current_dir(root())
+            .args(base)
+            .args(["--stack-image", STACK_IMAGE])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("missing privilege: CAP_NET_ADMIN"),
+            "{stderr}"
+        );
+    }
+}
