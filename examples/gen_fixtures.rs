@@ -116,6 +116,39 @@
 //!   a TCP SYN to 198.51.100.20 ports 1..=1000 in order; each is answered by
 //!   RST+ACK except ports 22 and 443, which answer SYN-ACK and get a RST from
 //!   the scanner.
+//!
+//! Review fixtures (generated after the others, so they do not shift them):
+//! - `future.pcapng`: one Ethernet interface with if_tsresol = 0 (whole
+//!   seconds) and two EPBs whose raw timestamps are 2^62 and 2^62 + 1
+//!   seconds, far past year 9999: TCP SYN 10.1.0.2:44000 -> 203.0.113.5:443
+//!   and UDP DNS 10.1.0.2:44001 -> 10.1.0.1:53.
+//! - `out-of-order.pcap` (Ethernet): records not in time order, as mergecap -a
+//!   or two interfaces leave them: UDP DNS 10.1.0.2:44002 -> 10.1.0.1:53 at
+//!   t0 = start + 10 s, TCP SYN 10.1.0.2:44003 -> 203.0.113.5:443 at
+//!   t0 - 0.5 s, TCP SYN 10.1.0.2:44004 -> 198.51.100.7:443 at t0 - 3.25 s.
+//! - `multi-link.pcapng`: interface 0 Ethernet, one EPB (UDP DNS
+//!   10.1.0.2:44005 -> 10.1.0.1:53), then interface 1 raw IP (LINKTYPE_RAW)
+//!   with one EPB (TCP SYN 10.1.0.2:44006 -> 203.0.113.5:443), then one more
+//!   EPB on interface 0 (the same DNS query). libpcap refuses the second
+//!   interface's link type.
+//! - `snaplen14.pcap` (Ethernet, snaplen 14): five TCP SYNs 10.1.0.2:44010-44014
+//!   -> 203.0.113.5:443 of which only the 14-byte Ethernet header was kept.
+//! - `pppoe.pcap` (Ethernet): five PPPoE session frames (ethertype 0x8864,
+//!   session 1, PPP protocol 0x0021) carrying TCP SYNs 10.1.0.2:44020-44024 ->
+//!   203.0.113.5:443: nothing in it decodes as IP.
+//! - `disguised.pcap` (Ethernet): traffic dressed up as housekeeping or as
+//!   ICMP errors: UDP DNS 10.1.0.2:44030 -> 8.8.8.8:53 and its answer; three
+//!   ICMP port unreachable 10.1.0.2 -> 203.0.113.99 quoting that DNS query,
+//!   each with 200 more bytes; IGMP (IP protocol 2) 10.1.0.2 -> 203.0.113.77
+//!   with 100 bytes; an ICMPv6 neighbour solicitation fd00:1::2 ->
+//!   2001:db8::77 (hop limit 255) and an MLDv1 report (131) fd00:1::2 ->
+//!   2001:db8::77 (hop limit 1); finally a genuine port unreachable from the
+//!   router 10.1.0.1 -> 10.1.0.2 quoting the DNS query.
+//! - `any-lo.pcap` (Linux SLL, as `tcpdump -i any` writes): TCP SYN and SYN-ACK
+//!   127.0.0.1:45000 <-> 127.0.0.1:5432 on the loopback device; UDP DNS
+//!   10.1.0.2:44040 -> 10.1.0.1:53 and its answer; an inbound connection
+//!   198.51.100.9:50000 -> 10.1.0.2:8080 (SYN, SYN-ACK, 1000 bytes of data
+//!   from 10.1.0.2).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -254,15 +287,15 @@ fn is_local(a: IpAddr) -> bool {
     a == v4(LOCAL4) || a == v6(LOCAL6) || a == v6(LINK_LOCAL6)
 }
 
-/// TTL / hop limit as seen on the local host: 64 for packets it sends or
-/// that come from the same subnet, 63 for other internal hosts (one router
-/// away), 57 for the Internet.
+/// TTL / hop limit as seen on the local host: 64 for packets it sends, that
+/// come from the same subnet or over loopback, 63 for other internal hosts
+/// (one router away), 57 for the Internet.
 fn ttl_from(src: IpAddr) -> u8 {
     let internal = match src {
         IpAddr::V4(a) => a.is_private(),
         IpAddr::V6(a) => a.octets()[0] & 0xfe == 0xfc,
     };
-    if is_local(src) || src == v4(GW4) {
+    if is_local(src) || src == v4(GW4) || src.is_loopback() {
         64
     } else if internal {
         63
@@ -1132,6 +1165,264 @@ fn main() -> Result<()> {
 
     let cap = scan(&mut g);
     write_pcap(dir, "scan.pcap", DataLink::ETHERNET, &cap.frames)?;
+
+    review_fixtures(dir, &mut g)?;
+
+    Ok(())
+}
+
+/// One packet of a pcapng file written with raw interface ids and timestamps.
+struct NgPacket {
+    interface: u32,
+    /// In the interface's if_tsresol units.
+    raw_ts: u64,
+    data: Vec<u8>,
+}
+
+fn write_pcapng_raw(
+    dir: &Path,
+    name: &str,
+    interfaces: &[(DataLink, u8)],
+    blocks: &[(Option<usize>, Option<NgPacket>)],
+) -> Result<()> {
+    let mut w = PcapNgWriter::with_endianness(create(dir, name)?, Endianness::Little)?;
+    for (iface, packet) in blocks {
+        if let Some(i) = iface {
+            let (linktype, tsresol) = interfaces[*i];
+            let idb = InterfaceDescriptionBlock {
+                linktype,
+                snaplen: 65535,
+                options: vec![InterfaceDescriptionOption::IfTsResol(tsresol)],
+            };
+            w.write_block(&idb.into_block())?;
+        }
+        if let Some(p) = packet {
+            let epb = EnhancedPacketBlock {
+                interface_id: p.interface,
+                // pcap-file writes the Duration's nanoseconds as the raw value.
+                timestamp: Duration::from_nanos(p.raw_ts),
+                original_len: p.data.len() as u32,
+                data: p.data.as_slice().into(),
+                options: vec![],
+            };
+            w.write_block(&epb.into_block())?;
+        }
+    }
+    w.into_inner().flush()?;
+    Ok(())
+}
+
+fn syn4(g: &mut Gen, sport: u16, dst: IpAddr, dport: u16) -> Vec<u8> {
+    let mut c = TcpConv::new(
+        v4(LOCAL4),
+        sport,
+        dst,
+        dport,
+        0x4400_0000 + u32::from(sport),
+        0,
+    );
+    c.syn(g)
+}
+
+fn dns4(g: &mut Gen, sport: u16, resolver: IpAddr) -> Vec<u8> {
+    let q = dns_query(0x6600 ^ sport, "example.org", QTYPE_A);
+    g.udp(v4(LOCAL4), sport, resolver, 53, &q)
+}
+
+fn review_fixtures(dir: &Path, g: &mut Gen) -> Result<()> {
+    // future.pcapng: timestamps in whole seconds, far past year 9999.
+    let syn = eth_ip(&syn4(g, 44000, ip4(203, 0, 113, 5), 443));
+    let dns = eth_ip(&dns4(g, 44001, v4(GW4)));
+    write_pcapng_raw(
+        dir,
+        "future.pcapng",
+        &[(DataLink::ETHERNET, 0)],
+        &[
+            (
+                Some(0),
+                Some(NgPacket {
+                    interface: 0,
+                    raw_ts: 1 << 62,
+                    data: syn,
+                }),
+            ),
+            (
+                None,
+                Some(NgPacket {
+                    interface: 0,
+                    raw_ts: (1 << 62) + 1,
+                    data: dns,
+                }),
+            ),
+        ],
+    )?;
+
+    // out-of-order.pcap: the second and third records are earlier than the first.
+    let t0 = START_US + 10_000_000;
+    let mut cap = Cap::new(0);
+    cap.t_us = t0;
+    cap.push(eth_ip(&dns4(g, 44002, v4(GW4))));
+    cap.t_us = t0 - 500_000;
+    cap.push(eth_ip(&syn4(g, 44003, ip4(203, 0, 113, 5), 443)));
+    cap.t_us = t0 - 3_250_000;
+    cap.push(eth_ip(&syn4(g, 44004, ip4(198, 51, 100, 7), 443)));
+    write_pcap(dir, "out-of-order.pcap", DataLink::ETHERNET, &cap.frames)?;
+
+    // multi-link.pcapng: a second interface with another link type.
+    let dns = eth_ip(&dns4(g, 44005, v4(GW4)));
+    let raw_syn = syn4(g, 44006, ip4(203, 0, 113, 5), 443);
+    let ns = |us: u64| us * 1000;
+    write_pcapng_raw(
+        dir,
+        "multi-link.pcapng",
+        &[(DataLink::ETHERNET, 9), (DataLink::RAW, 9)],
+        &[
+            (
+                Some(0),
+                Some(NgPacket {
+                    interface: 0,
+                    raw_ts: ns(START_US),
+                    data: dns.clone(),
+                }),
+            ),
+            (
+                Some(1),
+                Some(NgPacket {
+                    interface: 1,
+                    raw_ts: ns(START_US + 500),
+                    data: raw_syn,
+                }),
+            ),
+            (
+                None,
+                Some(NgPacket {
+                    interface: 0,
+                    raw_ts: ns(START_US + 1000),
+                    data: dns,
+                }),
+            ),
+        ],
+    )?;
+
+    // snaplen14.pcap: only the Ethernet header of each frame was kept.
+    let mut cap = Cap::new(500);
+    for port in 44010..44015 {
+        let f = eth_ip(&syn4(g, port, ip4(203, 0, 113, 5), 443));
+        cap.push_snapped(f[..14].to_vec(), f.len() as u32);
+    }
+    let header = PcapHeader {
+        version_major: 2,
+        version_minor: 4,
+        ts_correction: 0,
+        ts_accuracy: 0,
+        snaplen: 14,
+        datalink: DataLink::ETHERNET,
+        ts_resolution: TsResolution::MicroSecond,
+        endianness: Endianness::Little,
+    };
+    let mut w = PcapWriter::with_header(create(dir, "snaplen14.pcap")?, header)?;
+    for f in &cap.frames {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(f.ts_us),
+            f.orig_len,
+            &f.data,
+        ))?;
+    }
+    w.into_writer().flush()?;
+
+    // pppoe.pcap: IP inside PPPoE sessions, which the decoder does not unwrap.
+    let mut cap = Cap::new(500);
+    for port in 44020..44025 {
+        let ip = syn4(g, port, ip4(203, 0, 113, 5), 443);
+        let mut body = vec![0x11, 0x00, 0x00, 0x01]; // version/type, code 0 (session), session 1
+        body.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        body.extend_from_slice(&0x0021u16.to_be_bytes()); // PPP: IPv4
+        body.extend_from_slice(&ip);
+        cap.push(eth(GW_MAC, LOCAL_MAC, 0x8864, &body));
+    }
+    write_pcap(dir, "pppoe.pcap", DataLink::ETHERNET, &cap.frames)?;
+
+    // disguised.pcap: traffic dressed up as ICMP errors and link housekeeping.
+    let mut cap = Cap::new(500);
+    let q = dns_query(0x7777, "example.org", QTYPE_A);
+    let query = g.udp(v4(LOCAL4), 44030, ip4(8, 8, 8, 8), 53, &q);
+    cap.push(eth_ip(&query));
+    let r = dns_response_a(0x7777, "example.org", Ipv4Addr::new(10, 1, 0, 80));
+    cap.push(eth_ip(&g.udp(ip4(8, 8, 8, 8), 53, v4(LOCAL4), 44030, &r)));
+    let mut quoted = query[..28].to_vec();
+    quoted.extend(std::iter::repeat_n(b'S', 200));
+    for _ in 0..3 {
+        let mut out = Vec::new();
+        PacketBuilder::ip(g.ip(v4(LOCAL4), ip4(203, 0, 113, 99), 64))
+            .icmpv4_raw(3, 3, [0; 4])
+            .write(&mut out, &quoted)
+            .expect("icmp error");
+        cap.push(eth_ip(&out));
+    }
+    let body = b"EXFIL".repeat(20);
+    let mut h = Ipv4Header::new(
+        body.len() as u16,
+        64,
+        IpNumber(2),
+        LOCAL4.octets(),
+        [203, 0, 113, 77],
+    )
+    .expect("ipv4");
+    h.identification = g.next_id();
+    h.header_checksum = h.calc_header_checksum();
+    let mut ip = h.to_bytes().to_vec();
+    ip.extend_from_slice(&body);
+    cap.push(eth_ip(&ip));
+    let target: Ipv6Addr = "2001:db8::77".parse().unwrap();
+    for (icmp_type, hop_limit) in [(135u8, 255u8), (131, 1)] {
+        let ip = Ipv6Header {
+            source: LOCAL6.octets(),
+            destination: target.octets(),
+            hop_limit,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut payload = target.octets().to_vec();
+        payload.extend_from_slice(&body);
+        PacketBuilder::ip(IpHeaders::Ipv6(ip, Default::default()))
+            .icmpv6(Icmpv6Type::Unknown {
+                type_u8: icmp_type,
+                code_u8: 0,
+                bytes5to8: [0; 4],
+            })
+            .write(&mut out, &payload)
+            .expect("icmpv6");
+        cap.push(eth_ip(&out));
+    }
+    let mut out = Vec::new();
+    PacketBuilder::ip(g.ip(v4(GW4), v4(LOCAL4), 64))
+        .icmpv4_raw(3, 3, [0; 4])
+        .write(&mut out, &query[..28])
+        .expect("icmp error");
+    cap.push(eth_ip(&out));
+    write_pcap(dir, "disguised.pcap", DataLink::ETHERNET, &cap.frames)?;
+
+    // any-lo.pcap: a capture on "any" with a database on the loopback device.
+    let mut cap = Cap::new(500);
+    let lo = ip4(127, 0, 0, 1);
+    let mut c = TcpConv::new(lo, 45000, lo, 5432, 0x1000_0001, 0x2000_0001);
+    cap.push(sll(&c.syn(g)));
+    cap.push(sll(&c.syn_ack(g)));
+    cap.push(sll(&dns4(g, 44040, v4(GW4))));
+    let r = dns_response_a(0x6600 ^ 44040, "example.org", Ipv4Addr::new(10, 1, 0, 80));
+    cap.push(sll(&g.udp(v4(GW4), 53, v4(LOCAL4), 44040, &r)));
+    let mut c = TcpConv::new(
+        ip4(198, 51, 100, 9),
+        50000,
+        v4(LOCAL4),
+        8080,
+        0x3000_0001,
+        0x4000_0001,
+    );
+    cap.push(sll(&c.syn(g)));
+    cap.push(sll(&c.syn_ack(g)));
+    cap.push(sll(&c.server(g, seg(PSH | ACK, &[b'S'; 1000]))));
+    write_pcap(dir, "any-lo.pcap", DataLink::LINUX_SLL, &cap.frames)?;
 
     Ok(())
 }
