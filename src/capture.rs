@@ -15,6 +15,27 @@ pub struct ReadOutcome {
     pub cut_short: Option<String>,
     /// Timestamp of the first frame, if any.
     pub first_ts: Option<Micros>,
+    /// Frames whose timestamp was outside what the reports can write (years 0000-9999) and was
+    /// clamped into it.
+    pub ts_out_of_range: u64,
+}
+
+/// The earliest timestamp the reports can write as RFC 3339: 0000-01-01T00:00:00Z.
+pub const MIN_MICROS: Micros = -62_167_219_200 * 1_000_000;
+/// The latest: 9999-12-31T23:59:59.999999Z.
+pub const MAX_MICROS: Micros = 253_402_300_799 * 1_000_000 + 999_999;
+
+/// A libpcap timestamp (seconds, microseconds) as microseconds since the epoch, clamped to
+/// [`MIN_MICROS`]..=[`MAX_MICROS`]; the flag says whether it had to be clamped. Never overflows,
+/// whatever a (possibly hostile) pcapng file claims.
+pub fn ts_micros(sec: i64, usec: i64) -> (Micros, bool) {
+    match sec.checked_mul(1_000_000).and_then(|s| s.checked_add(usec)) {
+        Some(t) if (MIN_MICROS..=MAX_MICROS).contains(&t) => (t, false),
+        Some(t) if t < MIN_MICROS => (MIN_MICROS, true),
+        Some(_) => (MAX_MICROS, true),
+        None if sec < 0 => (MIN_MICROS, true),
+        None => (MAX_MICROS, true),
+    }
 }
 
 /// Open a capture file, check its link type, and feed every frame into `table`.
@@ -50,10 +71,9 @@ pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
     loop {
         match cap.next_packet() {
             Ok(p) => {
-                let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
-                if out.first_ts.is_none() {
-                    out.first_ts = Some(ts);
-                }
+                let (ts, clamped) = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
+                out.ts_out_of_range += u64::from(clamped);
+                out.first_ts.get_or_insert(ts);
                 table.add(ts, p.header.len, &decode(link, p.data));
             }
             Err(pcap::Error::NoMorePackets) => break,
@@ -157,7 +177,7 @@ impl LiveCapture {
                             if let Some(s) = saver.as_mut() {
                                 s.write(&p);
                             }
-                            let ts = p.header.ts.tv_sec * 1_000_000 + p.header.ts.tv_usec;
+                            let ts = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
                             out.first_ts.get_or_insert(ts);
                             let d = decode(link, p.data);
                             if let crate::decode::Decoded::Ip(ip) = &d {
@@ -273,4 +293,24 @@ fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: u16) {
     let fd = unsafe { BorrowedFd::borrow_raw(cap.as_raw_fd()) };
     let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_never_overflow_and_say_when_clamped() {
+        assert_eq!(
+            ts_micros(1_767_225_600, 250),
+            (1_767_225_600_000_250, false)
+        );
+        assert_eq!(ts_micros(-1, 0), (-1_000_000, false));
+        assert_eq!(ts_micros(1 << 62, 0), (MAX_MICROS, true));
+        assert_eq!(ts_micros(i64::MAX, i64::MAX), (MAX_MICROS, true));
+        assert_eq!(ts_micros(i64::MIN, -1), (MIN_MICROS, true));
+        assert_eq!(ts_micros(253_402_300_800, 0), (MAX_MICROS, true));
+        assert_eq!(ts_micros(-62_167_219_201, 0), (MIN_MICROS, true));
+        assert!(ts_micros(i64::MAX / 1_000_000, 0).1);
+    }
 }

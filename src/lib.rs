@@ -74,6 +74,12 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     if counts.packets == 0 {
         notes.push("the capture holds no packets: it proves nothing".into());
     }
+    if read.ts_out_of_range > 0 {
+        notes.push(format!(
+            "{} packet timestamp(s) lay outside the years 0000-9999 (a broken or hostile capture file) and were clamped into that range: the times shown for those packets are not real",
+            read.ts_out_of_range
+        ));
+    }
     if local.is_empty() && !flows.is_empty() {
         notes.push(
             "no address is present in every flow; each flow is judged on its responder (name this host with --local)".into(),

@@ -489,6 +489,34 @@ fn capture_cut_mid_record_is_inconclusive_unless_it_already_fails() {
     assert_eq!(o.code, 1, "{}", o.stdout);
 }
 
+#[test]
+fn far_future_timestamps_are_clamped_and_said_not_a_crash() {
+    // if_tsresol 0 and a raw timestamp of 2^62 seconds: seconds * 10^6 overflows an i64.
+    let o = analyze(&fixture("future.pcapng")).run();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    let j = o.json();
+    assert_eq!(j["capture"]["first_packet"], "9999-12-31T23:59:59.999999Z");
+    for f in o.flows() {
+        assert_eq!(f["first_seen"], "9999-12-31T23:59:59.999999Z", "{f}");
+        assert_eq!(f["last_seen"], "9999-12-31T23:59:59.999999Z", "{f}");
+    }
+    assert!(
+        j["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("2 packet timestamp(s) lay outside the years 0000-9999"),
+        "{}",
+        j["notes"]
+    );
+    assert!(
+        o.stdout.contains("timestamp(s) lay outside"),
+        "{}",
+        o.stdout
+    );
+    o.assert_junit_valid();
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]

@@ -20,16 +20,17 @@ pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
     }
 }
 
-/// RFC 3339 UTC with microseconds; timestamps out of range are written as raw microseconds.
+/// RFC 3339 UTC with microseconds. Times outside years 0000-9999 cannot be written in RFC 3339;
+/// they are clamped to that range (reading a capture clamps them already, and says so in a note).
 pub fn timestamp(us: Micros) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000);
-    match t.ok().and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    }) {
-        Some(s) => s,
-        None => format!("@{us}us"),
-    }
+    let us = us.clamp(crate::capture::MIN_MICROS, crate::capture::MAX_MICROS);
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "0000-01-01T00:00:00Z".into())
 }
 
 /// "+12.345s" relative to the start of the capture.
@@ -84,4 +85,18 @@ pub fn write_atomically(
     }
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_always_rfc3339() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(1_500_000), "1970-01-01T00:00:01.5Z");
+        assert_eq!(timestamp(i64::MAX), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(timestamp(i64::MIN), "0000-01-01T00:00:00Z");
+        assert_eq!(timestamp(-1_000_000), "1969-12-31T23:59:59Z");
+    }
 }
