@@ -40,7 +40,8 @@ pub struct CaptureHealth {
     pub canary_seen: Option<bool>,
     /// libpcap's message when the capture file ends mid-record.
     pub cut_short: Option<String>,
-    /// Timestamp of the first frame; times in the console are relative to it.
+    /// Timestamp of the earliest frame; times in the console are relative to the earliest of it
+    /// and every flow's first packet (see [`Analysis::start_ts`]).
     pub first_ts: Option<Micros>,
     /// A live capture error that ended the capture early.
     pub error: Option<String>,
@@ -65,6 +66,15 @@ pub struct Analysis {
     pub phases: Vec<PhaseRecord>,
     /// Staging runs: what was staged and how.
     pub stage: Option<StageInfo>,
+}
+
+impl Analysis {
+    /// Where relative times ("+1.500s") count from: the earliest timestamp known, so that no offset
+    /// is negative even when the capture's records are not in time order.
+    pub fn start_ts(&self) -> Option<Micros> {
+        let flows = self.flows.iter().map(|f| f.flow.stats.first_seen);
+        self.capture.first_ts.into_iter().chain(flows).min()
+    }
 }
 
 /// What a staging run was asked to do.

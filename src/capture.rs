@@ -13,7 +13,7 @@ pub struct ReadOutcome {
     pub link_type: String,
     /// Set when the file ends in the middle of a record (a capture cut short): libpcap's message.
     pub cut_short: Option<String>,
-    /// Timestamp of the first frame, if any.
+    /// Timestamp of the earliest frame, if any (not necessarily the first record).
     pub first_ts: Option<Micros>,
     /// Frames whose timestamp was outside what the reports can write (years 0000-9999) and was
     /// clamped into it.
@@ -73,7 +73,9 @@ pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
             Ok(p) => {
                 let (ts, clamped) = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
                 out.ts_out_of_range += u64::from(clamped);
-                out.first_ts.get_or_insert(ts);
+                // Records need not be in time order (mergecap -a, several interfaces): keep the
+                // earliest, which relative times are measured from.
+                out.first_ts = Some(out.first_ts.map_or(ts, |f| f.min(ts)));
                 table.add(ts, p.header.len, &decode(link, p.data));
             }
             Err(pcap::Error::NoMorePackets) => break,

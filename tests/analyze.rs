@@ -517,6 +517,30 @@ fn far_future_timestamps_are_clamped_and_said_not_a_crash() {
     o.assert_junit_valid();
 }
 
+#[test]
+fn relative_times_count_from_the_earliest_packet_not_the_first_record() {
+    let o = analyze(&fixture("out-of-order.pcap")).run();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("+-"), "{}", o.stdout);
+    let row = |addr: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.contains(addr))
+            .unwrap_or_else(|| panic!("no row for {addr}: {}", o.stdout))
+            .to_string()
+    };
+    assert!(row("203.0.113.5").contains("+2.750s"), "{}", o.stdout);
+    assert!(row("198.51.100.7").contains("+0.000s"), "{}", o.stdout);
+    assert_eq!(
+        o.json()["capture"]["first_packet"],
+        "2026-01-01T00:00:06.75Z"
+    );
+    let x = o.junit.as_deref().unwrap();
+    assert!(!x.contains("+-"), "{x}");
+    assert!(x.contains("(+2.750s)"), "{x}");
+    o.assert_junit_valid();
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]

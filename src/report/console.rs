@@ -29,7 +29,7 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
         a.capture.link_type,
         a.allowlist
     )?;
-    let start = a.capture.first_ts;
+    let start = a.start_ts();
     if a.stage.is_some() {
         writeln!(w)?;
         for p in &a.phases {

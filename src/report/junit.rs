@@ -39,7 +39,7 @@ fn names_text(names: &[String]) -> String {
 }
 
 pub fn build(a: &Analysis) -> junit_report::Report {
-    let start = a.capture.first_ts;
+    let start = a.start_ts();
     let mut cases = Vec::new();
 
     // The capture itself: can it be trusted?
@@ -161,8 +161,7 @@ pub fn build(a: &Analysis) -> junit_report::Report {
 
 fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
     let ts = a
-        .capture
-        .first_ts
+        .start_ts()
         .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let suite = TestSuiteBuilder::new(&attr_safe(&format!("airgap-check {} {}", a.mode, a.input)))
@@ -196,7 +195,7 @@ fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
 
 /// Staging runs: a testcase per phase (and one for flows before the first phase, if any).
 fn phase_cases(a: &Analysis) -> Vec<TestCase> {
-    let start = a.capture.first_ts;
+    let start = a.start_ts();
     let mut cases = Vec::new();
     let mut units: Vec<(String, Option<&crate::analysis::PhaseRecord>)> =
         a.phases.iter().map(|p| (p.label(), Some(p))).collect();

@@ -33,10 +33,12 @@ pub fn timestamp(us: Micros) -> String {
         .unwrap_or_else(|| "0000-01-01T00:00:00Z".into())
 }
 
-/// "+12.345s" relative to the start of the capture.
+/// "+12.345s" relative to the start of the capture ("-0.250s" if `us` is before `start`).
 pub fn relative(us: Micros, start: Option<Micros>) -> String {
-    let d = us.saturating_sub(start.unwrap_or(us));
-    format!("+{}.{:03}s", d / 1_000_000, (d % 1_000_000).abs() / 1000)
+    let d = i128::from(us) - i128::from(start.unwrap_or(us));
+    let sign = if d < 0 { '-' } else { '+' };
+    let d = d.unsigned_abs();
+    format!("{sign}{}.{:03}s", d / 1_000_000, (d % 1_000_000) / 1000)
 }
 
 /// Fail early, before any work, when a report could not be written.
@@ -98,5 +100,14 @@ mod tests {
         assert_eq!(timestamp(i64::MAX), "9999-12-31T23:59:59.999999Z");
         assert_eq!(timestamp(i64::MIN), "0000-01-01T00:00:00Z");
         assert_eq!(timestamp(-1_000_000), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn relative_times_have_one_sign() {
+        assert_eq!(relative(13_250_000, Some(10_000_000)), "+3.250s");
+        assert_eq!(relative(10_000_000, Some(13_250_000)), "-3.250s");
+        assert_eq!(relative(10_000_000, Some(10_250_000)), "-0.250s");
+        assert_eq!(relative(5, None), "+0.000s");
+        assert_eq!(relative(i64::MAX, Some(i64::MIN)), "+18446744073709.551s");
     }
 }
