@@ -263,8 +263,11 @@ impl FlowTable {
                 payload_len,
             } => (Some(src_port), Some(dst_port), Some(flags), payload_len > 0),
             Transport::Udp { src_port, dst_port } => (Some(src_port), Some(dst_port), None, false),
-            Transport::Icmp { about: Some(e), .. } => {
-                // An ICMP error about a flow we know counts into that flow, as an answer.
+            // An ICMP error about a flow we know counts into that flow, as an answer — but only when
+            // it goes back to the sender of the packet it quotes, as a real error does (its own
+            // sender may be the quoted destination or any router on the way). An "error" sent
+            // anywhere else is traffic of its own, whatever it quotes, and is judged as such.
+            Transport::Icmp { about: Some(e), .. } if p.dst == e.src => {
                 let (sp, dp) = e.ports.map_or((None, None), |(s, d)| (Some(s), Some(d)));
                 let about = FlowKey {
                     proto: e.proto,
@@ -275,7 +278,8 @@ impl FlowTable {
                 };
                 if let Some(&i) = self.index.get(&about.canonical()) {
                     let flow = &mut self.flows[i as usize];
-                    let from_initiator = flow.key.src == e.dst;
+                    // The error travels towards the quoted packet's sender.
+                    let from_initiator = flow.key.src != e.src;
                     bump(&mut flow.stats, ts, len, from_initiator);
                     flow.stats.icmp_errors += 1;
                     return;
@@ -651,6 +655,60 @@ mod tests {
         assert_eq!(flows[0].key.dst_port, None);
         assert_eq!(flows[0].stats.packets(), 1);
         assert_eq!(counts.orphan_fragments, 1);
+    }
+
+    fn icmp_error(from: [u8; 4], to: [u8; 4], quoted: &[u8], extra: usize) -> Vec<u8> {
+        let mut body = quoted[..28].to_vec();
+        body.extend(std::iter::repeat_n(b'S', extra));
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(from, to, 64)
+            .icmpv4_raw(3, 3, [0; 4])
+            .write(&mut v, &body)
+            .unwrap();
+        v
+    }
+
+    fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64)
+            .udp(sp, dp)
+            .write(&mut v, &[0u8; 20])
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn icmp_errors_fold_only_when_they_go_back_to_the_quoted_sender() {
+        const DNS: [u8; 4] = [8, 8, 8, 8];
+        const ROUTER: [u8; 4] = [10, 1, 0, 1];
+        const ELSEWHERE: [u8; 4] = [203, 0, 113, 99];
+        let query = udp(L, DNS, 5353, 53);
+        let mut t = FlowTable::new();
+        feed(&mut t, 1, &query);
+        // A router's (or the resolver's) genuine error back to the querier: part of the DNS flow.
+        feed(&mut t, 2, &icmp_error(ROUTER, L, &query, 0));
+        feed(&mut t, 3, &icmp_error(DNS, L, &query, 0));
+        // The querier "erroring" towards a third host, quoting the allowed flow: its own flow.
+        for ts in 4..9 {
+            feed(&mut t, ts, &icmp_error(L, ELSEWHERE, &query, 960));
+        }
+        let (flows, _) = t.finish();
+        assert_eq!(flows.len(), 2, "{flows:?}");
+        let dns = &flows[0];
+        assert_eq!(
+            (dns.key.dst, dns.key.dst_port),
+            (IpAddr::from(DNS), Some(53))
+        );
+        assert_eq!((dns.stats.packets_out, dns.stats.packets_in), (1, 2));
+        assert_eq!(dns.stats.icmp_errors, 2);
+        assert_eq!(dns.state(), FlowState::Unreachable);
+        let hidden = &flows[1];
+        assert_eq!(hidden.key.proto, crate::decode::PROTO_ICMP);
+        assert_eq!(
+            (hidden.key.src, hidden.key.dst),
+            (IpAddr::from(L), IpAddr::from(ELSEWHERE))
+        );
+        assert_eq!(hidden.stats.packets_out, 5);
     }
 
     #[test]
