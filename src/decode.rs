@@ -221,7 +221,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             }
         }
     };
-    let (src, dst, payload, fragment) = match net {
+    let (src, dst, hop_limit, payload, fragment) = match net {
         LaxNetSlice::Arp(_) => return Decoded::Housekeeping(Housekeeping::Arp),
         LaxNetSlice::Ipv4(v4) => {
             let h = v4.header();
@@ -233,6 +233,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             (
                 IpAddr::V4(Ipv4Addr::from(h.source())),
                 IpAddr::V4(Ipv4Addr::from(h.destination())),
+                h.ttl(),
                 v4.payload(),
                 fragment,
             )
@@ -243,13 +244,16 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             (
                 IpAddr::V6(Ipv6Addr::from(h.source())),
                 IpAddr::V6(Ipv6Addr::from(h.destination())),
+                h.hop_limit(),
                 v6.payload(),
                 fragment,
             )
         }
     };
     let proto = payload.ip_number.0;
-    if proto == PROTO_IGMP {
+    // IGMP is housekeeping only on its way to a multicast group; to a unicast address it is
+    // traffic like any other (protocol other/2) and is judged.
+    if proto == PROTO_IGMP && matches!(dst, IpAddr::V4(d) if d.is_multicast()) {
         return Decoded::Housekeeping(Housekeeping::Igmp);
     }
     let mut pkt = IpPacket {
@@ -306,9 +310,21 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
             let t = icmp.type_u8();
+            // Neighbour discovery and MLD are housekeeping only when they stay on the link: sent
+            // to a multicast group or a link-local address (NDP also from the unspecified address,
+            // as duplicate address detection does, which no router forwards), and NDP with the
+            // hop limit 255 RFC 4861 requires. Otherwise they are ICMPv6 traffic and are judged.
+            let on_link = match dst {
+                IpAddr::V6(d) => d.is_multicast() || d.is_unicast_link_local(),
+                IpAddr::V4(_) => false,
+            };
             match t {
-                133..=137 => return Decoded::Housekeeping(Housekeeping::Ndp),
-                130..=132 | 143 | 151..=153 => return Decoded::Housekeeping(Housekeeping::Mld),
+                133..=137 if hop_limit == 255 && (on_link || src.is_unspecified()) => {
+                    return Decoded::Housekeeping(Housekeeping::Ndp)
+                }
+                130..=132 | 143 | 151..=153 if on_link => {
+                    return Decoded::Housekeeping(Housekeeping::Mld)
+                }
                 _ => {}
             }
             // 1 destination unreachable, 2 packet too big, 3 time exceeded, 4 parameter problem.
@@ -322,7 +338,8 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             };
             pkt.payload = icmp.payload();
         }
-        Some(TransportSlice::Igmp(_)) => return Decoded::Housekeeping(Housekeeping::Igmp),
+        // IGMP to a multicast group returned above; this one goes to a unicast address.
+        Some(TransportSlice::Igmp(_)) => {}
         None => {
             if matches!(proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6) {
                 // The IP header was fine but the transport header is cut or broken.
@@ -613,6 +630,72 @@ mod tests {
             decode(LinkKind::RawIp, &v),
             Decoded::Housekeeping(Housekeeping::Ndp)
         );
+    }
+
+    fn icmpv6(src: &str, dst: &str, hop_limit: u8, icmp_type: u8) -> Vec<u8> {
+        let src: Ipv6Addr = src.parse().unwrap();
+        let dst: Ipv6Addr = dst.parse().unwrap();
+        let mut v = Vec::new();
+        PacketBuilder::ipv6(src.octets(), dst.octets(), hop_limit)
+            .icmpv6_raw(icmp_type, 0, [0; 4])
+            .write(&mut v, &[0x45u8; 120])
+            .unwrap();
+        v
+    }
+
+    fn igmp(dst: [u8; 4]) -> Vec<u8> {
+        let body = [0x16u8; 100];
+        let h = etherparse::Ipv4Header::new(100, 1, etherparse::IpNumber(2), A, dst).unwrap();
+        let mut v = h.to_bytes().to_vec();
+        v.extend_from_slice(&body);
+        v
+    }
+
+    #[test]
+    fn housekeeping_only_when_it_stays_on_the_link() {
+        let hk = |f: Vec<u8>| match decode(LinkKind::RawIp, &f) {
+            Decoded::Housekeeping(h) => Some(h),
+            Decoded::Ip(p) => {
+                assert!(matches!(p.proto, PROTO_ICMPV6 | PROTO_IGMP), "{p:?}");
+                None
+            }
+            d => panic!("{d:?}"),
+        };
+        // NDP: on-link destinations (or from ::) with hop limit 255.
+        let ndp = Some(Housekeeping::Ndp);
+        assert_eq!(hk(icmpv6("fe80::2", "ff02::1:ff00:1", 255, 135)), ndp);
+        assert_eq!(hk(icmpv6("fe80::2", "fe80::1", 255, 136)), ndp);
+        assert_eq!(hk(icmpv6("::", "ff02::1:ff00:2", 255, 135)), ndp);
+        assert_eq!(hk(icmpv6("fe80::2", "ff02::2", 255, 133)), ndp);
+        assert_eq!(hk(icmpv6("fd00::2", "2001:db8::77", 255, 135)), None);
+        assert_eq!(hk(icmpv6("fe80::2", "ff02::1:ff00:1", 64, 135)), None);
+        // MLD: to a group or a link-local address.
+        let mld = Some(Housekeeping::Mld);
+        assert_eq!(hk(icmpv6("fe80::2", "ff02::16", 1, 143)), mld);
+        assert_eq!(hk(icmpv6("fe80::2", "ff02::fb", 1, 131)), mld);
+        assert_eq!(hk(icmpv6("fe80::2", "fe80::1", 1, 130)), mld);
+        assert_eq!(hk(icmpv6("fd00::2", "2001:db8::77", 1, 131)), None);
+        assert_eq!(hk(icmpv6("fd00::2", "2001:db8::77", 64, 143)), None);
+        assert_eq!(hk(icmpv6("fd00::2", "2001:db8::77", 64, 151)), None);
+        // IGMP: to a multicast group only; link-local IPv4 is not enough.
+        assert_eq!(hk(igmp([224, 0, 0, 22])), Some(Housekeeping::Igmp));
+        assert_eq!(hk(igmp([239, 1, 2, 3])), Some(Housekeeping::Igmp));
+        assert_eq!(hk(igmp([203, 0, 113, 77])), None);
+        assert_eq!(hk(igmp([169, 254, 1, 1])), None);
+        // What is not housekeeping is a judged flow with its protocol.
+        let f = igmp([203, 0, 113, 77]);
+        let Decoded::Ip(p) = decode(LinkKind::RawIp, &f) else {
+            panic!()
+        };
+        assert_eq!((p.proto, p.transport), (PROTO_IGMP, Transport::Other));
+        let f = icmpv6("fd00::2", "2001:db8::77", 255, 135);
+        let Decoded::Ip(p) = decode(LinkKind::RawIp, &f) else {
+            panic!()
+        };
+        assert!(matches!(
+            p.transport,
+            Transport::Icmp { icmp_type: 135, .. }
+        ));
     }
 
     #[test]

@@ -541,6 +541,36 @@ fn relative_times_count_from_the_earliest_packet_not_the_first_record() {
     o.assert_junit_valid();
 }
 
+#[test]
+fn traffic_dressed_as_icmp_errors_or_housekeeping_is_judged() {
+    let o = analyze(&fixture("disguised.pcap")).run();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.disallowed(),
+        vec![
+            "icmp 203.0.113.99 null",
+            "icmpv6 2001:db8::77 null",
+            "other/2 203.0.113.77 null",
+        ]
+    );
+    // "Port unreachable" sent to a third host is its own flow, not part of the DNS flow it quotes.
+    assert_eq!(o.flow("icmp", "203.0.113.99", None)["packets"], 3);
+    // The router's genuine error back to the querier still joins the DNS flow.
+    let dns = o.flow("udp", "8.8.8.8", Some(53));
+    assert_eq!(
+        (dns["allowed"].as_bool(), dns["packets"].as_u64()),
+        (Some(true), Some(3))
+    );
+    assert_eq!(dns["state"], "unreachable");
+    // Neighbour solicitation and MLD to a global unicast address are not housekeeping.
+    assert_eq!(o.flow("icmpv6", "2001:db8::77", None)["packets"], 2);
+    let hk = &o.json()["capture"]["housekeeping"];
+    assert_eq!(
+        hk,
+        &serde_json::json!({"arp": 0, "ndp": 0, "mld": 0, "igmp": 0})
+    );
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]
