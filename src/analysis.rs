@@ -200,6 +200,50 @@ pub fn verdict_with_staging(
     }
 }
 
+/// What the frames themselves leave unjudged, as notes for the reader; empty when every frame was
+/// read. Frames cut short (a small snaplen) or with invalid headers may have carried anything;
+/// a capture where nothing decodes as IP at all (a wrong link type, IP inside PPPoE or MPLS) was
+/// not judged, however clean it looks.
+pub fn decoding_problems(c: &Counts) -> Vec<String> {
+    let frames = |n: u64| format!("{n} frame{}", if n == 1 { "" } else { "s" });
+    let were = |n: u64| if n == 1 { "was" } else { "were" };
+    let mut notes = Vec::new();
+    if c.truncated > 0 {
+        notes.push(format!(
+            "{} {} cut short (snaplen?) and could not be judged",
+            frames(c.truncated),
+            were(c.truncated)
+        ));
+    }
+    if c.invalid > 0 {
+        notes.push(format!(
+            "{} had invalid headers and could not be judged",
+            frames(c.invalid)
+        ));
+    }
+    let decoded = c.ip_packets + c.arp + c.ndp + c.mld + c.igmp;
+    if decoded == 0 && c.non_ip > 0 {
+        notes.push(format!(
+            "none of the {} decoded as IP ({} of another protocol: a wrong link type, or IP inside PPPoE, MPLS or another encapsulation airgap-check does not read), so nothing could be judged",
+            frames(c.packets),
+            c.non_ip
+        ));
+    }
+    notes
+}
+
+/// The verdict for a capture file: as [`verdict_for`], and a capture with no packets, or with
+/// frames that could not be decoded ([`decoding_problems`]), is at best inconclusive; a
+/// disallowed flow still fails.
+pub fn verdict_for_capture(flows: &[Judged], capture: &CaptureHealth, counts: &Counts) -> Verdict {
+    match verdict_for(flows, capture) {
+        Verdict::Pass if counts.packets == 0 || !decoding_problems(counts).is_empty() => {
+            Verdict::Inconclusive
+        }
+        v => v,
+    }
+}
+
 /// A destination: what JUnit reports one testcase for in analyze mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Destination {
@@ -231,4 +275,93 @@ pub fn by_destination(flows: &[Judged]) -> Vec<(Destination, Vec<&Judged>)> {
         order[i].1.push(f);
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowKey;
+
+    fn judged(allowed: bool) -> Judged {
+        let a: IpAddr = "10.1.0.2".parse().unwrap();
+        Judged {
+            flow: Flow {
+                key: FlowKey {
+                    proto: 6,
+                    src: a,
+                    src_port: Some(1),
+                    dst: a,
+                    dst_port: Some(2),
+                },
+                stats: Default::default(),
+            },
+            remote_addr: a,
+            remote_port: Some(2),
+            names: Vec::new(),
+            rule: allowed.then(|| "r".into()),
+            phase: None,
+            phase_buildpack: None,
+        }
+    }
+
+    #[test]
+    fn undecodable_frames_never_pass() {
+        let ok = CaptureHealth::default();
+        let ip = Counts {
+            packets: 10,
+            ip_packets: 10,
+            ..Counts::default()
+        };
+        let v = |flows: &[Judged], c: Counts| verdict_for_capture(flows, &ok, &c);
+        assert_eq!(v(&[judged(true)], ip), Verdict::Pass);
+        // LLDP, STP and the like beside IP traffic are fine.
+        let lldp = Counts {
+            packets: 12,
+            non_ip: 2,
+            ..ip
+        };
+        assert_eq!(v(&[judged(true)], lldp), Verdict::Pass);
+        assert!(decoding_problems(&lldp).is_empty());
+        // Link housekeeping alone was decoded.
+        let arp = Counts {
+            packets: 2,
+            arp: 2,
+            ..Counts::default()
+        };
+        assert_eq!(v(&[], arp), Verdict::Pass);
+        // Every frame cut short by the snaplen.
+        let cut = Counts {
+            packets: 5,
+            truncated: 5,
+            ..Counts::default()
+        };
+        assert_eq!(v(&[], cut), Verdict::Inconclusive);
+        assert_eq!(
+            decoding_problems(&cut),
+            vec!["5 frames were cut short (snaplen?) and could not be judged"]
+        );
+        // One broken frame among good ones is enough.
+        let one_invalid = Counts {
+            packets: 11,
+            invalid: 1,
+            ..ip
+        };
+        assert_eq!(v(&[judged(true)], one_invalid), Verdict::Inconclusive);
+        assert_eq!(
+            decoding_problems(&one_invalid),
+            vec!["1 frame had invalid headers and could not be judged"]
+        );
+        // Nothing but frames of other protocols: a wrong link type or an unread encapsulation.
+        let pppoe = Counts {
+            packets: 5,
+            non_ip: 5,
+            ..Counts::default()
+        };
+        assert_eq!(v(&[], pppoe), Verdict::Inconclusive);
+        assert!(decoding_problems(&pppoe)[0].starts_with("none of the 5 frames decoded as IP"));
+        // No packets at all.
+        assert_eq!(v(&[], Counts::default()), Verdict::Inconclusive);
+        // A disallowed flow still fails.
+        assert_eq!(v(&[judged(false)], cut), Verdict::Fail);
+    }
 }

@@ -21,7 +21,7 @@ pub mod verdict;
 use std::ffi::OsString;
 use std::io::Write;
 
-use crate::analysis::{judge, verdict_for, Analysis, CaptureHealth};
+use crate::analysis::{decoding_problems, judge, verdict_for_capture, Analysis, CaptureHealth};
 use crate::cli::{AnalyzeArgs, Command};
 use crate::error::Result;
 use crate::flow::FlowTable;
@@ -74,6 +74,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     if counts.packets == 0 {
         notes.push("the capture holds no packets: it proves nothing".into());
     }
+    notes.extend(decoding_problems(&counts));
     if read.ts_out_of_range > 0 {
         notes.push(format!(
             "{} packet timestamp(s) lay outside the years 0000-9999 (a broken or hostile capture file) and were clamped into that range: the times shown for those packets are not real",
@@ -93,10 +94,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         first_ts: read.first_ts,
         error: None,
     };
-    let mut verdict = verdict_for(&flows, &health);
-    if counts.packets == 0 {
-        verdict = verdict::Verdict::Inconclusive;
-    }
+    let verdict = verdict_for_capture(&flows, &health, &counts);
     let analysis = Analysis {
         mode: "analyze",
         input: args.pcap.display().to_string(),

@@ -182,6 +182,14 @@ fn clean_capture_passes_with_housekeeping_counted_not_judged() {
         ),
         (Some(2), Some(1), Some(1), Some(1))
     );
+    assert_eq!(
+        (
+            j["capture"]["truncated"].as_u64(),
+            j["capture"]["invalid"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(j["notes"], serde_json::json!([]));
     assert_eq!(j["capture"]["dropped"], Value::Null);
     assert_eq!(j["capture"]["canary_seen"], Value::Null);
     assert_eq!(j["local"], serde_json::json!(["10.1.0.2", "fd00:1::2"]));
@@ -246,11 +254,18 @@ fn leaky_capture_fails_with_every_leak_named() {
         (Some(true), Some(22))
     );
     assert_eq!(o.flow("udp", "2001:db8::53", Some(53))["rule"], "dns");
-    // Broken frames are counted, never fatal.
+    // Broken frames are counted, never fatal, and said: what they held is unknown.
     let cap = &o.json()["capture"];
     assert_eq!(cap["truncated"], 1, "{cap}");
     assert_eq!(cap["invalid"], 1, "{cap}");
     assert_eq!(cap["non_ip"], 1, "{cap}");
+    assert_eq!(
+        o.json()["notes"],
+        serde_json::json!([
+            "1 frame was cut short (snaplen?) and could not be judged",
+            "1 frame had invalid headers and could not be judged"
+        ])
+    );
     // Every field the README documents, on every flow.
     for f in o.flows() {
         for k in [
@@ -340,7 +355,10 @@ fn allowlist_file_changes_the_verdict() {
             "allow:\n  - name: everything v4\n    cidrs: [0.0.0.0/0]\n  - name: everything v6\n    cidrs: [\"::/0\"]\n",
         )
         .run();
-    assert_eq!(o.code, 0, "{}", o.stdout);
+    // Nothing is disallowed any more; but leaky.pcap's truncated and invalid frames could have
+    // held anything, so the best it can be is inconclusive.
+    assert_eq!(o.json()["summary"]["disallowed"], 0);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     assert!(o.json()["allowlist"]
         .as_str()
         .unwrap()
@@ -569,6 +587,41 @@ fn traffic_dressed_as_icmp_errors_or_housekeeping_is_judged() {
         hk,
         &serde_json::json!({"arp": 0, "ndp": 0, "mld": 0, "igmp": 0})
     );
+}
+
+#[test]
+fn a_capture_that_cannot_be_decoded_is_inconclusive_not_pass() {
+    // tcpdump -s 14: every frame is an Ethernet header and nothing else.
+    let o = analyze(&fixture("snaplen14.pcap")).run();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert_eq!(o.json()["verdict"], "inconclusive");
+    assert_eq!(o.json()["capture"]["truncated"], 5);
+    assert!(
+        o.stdout
+            .contains("5 frames were cut short (snaplen?) and could not be judged"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.lines().last().unwrap().starts_with("INCONCLUSIVE"));
+    o.assert_junit_valid();
+    // IP inside PPPoE: well-formed frames, none of them IP.
+    let o = analyze(&fixture("pppoe.pcap")).run();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    assert_eq!(o.json()["capture"]["non_ip"], 5);
+    assert!(
+        o.stdout.contains("none of the 5 frames decoded as IP"),
+        "{}",
+        o.stdout
+    );
+    // Raw IP frames in a file that says Ethernet: the same.
+    let raw = std::fs::read(root().join(fixture("raw.pcap"))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mislabelled = dir.path().join("mislabelled.pcap");
+    let mut bytes = raw.clone();
+    bytes[20..24].copy_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    std::fs::write(&mislabelled, &bytes).unwrap();
+    let o = analyze(mislabelled.to_str().unwrap()).run();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
 }
 
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
