@@ -69,6 +69,19 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// Whether the capture itself leaves something unseen — cut short, packets dropped, the canary
+    /// missing, a capture error, frames that could not be decoded, or an inconclusive verdict —
+    /// whatever the verdict says about the flows that were seen.
+    pub fn capture_untrusted(&self) -> bool {
+        let c = &self.capture;
+        self.verdict == Verdict::Inconclusive
+            || c.cut_short.is_some()
+            || c.error.is_some()
+            || c.dropped.is_some_and(|d| d > 0)
+            || c.canary_seen == Some(false)
+            || !decoding_problems(&self.counts).is_empty()
+    }
+
     /// Where relative times ("+1.500s") count from: the earliest timestamp known, so that no offset
     /// is negative even when the capture's records are not in time order.
     pub fn start_ts(&self) -> Option<Micros> {

@@ -505,6 +505,16 @@ fn capture_cut_mid_record_is_inconclusive_unless_it_already_fails() {
     std::fs::write(&cut, &leaky[..leaky.len() - 7]).unwrap();
     let o = analyze(cut.to_str().unwrap()).run();
     assert_eq!(o.code, 1, "{}", o.stdout);
+    // The verdict is a fail, but the capture testcase is still red: it was cut.
+    let x = o.junit.as_deref().unwrap();
+    let capture = &x[x.find("<testcase name=\"capture\"").unwrap()..];
+    let capture = &capture[..capture.find("</testcase>").unwrap()];
+    assert!(
+        capture.contains("<error type=\"untrusted-capture\""),
+        "{capture}"
+    );
+    assert!(capture.contains("ends mid-record"), "{capture}");
+    o.assert_junit_valid();
 }
 
 #[test]

@@ -59,9 +59,16 @@ pub fn build(a: &Analysis) -> junit_report::Report {
         a.capture.dropped.map_or("not measured".into(), |d| d.to_string()),
         a.capture.canary_seen.map_or("not applicable", |s| if s { "seen" } else { "NOT seen" }),
     );
-    let mut capture_case = if a.verdict == Verdict::Inconclusive {
+    // Red whenever the capture left something unseen, even when the verdict is a fail: a failing
+    // build with a cut capture may hide more than the failures it lists.
+    let mut capture_case = if a.capture_untrusted() {
         let why = a.notes.join("; ");
-        TestCase::error("capture", Duration::ZERO, "inconclusive", &attr_safe(&why))
+        let kind = if a.verdict == Verdict::Inconclusive {
+            "inconclusive"
+        } else {
+            "untrusted-capture"
+        };
+        TestCase::error("capture", Duration::ZERO, kind, &attr_safe(&why))
     } else {
         TestCase::success("capture", Duration::ZERO)
     };
