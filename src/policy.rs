@@ -177,7 +177,7 @@ impl Rule {
                 return false;
             }
         }
-        if !self.cidrs.is_empty() && !self.cidrs.iter().any(|n| n.contains(&r.addr)) {
+        if !self.cidrs.is_empty() && !self.cidrs.iter().any(|n| net_contains(n, r.addr)) {
             return false;
         }
         if !self.ports.is_empty() {
@@ -196,6 +196,18 @@ impl Rule {
         }
         true
     }
+}
+
+/// Whether `net` holds `addr`; an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is also matched as the
+/// IPv4 address it carries, so IPv4 rules (and --local) cover it.
+pub fn net_contains(net: &IpNet, addr: IpAddr) -> bool {
+    net.contains(&addr)
+        || match addr {
+            IpAddr::V6(a) => a
+                .to_ipv4_mapped()
+                .is_some_and(|v4| net.contains(&IpAddr::V4(v4))),
+            IpAddr::V4(_) => false,
+        }
 }
 
 impl Allowlist {
@@ -376,6 +388,39 @@ mod tests {
         assert_eq!(judge(PROTO_UDP, "100.64.0.1", Some(123)), None);
         assert_eq!(judge(PROTO_ICMP, "198.51.100.10", None), None);
         assert_eq!(judge(PROTO_UDP, "8.8.8.8", Some(853)), None);
+        // Loopback: a capture on "any" sees local databases and caches.
+        assert_eq!(
+            judge(PROTO_TCP, "127.0.0.1", Some(5432)).as_deref(),
+            Some("loopback")
+        );
+        assert_eq!(
+            judge(PROTO_TCP, "127.8.9.10", Some(6379)).as_deref(),
+            Some("loopback")
+        );
+        assert_eq!(
+            judge(PROTO_TCP, "::1", Some(5432)).as_deref(),
+            Some("loopback")
+        );
+        // Multicast stays disallowed (mDNS, SSDP and the like are findings).
+        assert_eq!(judge(PROTO_UDP, "224.0.0.251", Some(5353)), None);
+        assert_eq!(judge(PROTO_UDP, "ff02::fb", Some(5353)), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_addresses_match_ipv4_rules() {
+        let a = Allowlist::default_list();
+        let judge = |p, a_: &str, port| a.judge(&remote(p, a_, port)).map(|r| r.name.clone());
+        assert_eq!(
+            judge(PROTO_TCP, "::ffff:192.168.1.1", Some(8080)).as_deref(),
+            Some("internal networks")
+        );
+        assert_eq!(
+            judge(PROTO_TCP, "::ffff:127.0.0.1", Some(8080)).as_deref(),
+            Some("loopback")
+        );
+        assert_eq!(judge(PROTO_TCP, "::ffff:203.0.113.5", Some(443)), None);
+        // Only mapped addresses: the IPv4-compatible form (::a.b.c.d) is not IPv4.
+        assert_eq!(judge(PROTO_TCP, "::192.168.1.1", Some(8080)), None);
     }
 
     #[test]
