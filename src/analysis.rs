@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::flow::{local_addresses, remote_end, Counts, Flow, Micros};
+use crate::flow::{is_loopback_flow, local_addresses, remote_end, Counts, Flow, Micros};
 use crate::policy::{Allowlist, Remote};
 use crate::verdict::Verdict;
 
@@ -150,6 +150,11 @@ pub fn attribute_phases(flows: &mut [Judged], phases: &[PhaseRecord]) {
 }
 
 /// Judge every flow on its remote end. `local_nets` overrides the local-address guess.
+///
+/// When neither end of a flow is local (no address of its IP version is known, or --local names
+/// neither), either end could be the remote one: the flow is allowed only when both ends are, the
+/// responder's rule names the reason, and the remote end reported is the responder — or the
+/// initiator when only the initiator is disallowed, so the reader sees the end that failed.
 pub fn judge(
     flows: Vec<Flow>,
     allowlist: &Allowlist,
@@ -159,16 +164,30 @@ pub fn judge(
     let judged = flows
         .into_iter()
         .map(|flow| {
-            let (addr, port) = remote_end(&flow.key, &local);
             let names = Vec::new();
-            let rule = allowlist
-                .judge(&Remote {
-                    proto: flow.key.proto,
-                    addr,
-                    port,
-                    names: &names,
-                })
-                .map(|r| r.name.clone());
+            let k = &flow.key;
+            let rule_for = |addr: IpAddr, port: Option<u16>| {
+                allowlist
+                    .judge(&Remote {
+                        proto: k.proto,
+                        addr,
+                        port,
+                        names: &names,
+                    })
+                    .map(|r| r.name.clone())
+            };
+            let ((addr, port), rule) = if local.contains(&k.src) || local.contains(&k.dst) {
+                let (addr, port) = remote_end(k, &local);
+                ((addr, port), rule_for(addr, port))
+            } else {
+                let responder = rule_for(k.dst, k.dst_port);
+                let initiator = rule_for(k.src, k.src_port);
+                match (responder, initiator) {
+                    (Some(_), None) => ((k.src, k.src_port), None),
+                    (Some(r), Some(_)) => ((k.dst, k.dst_port), Some(r)),
+                    (None, _) => ((k.dst, k.dst_port), None),
+                }
+            };
             Judged {
                 flow,
                 remote_addr: addr,
@@ -181,6 +200,38 @@ pub fn judge(
         })
         .collect();
     (judged, local)
+}
+
+/// Notes for the IP versions where some flow has no local end and so was judged on both ends.
+/// `local_given` says whether --local named the local addresses.
+pub fn local_notes(flows: &[Judged], local: &[IpAddr], local_given: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (v4, name) in [(true, "IPv4"), (false, "IPv6")] {
+        let unknown = flows
+            .iter()
+            .filter(|f| f.flow.key.src.is_ipv4() == v4 && !is_loopback_flow(&f.flow.key))
+            .filter(|f| !local.contains(&f.flow.key.src) && !local.contains(&f.flow.key.dst))
+            .count();
+        if unknown == 0 {
+            continue;
+        }
+        let has_local = local.iter().any(|a| a.is_ipv4() == v4);
+        notes.push(match (has_local, local_given) {
+            (false, false) => format!(
+                "no {name} address is present in every {name} flow, so this host's {name} address is unknown: each {name} flow is allowed only when both of its ends are (name this host with --local)"
+            ),
+            (false, true) => format!(
+                "--local names no {name} address seen in the capture: each {name} flow is allowed only when both of its ends are"
+            ),
+            (true, _) => format!(
+                "{unknown} {name} flow{} neither end in --local: {} allowed only when both of {} ends are",
+                if unknown == 1 { " has" } else { "s have" },
+                if unknown == 1 { "it is" } else { "each is" },
+                if unknown == 1 { "its" } else { "their" },
+            ),
+        });
+    }
+    notes
 }
 
 /// The verdict for judged flows and a capture of the given health: any disallowed flow is a fail;
@@ -315,6 +366,146 @@ mod tests {
             phase: None,
             phase_buildpack: None,
         }
+    }
+
+    fn tcp(src: &str, dst: &str, sp: u16, dp: u16, syn: bool, ack: bool) -> Vec<u8> {
+        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let b = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+            }
+            _ => panic!("mixed families"),
+        };
+        let mut b = b.tcp(sp, dp, 1, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(1);
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    fn flows_of(packets: &[Vec<u8>]) -> Vec<Flow> {
+        let mut t = crate::flow::FlowTable::new();
+        for (i, p) in packets.iter().enumerate() {
+            let d = crate::decode::decode(crate::decode::LinkKind::RawIp, p);
+            t.add(i as i64, p.len() as u32, &d);
+        }
+        t.finish().0
+    }
+
+    fn find(judged: &[Judged], dst_port: u16) -> &Judged {
+        judged
+            .iter()
+            .find(|j| j.flow.key.dst_port == Some(dst_port))
+            .unwrap()
+    }
+
+    #[test]
+    fn with_no_local_end_both_ends_must_pass() {
+        let default = Allowlist::default_list();
+        // IPv6: an mDNS announcement from a link-local address, then an inbound connection from
+        // the Internet to fd00::2:8080. No IPv6 address is in every IPv6 flow.
+        let flows = flows_of(&[
+            tcp("10.1.0.2", "10.1.0.1", 5000, 53, true, false),
+            tcp("fe80::2", "ff02::fb", 5353, 5353, false, false),
+            tcp("2001:db8::9", "fd00::2", 50000, 8080, true, false),
+            tcp("fd00::2", "2001:db8::9", 8080, 50000, true, true),
+        ]);
+        let (judged, local) = judge(flows, &default, &[]);
+        assert_eq!(local, vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);
+        let inbound = find(&judged, 8080);
+        // Judged on its responder alone (fd00::2, private) it passed; the initiator does not.
+        assert!(!inbound.allowed());
+        assert_eq!(
+            (inbound.remote_addr, inbound.remote_port),
+            ("2001:db8::9".parse().unwrap(), Some(50000))
+        );
+        assert!(find(&judged, 53).allowed());
+        let notes = local_notes(&judged, &local, false);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("no IPv6 address is present in every IPv6 flow"));
+        // Both ends private: allowed, and the responder is the remote end.
+        let flows = flows_of(&[
+            tcp("10.9.9.9", "192.168.1.1", 40000, 443, true, false),
+            tcp("10.8.8.8", "192.168.1.2", 40001, 443, true, false),
+        ]);
+        let (judged, local) = judge(flows, &default, &[]);
+        assert!(local.is_empty());
+        assert!(judged.iter().all(Judged::allowed));
+        assert_eq!(
+            judged[0].remote_addr,
+            "192.168.1.1".parse::<IpAddr>().unwrap()
+        );
+        // Both ends public: the responder is reported.
+        let flows = flows_of(&[
+            tcp("198.51.100.1", "203.0.113.5", 40000, 443, true, false),
+            tcp("198.51.100.2", "203.0.113.6", 40000, 443, true, false),
+        ]);
+        let (judged, _) = judge(flows, &default, &[]);
+        assert!(!judged[0].allowed());
+        assert_eq!(
+            judged[0].remote_addr,
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn loopback_flows_do_not_hide_the_local_address() {
+        // A capture on "any": a database on lo beside the host's own traffic.
+        let flows = flows_of(&[
+            tcp("127.0.0.1", "127.0.0.1", 45000, 5432, true, false),
+            tcp("10.1.0.2", "10.1.0.1", 5000, 53, true, false),
+            tcp("198.51.100.9", "10.1.0.2", 50000, 8080, true, false),
+            tcp("::1", "::1", 45001, 6379, true, false),
+        ]);
+        let (judged, local) = judge(flows, &Allowlist::default_list(), &[]);
+        assert_eq!(local, vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);
+        let inbound = find(&judged, 8080);
+        assert!(!inbound.allowed());
+        assert_eq!(
+            inbound.remote_addr,
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(find(&judged, 5432).rule.as_deref(), Some("loopback"));
+        assert_eq!(find(&judged, 6379).rule.as_deref(), Some("loopback"));
+        assert!(local_notes(&judged, &local, false).is_empty());
+    }
+
+    #[test]
+    fn local_option_covers_ipv4_mapped_addresses() {
+        let flows = flows_of(&[
+            tcp(
+                "::ffff:10.1.0.2",
+                "::ffff:203.0.113.5",
+                41000,
+                443,
+                true,
+                false,
+            ),
+            tcp(
+                "::ffff:203.0.113.7",
+                "::ffff:10.1.0.2",
+                41001,
+                22,
+                true,
+                false,
+            ),
+        ]);
+        let nets = ["10.1.0.0/24".parse().unwrap()];
+        let (judged, local) = judge(flows, &Allowlist::default_list(), &nets);
+        assert_eq!(local, vec!["::ffff:10.1.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            judged[1].remote_addr,
+            "::ffff:203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert!(local_notes(&judged, &local, true).is_empty());
     }
 
     #[test]

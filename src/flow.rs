@@ -492,31 +492,46 @@ fn add_many(s: &mut FlowStats, e: &FragEntry, from_initiator: bool) {
     }
 }
 
-/// Which addresses are "local": those in `local` when given, otherwise, per IP version, the address
-/// present in every flow of that version (ties go to the one that initiated most, then the lowest).
+/// Whether an address is loopback (127.0.0.0/8, ::1, or ::ffff:127.x.x.x).
+pub fn is_loopback(a: IpAddr) -> bool {
+    a.to_canonical().is_loopback()
+}
+
+/// Whether a flow runs over loopback: it says nothing about which host the capture is from.
+pub fn is_loopback_flow(key: &FlowKey) -> bool {
+    is_loopback(key.src) || is_loopback(key.dst)
+}
+
+/// Which addresses are "local": those in `local` when given (an IPv4 prefix also names the
+/// IPv4-mapped IPv6 form of its addresses), otherwise, per IP version, the address present in every
+/// flow of that version (ties go to the one that initiated most, then the lowest). Loopback flows
+/// are left out of that count: a capture on "any" sees them beside the host's own traffic. A
+/// version with no such address has no local address; see [`remote_end`] for what that means.
 pub fn local_addresses(flows: &[Flow], local: &[IpNet]) -> Vec<IpAddr> {
+    if !local.is_empty() {
+        let mut out: Vec<IpAddr> = flows
+            .iter()
+            .flat_map(|f| [f.key.src, f.key.dst])
+            .filter(|a| local.iter().any(|n| crate::policy::net_contains(n, *a)))
+            .collect();
+        out.sort();
+        out.dedup();
+        return out;
+    }
     let mut seen: AHashMap<IpAddr, (u64, u64)> = AHashMap::new();
     let (mut v4, mut v6) = (0u64, 0u64);
-    for f in flows {
+    for f in flows.iter().filter(|f| !is_loopback_flow(&f.key)) {
         if f.key.src.is_ipv4() {
             v4 += 1;
         } else {
             v6 += 1;
         }
-        seen.entry(f.key.src).or_default().0 += 1;
-        seen.entry(f.key.src).or_default().1 += 1;
+        let e = seen.entry(f.key.src).or_default();
+        e.0 += 1;
+        e.1 += 1;
         if f.key.dst != f.key.src {
             seen.entry(f.key.dst).or_default().0 += 1;
         }
-    }
-    if !local.is_empty() {
-        let mut out: Vec<IpAddr> = seen
-            .keys()
-            .filter(|a| local.iter().any(|n| n.contains(*a)))
-            .copied()
-            .collect();
-        out.sort();
-        return out;
     }
     let mut out = Vec::new();
     for (want_v4, total) in [(true, v4), (false, v6)] {
@@ -535,7 +550,8 @@ pub fn local_addresses(flows: &[Flow], local: &[IpNet]) -> Vec<IpAddr> {
 }
 
 /// The remote end of a flow (address, port): the end that is not local; when both or neither are,
-/// the responder.
+/// the responder. When neither end is local the judge holds both ends against the allowlist
+/// (`analysis::judge`), since either could be the remote one.
 pub fn remote_end(key: &FlowKey, local: &[IpAddr]) -> (IpAddr, Option<u16>) {
     let src_local = local.contains(&key.src);
     let dst_local = local.contains(&key.dst);

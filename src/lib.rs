@@ -21,7 +21,9 @@ pub mod verdict;
 use std::ffi::OsString;
 use std::io::Write;
 
-use crate::analysis::{decoding_problems, judge, verdict_for_capture, Analysis, CaptureHealth};
+use crate::analysis::{
+    decoding_problems, judge, local_notes, verdict_for_capture, Analysis, CaptureHealth,
+};
 use crate::cli::{AnalyzeArgs, Command};
 use crate::error::Result;
 use crate::flow::FlowTable;
@@ -81,11 +83,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
             read.ts_out_of_range
         ));
     }
-    if local.is_empty() && !flows.is_empty() {
-        notes.push(
-            "no address is present in every flow; each flow is judged on its responder (name this host with --local)".into(),
-        );
-    }
+    notes.extend(local_notes(&flows, &local, !args.local.is_empty()));
     let health = CaptureHealth {
         link_type: read.link_type,
         dropped: None,

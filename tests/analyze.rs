@@ -634,6 +634,18 @@ fn a_capture_that_cannot_be_decoded_is_inconclusive_not_pass() {
     assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
 }
 
+#[test]
+fn capture_on_any_finds_the_host_despite_loopback_and_judges_inbound_by_its_source() {
+    let o = analyze(&fixture("any-lo.pcap")).run();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert_eq!(o.json()["local"], serde_json::json!(["10.1.0.2"]));
+    // The inbound connection from the Internet is judged on its source, not on this host.
+    assert_eq!(o.disallowed(), vec!["tcp 198.51.100.9 50000"]);
+    assert_eq!(o.flow("tcp", "127.0.0.1", Some(5432))["rule"], "loopback");
+    assert_eq!(o.flow("udp", "10.1.0.1", Some(53))["rule"], "dns");
+    assert_eq!(o.json()["notes"], serde_json::json!([]));
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]
