@@ -127,6 +127,8 @@ pub struct Fragment {
     pub id: u32,
     /// Offset in bytes.
     pub offset: u32,
+    /// Whether more fragments follow (MF / M flag).
+    pub more: bool,
 }
 
 /// One IP packet, reduced to what the flow table and the naming layer need.
@@ -221,6 +223,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             }
         }
     };
+    let mut later_v6_proto = None;
     let (src, dst, hop_limit, payload, fragment) = match net {
         LaxNetSlice::Arp(_) => return Decoded::Housekeeping(Housekeeping::Arp),
         LaxNetSlice::Ipv4(v4) => {
@@ -229,6 +232,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             let fragment = (h.more_fragments() || off > 0).then(|| Fragment {
                 id: u32::from(h.identification()),
                 offset: off,
+                more: h.more_fragments(),
             });
             (
                 IpAddr::V4(Ipv4Addr::from(h.source())),
@@ -240,7 +244,16 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            let fragment = ipv6_fragment(h.next_header().0, v6.extensions().slice());
+            let fragment = ipv6_fragment(h.next_header().0, v6.extensions().slice()).map(
+                |(f, first_header)| {
+                    // A later fragment's protocol is whatever its fragment header says; etherparse
+                    // reads on into the fragment's data and may find anything there.
+                    if f.offset > 0 {
+                        later_v6_proto = Some(first_header);
+                    }
+                    f
+                },
+            );
             (
                 IpAddr::V6(Ipv6Addr::from(h.source())),
                 IpAddr::V6(Ipv6Addr::from(h.destination())),
@@ -250,7 +263,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             )
         }
     };
-    let proto = payload.ip_number.0;
+    let proto = later_v6_proto.unwrap_or(payload.ip_number.0);
     // IGMP is housekeeping only on its way to a multicast group; to a unicast address it is
     // traffic like any other (protocol other/2) and is judged.
     if proto == PROTO_IGMP && matches!(dst, IpAddr::V4(d) if d.is_multicast()) {
@@ -270,7 +283,9 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             return Decoded::Ip(pkt);
         }
         // First fragment: etherparse does not slice a fragmented transport; read its header here.
-        pkt.transport = first_fragment_transport(proto, payload.payload);
+        pkt.transport = first_fragment_transport(proto, payload.payload, f.more, || {
+            ip_payload_wire_len(net, payload)
+        });
         return Decoded::Ip(pkt);
     }
     match &p.transport {
@@ -284,7 +299,8 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
                     rst: tcp.rst(),
                     fin: tcp.fin(),
                 },
-                payload_len: wire_payload_len(net, payload, tcp.header_slice().len()),
+                payload_len: ip_payload_wire_len(net, payload)
+                    .saturating_sub(tcp.header_slice().len()) as u32,
             };
             pkt.payload = tcp.payload();
         }
@@ -350,10 +366,10 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
     Decoded::Ip(pkt)
 }
 
-/// The TCP payload length on the wire: the IP header's own lengths minus the TCP header, so that a
-/// capture cut by snaplen still shows that data was sent.
-fn wire_payload_len(net: &LaxNetSlice<'_>, payload: &LaxIpPayloadSlice<'_>, tcp_hdr: usize) -> u32 {
-    let captured = payload.payload.len().saturating_sub(tcp_hdr) as u32;
+/// The IP payload length on the wire: the IP header's own lengths, so that a capture cut by
+/// snaplen still shows that data was sent (never less than what was captured).
+fn ip_payload_wire_len(net: &LaxNetSlice<'_>, payload: &LaxIpPayloadSlice<'_>) -> usize {
+    let captured = payload.payload.len();
     if payload.len_source != LenSource::Slice {
         return captured;
     }
@@ -369,15 +385,16 @@ fn wire_payload_len(net: &LaxNetSlice<'_>, payload: &LaxIpPayloadSlice<'_>, tcp_
         }
         LaxNetSlice::Arp(_) => 0,
     };
-    (claimed.saturating_sub(tcp_hdr) as u32).max(captured)
+    claimed.max(captured)
 }
 
-/// Find a fragmenting fragment header in an IPv6 extension chain.
+/// Find a fragmenting fragment header in an IPv6 extension chain, with its Next Header (the first
+/// header of the fragmentable part).
 ///
 /// Walked by hand with checked reads: etherparse 0.21's `Ipv6ExtensionSliceIter` reads out of bounds
 /// (an unchecked slice access) on some lax-parsed chains, e.g. the tcpdump corpus's
 /// ipv6-next-header-oobr-1.pcap, so it is not used.
-fn ipv6_fragment(mut next: u8, mut exts: &[u8]) -> Option<Fragment> {
+fn ipv6_fragment(mut next: u8, mut exts: &[u8]) -> Option<(Fragment, u8)> {
     for _ in 0..16 {
         let len = match next {
             // Hop-by-hop, routing, destination options: (hdr ext len + 1) * 8.
@@ -390,7 +407,7 @@ fn ipv6_fragment(mut next: u8, mut exts: &[u8]) -> Option<Fragment> {
                 let offset = u32::from(off_flags & 0xfff8);
                 let more = off_flags & 1 != 0;
                 if offset > 0 || more {
-                    return Some(Fragment { id, offset });
+                    return Some((Fragment { id, offset, more }, *exts.first()?));
                 }
                 8
             }
@@ -402,7 +419,14 @@ fn ipv6_fragment(mut next: u8, mut exts: &[u8]) -> Option<Fragment> {
     None
 }
 
-fn first_fragment_transport(proto: u8, b: &[u8]) -> Transport {
+/// The transport of a first fragment, read by hand. `more` says whether fragments follow;
+/// `wire_len` gives this fragment's IP payload length on the wire.
+fn first_fragment_transport(
+    proto: u8,
+    b: &[u8],
+    more: bool,
+    wire_len: impl FnOnce() -> usize,
+) -> Transport {
     let ports = be16(b, 0).zip(be16(b, 2));
     match (proto, ports) {
         (PROTO_TCP, Some((s, d))) => Transport::Tcp {
@@ -412,7 +436,17 @@ fn first_fragment_transport(proto: u8, b: &[u8]) -> Transport {
                 .get(13)
                 .map(|f| TcpFlags::from_byte(*f))
                 .unwrap_or_default(),
-            payload_len: 0,
+            // The segment's data is this fragment's beyond the TCP header, and all of any later
+            // fragment: a fragmented segment carries data.
+            payload_len: {
+                let header = b.get(12).map_or(20, |o| usize::from(o >> 4) * 4).max(20);
+                let here = wire_len().saturating_sub(header) as u32;
+                if more {
+                    here.max(1)
+                } else {
+                    here
+                }
+            },
         },
         (PROTO_UDP, Some((s, d))) => Transport::Udp {
             src_port: s,

@@ -184,6 +184,8 @@ pub struct Counts {
     pub orphan_fragments: u64,
 }
 
+/// A datagram's fragments share (src, dst, protocol, id) in IPv4 (RFC 791) and (src, dst, id) in
+/// IPv6 (RFC 8200), where the protocol is only known from the first fragment: `proto` is 0 there.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
     src: IpAddr,
@@ -195,6 +197,8 @@ struct FragKey {
 #[derive(Clone, Copy)]
 struct FragEntry {
     flow: Option<u32>,
+    /// The protocol of the later fragments seen before any first fragment (for orphan flows).
+    proto: u8,
     packets: u64,
     bytes: u64,
     first: Micros,
@@ -243,7 +247,7 @@ impl FlowTable {
         let frag_key = p.fragment.map(|f| FragKey {
             src: p.src,
             dst: p.dst,
-            proto: p.proto,
+            proto: if p.src.is_ipv4() { p.proto } else { 0 },
             id: f.id,
         });
         if frag_key.is_some() {
@@ -253,7 +257,7 @@ impl FlowTable {
             Transport::LaterFragment => {
                 // Safe: a later fragment always has fragment info.
                 let Some(fk) = frag_key else { return };
-                self.later_fragment(fk, ts, len);
+                self.later_fragment(fk, p.proto, ts, len);
                 return;
             }
             Transport::Tcp {
@@ -376,6 +380,7 @@ impl FlowTable {
             fk,
             FragEntry {
                 flow: Some(idx),
+                proto: 0,
                 packets: 0,
                 bytes: 0,
                 first: 0,
@@ -390,9 +395,10 @@ impl FlowTable {
         self.bound_fragments();
     }
 
-    fn later_fragment(&mut self, fk: FragKey, ts: Micros, len: u64) {
+    fn later_fragment(&mut self, fk: FragKey, proto: u8, ts: Micros, len: u64) {
         let e = self.frags.entry(fk).or_insert(FragEntry {
             flow: None,
+            proto,
             packets: 0,
             bytes: 0,
             first: ts,
@@ -430,7 +436,7 @@ impl FlowTable {
             }
             self.counts.orphan_fragments += e.packets;
             let key = FlowKey {
-                proto: fk.proto,
+                proto: e.proto,
                 src: fk.src,
                 src_port: None,
                 dst: fk.dst,
@@ -659,6 +665,90 @@ mod tests {
         assert_eq!(flows[0].stats.first_seen, 1);
         assert_eq!(counts.fragments, 3);
         assert_eq!(counts.orphan_fragments, 0);
+    }
+
+    fn tcp_frag(id: u16, off_units: u16, more: bool, payload: &[u8]) -> Vec<u8> {
+        let mut h =
+            etherparse::Ipv4Header::new(payload.len() as u16, 64, etherparse::IpNumber::TCP, L, R)
+                .unwrap();
+        h.identification = id;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new(off_units).unwrap();
+        let mut v = h.to_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn a_fragmented_tcp_segment_carries_data() {
+        // Handshake, then a 3000-byte segment in fragments: the first holds the TCP header and
+        // 1380 bytes of data.
+        let mut t = FlowTable::new();
+        feed(&mut t, 1, &tcp(L, R, 41000, 443, "S", 0));
+        feed(&mut t, 2, &tcp(R, L, 443, 41000, "SA", 0));
+        feed(&mut t, 3, &tcp(L, R, 41000, 443, "A", 0));
+        let mut first = tcp(L, R, 41000, 443, "A", 1380)[20..].to_vec();
+        first[13] |= 0x08; // PSH
+        feed(&mut t, 4, &tcp_frag(777, 0, true, &first));
+        feed(&mut t, 5, &tcp_frag(777, 175, true, &[b'D'; 1400]));
+        feed(&mut t, 6, &tcp_frag(777, 350, false, &[b'D'; 220]));
+        let (flows, counts) = t.finish();
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        assert_eq!(flows[0].stats.packets(), 6);
+        assert_eq!(flows[0].state(), FlowState::Data);
+        assert_eq!(counts.orphan_fragments, 0);
+        // Even a first fragment that holds nothing but the TCP header: more follows.
+        let mut t = FlowTable::new();
+        feed(&mut t, 1, &tcp(L, R, 41000, 443, "S", 0));
+        feed(&mut t, 2, &tcp(R, L, 443, 41000, "SA", 0));
+        let header_only = tcp(L, R, 41000, 443, "A", 0)[20..].to_vec();
+        feed(&mut t, 3, &tcp_frag(778, 0, true, &header_only));
+        let (flows, _) = t.finish();
+        assert_eq!(flows[0].state(), FlowState::Data);
+    }
+
+    /// An IPv6 fragment of a UDP datagram whose fragmentable part starts with a destination
+    /// options header (RFC 8200 allows it): next header 60 in every fragment header.
+    fn v6_frag(offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+        let src: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "2001:db8::5".parse().unwrap();
+        let mut v = vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        v.extend_from_slice(&[44, 64]);
+        v.extend_from_slice(&src.octets());
+        v.extend_from_slice(&dst.octets());
+        v.extend_from_slice(&[60, 0]);
+        v.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+        v.extend_from_slice(&0x4242u32.to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn ipv6_fragments_join_on_addresses_and_id_alone() {
+        let mut first = vec![17, 0, 1, 4, 0, 0, 0, 0]; // destination options: UDP next, PadN
+        first.extend_from_slice(&41001u16.to_be_bytes());
+        first.extend_from_slice(&4444u16.to_be_bytes());
+        first.extend_from_slice(&[0, 56, 0, 0]); // length, checksum
+        first.extend_from_slice(&[b'U'; 32]);
+        // 'U' is 0x55 = 85: read on as headers, the data looks like protocol 85.
+        let later = [b'U'; 16];
+        let mut t = FlowTable::new();
+        feed(&mut t, 1, &v6_frag(48, false, &later));
+        feed(&mut t, 2, &v6_frag(0, true, &first));
+        let (flows, counts) = t.finish();
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        assert_eq!(flows[0].key.proto, crate::decode::PROTO_UDP);
+        assert_eq!(flows[0].key.dst_port, Some(4444));
+        assert_eq!(flows[0].stats.packets(), 2);
+        assert_eq!(counts.orphan_fragments, 0);
+        // Without its first fragment, a later one is a flow of the protocol its fragment header
+        // names (here the destination options header), not of whatever its data looks like.
+        let mut t = FlowTable::new();
+        feed(&mut t, 1, &v6_frag(48, false, &later));
+        let (flows, counts) = t.finish();
+        assert_eq!((flows.len(), counts.orphan_fragments), (1, 1));
+        assert_eq!(flows[0].key.proto, 60);
     }
 
     #[test]
