@@ -29,6 +29,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The spelling the allowlist uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Icmpv6 => "icmpv6",
+            Protocol::Any => "any",
+        }
+    }
+
     fn matches(self, proto: u8) -> bool {
         match self {
             Protocol::Tcp => proto == PROTO_TCP,
@@ -73,8 +84,7 @@ impl HostPattern {
 }
 
 /// One allow rule, validated.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawRule")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub name: String,
     pub cidrs: Vec<IpNet>,
@@ -97,12 +107,38 @@ struct RawRule {
     hosts: Option<Vec<HostPattern>>,
 }
 
+/// Rules are validated inside the deserializer's visit of their own mapping, so that a rule's
+/// error carries that rule's position and path ("line 5 column 5: allow[1] (rule "b"): …")
+/// rather than the position of the whole `allow:` sequence.
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Rule, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Rule;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an allow rule: a mapping with a name and at least one of cidrs, protocol, ports, hosts")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<Rule, A::Error> {
+                let raw = RawRule::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Rule::try_from(raw).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl TryFrom<RawRule> for Rule {
     type Error = String;
 
+    /// Errors start with "(rule NAME): " — the deserializer puts the rule's path (allow[i]) first.
     fn try_from(r: RawRule) -> std::result::Result<Rule, String> {
         if r.name.trim().is_empty() {
-            return Err("a rule has an empty name: expected a short description".into());
+            return Err(
+                "(rule with an empty name): expected a short description as the name".into(),
+            );
         }
         let stated = [
             r.cidrs.is_some(),
@@ -112,7 +148,7 @@ impl TryFrom<RawRule> for Rule {
         ];
         if !stated.contains(&true) {
             return Err(format!(
-                "rule {:?} states no criterion: expected at least one of cidrs, protocol, ports, hosts",
+                "(rule {:?}): states no criterion: expected at least one of cidrs, protocol, ports, hosts",
                 r.name
             ));
         }
@@ -123,16 +159,16 @@ impl TryFrom<RawRule> for Rule {
         ] {
             if empty {
                 return Err(format!(
-                    "rule {:?}: `{key}` is an empty list: expected at least one entry, or leave the key out",
+                    "(rule {:?}): `{key}` is an empty list: expected at least one entry, or leave the key out",
                     r.name
                 ));
             }
         }
         if r.ports.is_some() && matches!(r.protocol, Some(Protocol::Icmp | Protocol::Icmpv6)) {
             return Err(format!(
-                "rule {:?}: `ports` with protocol {:?}: expected protocol tcp, udp or any (ICMP has no ports)",
+                "(rule {:?}): `ports` with protocol {}: expected protocol tcp, udp or any (ICMP has no ports)",
                 r.name,
-                r.protocol.unwrap_or(Protocol::Any)
+                r.protocol.unwrap_or(Protocol::Any).as_str()
             ));
         }
         Ok(Rule {
@@ -219,17 +255,46 @@ impl Allowlist {
         a
     }
 
-    /// Read and validate an allowlist file.
+    /// Read and validate an allowlist file (at most [`MAX_ALLOWLIST_BYTES`]).
     pub fn load(path: &Path) -> Result<Allowlist> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Unreadable {
+        use std::io::Read;
+        let unreadable = |e: std::io::Error| Error::Unreadable {
             path: path.to_path_buf(),
             reason: e.to_string(),
+        };
+        // Read one byte past the limit, whatever the file claims to be (a FIFO, /dev/zero).
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| {
+                f.take(MAX_ALLOWLIST_BYTES as u64 + 1)
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(unreadable)?;
+        let source = path.display().to_string();
+        check_size(bytes.len(), &source)?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Allowlist {
+            path: source.clone(),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {}): expected a YAML file",
+                e.utf8_error().valid_up_to()
+            ),
         })?;
-        Allowlist::parse(&text, &path.display().to_string())
+        Allowlist::parse(&text, &source)
     }
 
-    /// Parse allowlist text; `source` names it in errors.
+    /// Parse allowlist text; `source` names it in errors. Text over [`MAX_ALLOWLIST_BYTES`] or
+    /// nested deeper than [`MAX_NESTING`] is refused before the YAML parser sees it: the parser
+    /// takes quadratic time on deep nesting (a 400 KB file of '[' took minutes).
     pub fn parse(text: &str, source: &str) -> Result<Allowlist> {
+        check_size(text.len(), source)?;
+        if let Some(line) = too_deep(text) {
+            return Err(Error::Allowlist {
+                path: source.to_string(),
+                message: format!(
+                    "line {line}: nested more than {MAX_NESTING} levels deep: an allowlist needs 4 (allow, rule, list, entry)"
+                ),
+            });
+        }
         let mut a: Allowlist = serde_norway::from_str(text).map_err(|e| Error::Allowlist {
             path: source.to_string(),
             message: describe_yaml_error(&e),
@@ -244,10 +309,104 @@ impl Allowlist {
     }
 }
 
+/// The largest allowlist accepted: real ones are a few hundred bytes.
+pub const MAX_ALLOWLIST_BYTES: usize = 1 << 20;
+
+/// The deepest nesting accepted (an allowlist needs 4).
+pub const MAX_NESTING: usize = 64;
+
+fn check_size(len: usize, source: &str) -> Result<()> {
+    if len > MAX_ALLOWLIST_BYTES {
+        return Err(Error::Allowlist {
+            path: source.to_string(),
+            message: format!(
+                "larger than {} MiB: an allowlist is a short list of rules (refused before parsing)",
+                MAX_ALLOWLIST_BYTES >> 20
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A cheap upper bound of the YAML nesting depth, without parsing: block indentation levels, plus
+/// "- " / "? " items opened on one line, plus open flow brackets. Returns the first line (1-based)
+/// where it exceeds [`MAX_NESTING`]. Quoted scalars and comments are skipped; over-counting an odd
+/// plain scalar only matters past 64 levels.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut block = 0usize;
+    let mut flow = 0usize;
+    // An open quoted scalar (they may span lines): its quote character.
+    let mut quote: Option<char> = None;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if quote.is_none() && flow == 0 && !body.is_empty() && !body.starts_with('#') {
+            let indent = line.len() - body.len();
+            while indents.last().is_some_and(|&i| i >= indent) {
+                indents.pop();
+            }
+            indents.push(indent);
+            let mut rest = body;
+            let mut compact = 0;
+            while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+                compact += 1;
+                rest = r.trim_start();
+            }
+            block = indents.len() + compact;
+        }
+        // A flow collection or a quoted scalar begins only where a value may begin; a comment
+        // only after white space.
+        let mut value_start = true;
+        let mut after_space = true;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
+                // An escape ("\x") or a doubled single quote ('it''s') does not end the scalar.
+                let escaped =
+                    (c == '\\' && q == '"') || (c == q && q == '\'' && chars.peek() == Some(&'\''));
+                if escaped {
+                    chars.next();
+                } else if c == q {
+                    quote = None;
+                    value_start = false;
+                    after_space = false;
+                }
+                continue;
+            }
+            let space = c == ' ' || c == '\t';
+            let mut opened = false;
+            match c {
+                '#' if after_space => break,
+                '"' | '\'' if value_start => quote = Some(c),
+                '[' | '{' if value_start || flow > 0 => {
+                    flow += 1;
+                    opened = true;
+                    if block + flow > MAX_NESTING {
+                        return Some(n + 1);
+                    }
+                }
+                ']' | '}' if flow > 0 => flow -= 1,
+                _ => {}
+            }
+            value_start = match c {
+                _ if space => value_start,
+                ':' | '-' | '?' => true,
+                ',' => flow > 0,
+                _ => opened,
+            };
+            after_space = space;
+        }
+        if block + flow > MAX_NESTING {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
 /// "line 4 column 7: invalid CIDR …" from serde_norway's error (whose Display puts the position last).
 fn describe_yaml_error(e: &serde_norway::Error) -> String {
     let text = e.to_string();
-    match e.location() {
+    let text = match e.location() {
         Some(loc) => {
             // Drop serde_norway's own " at line L column C" so the position is said once, first.
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
@@ -255,7 +414,9 @@ fn describe_yaml_error(e: &serde_norway::Error) -> String {
             format!("line {} column {}: {}", loc.line(), loc.column(), msg)
         }
         None => text,
-    }
+    };
+    // A rule's own errors start "(rule NAME): " after its path: "allow[1] (rule "b"): …".
+    text.replacen("]: (rule ", "] (rule ", 1)
 }
 
 impl<'de> Deserialize<'de> for Cidr {
@@ -500,6 +661,7 @@ mod tests {
         assert!(e.contains("states no criterion"), "{e}");
         let e = err("allow:\n  - name: a\n    protocol: icmp\n    ports: [1]\n");
         assert!(e.contains("ICMP has no ports"), "{e}");
+        assert!(e.contains("protocol icmp:") && !e.contains("Icmp"), "{e}");
         let e = err("allow: [\n");
         assert!(e.starts_with("allowlist x.yaml: line"), "{e}");
         let e = err("alow: []\n");
@@ -507,5 +669,78 @@ mod tests {
         let e = err("allow:\n  - name: a\n    hosts: [\"bad host\"]\n");
         assert!(e.contains("bad host"), "{e}");
         assert!(!err("").is_empty());
+    }
+
+    #[test]
+    fn rule_errors_name_the_rule_and_its_line() {
+        let two = "allow:\n  - name: a\n    protocol: udp\n    ports: [53]\n  - name: b\n";
+        let e = err(&format!("{two}    cidrs: []\n"));
+        assert_eq!(
+            e,
+            "allowlist x.yaml: line 5 column 5: allow[1] (rule \"b\"): `cidrs` is an empty list: expected at least one entry, or leave the key out"
+        );
+        let e = err(two);
+        assert!(
+            e.starts_with(
+                "allowlist x.yaml: line 5 column 5: allow[1] (rule \"b\"): states no criterion"
+            ),
+            "{e}"
+        );
+        let e = err(&format!("{two}    protocol: icmpv6\n    ports: [1]\n"));
+        assert!(
+            e.starts_with("allowlist x.yaml: line 5 column 5: allow[1] (rule \"b\"): `ports` with protocol icmpv6:"),
+            "{e}"
+        );
+        // Flow style too.
+        let e = err("allow: [{name: a, protocol: udp}, {name: b}]\n");
+        assert!(
+            e.contains("allow[1] (rule \"b\"): states no criterion"),
+            "{e}"
+        );
+        // Errors inside a rule keep their own position and path.
+        let e = err(&format!("{two}    cidrs: [10.0.0.0/8, nope]\n"));
+        assert!(
+            e.starts_with("allowlist x.yaml: line 6 column 12: allow[1].cidrs: invalid CIDR"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn huge_or_deeply_nested_allowlists_are_refused_before_parsing() {
+        // 5000 levels of '[': the YAML parser is quadratic in the depth.
+        let e = err(&format!("allow: {}", "[".repeat(5000)));
+        assert!(e.contains("line 1: nested more than 64 levels deep"), "{e}");
+        let e = err(&format!(
+            "allow:\n  - name: a\n    cidrs: {}\n",
+            "{a: ".repeat(100)
+        ));
+        assert!(e.contains("line 3: nested more than 64 levels deep"), "{e}");
+        // Block nesting, by indentation or by compact "- - -" items.
+        let mut deep = String::from("allow:\n");
+        for i in 0..70 {
+            deep.push_str(&" ".repeat(i + 1));
+            deep.push_str("- x:\n");
+        }
+        assert!(err(&deep).contains("nested more than 64 levels deep"));
+        let e = err(&format!("allow:\n  {}x\n", "- ".repeat(70)));
+        assert!(e.contains("line 2: nested more than 64 levels deep"), "{e}");
+        // Too big.
+        let big = format!("allow: []\n#{}\n", "x".repeat(MAX_ALLOWLIST_BYTES));
+        let e = err(&big);
+        assert!(e.contains("larger than 1 MiB"), "{e}");
+        // What real allowlists look like is fine: brackets in quotes, comments and plain scalars
+        // do not count, and moderate nesting passes through to the parser.
+        let ok = format!(
+            "# [[[[ {}\nallow:\n  - name: \"{}\" # {}\n    cidrs: ['10.0.0.0/8', \"fc00::/7\"]\n  - name: it's a[1]{}\n    protocol: udp\n",
+            "[".repeat(100),
+            "[{".repeat(100),
+            "{".repeat(100),
+            "[".repeat(100),
+        );
+        let a = Allowlist::parse(&ok, "ok").unwrap();
+        assert_eq!(a.allow.len(), 2);
+        assert!(too_deep(DEFAULT_ALLOWLIST).is_none());
+        assert!(too_deep(include_str!("../allowlists/strict.yaml")).is_none());
+        assert!(too_deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))).is_none());
     }
 }

@@ -437,6 +437,21 @@ fn bad_inputs_exit_2_with_one_clear_line_and_leave_nothing() {
             "/nonexistent/a.yaml",
         ),
         (
+            analyze(&fixture("clean.pcap")).allowlist_text(&format!("allow: {}", "[".repeat(5000))),
+            "line 1: nested more than 64 levels deep",
+        ),
+        (
+            analyze(&fixture("clean.pcap"))
+                .allowlist_text(&format!("allow: []\n#{}\n", "x".repeat(1 << 20))),
+            "larger than 1 MiB",
+        ),
+        (
+            analyze(&fixture("clean.pcap")).allowlist_text(
+                "allow:\n  - name: a\n    protocol: udp\n  - name: b\n    protocol: icmp\n    ports: [7]\n",
+            ),
+            "line 4 column 5: allow[1] (rule \"b\"): `ports` with protocol icmp:",
+        ),
+        (
             analyze(&fixture("clean.pcap"))
                 .no_reports()
                 .arg("--json")
