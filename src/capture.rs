@@ -11,7 +11,8 @@ use crate::flow::{FlowTable, Micros};
 pub struct ReadOutcome {
     /// libpcap's name for the link type, e.g. "EN10MB".
     pub link_type: String,
-    /// Set when the file ends in the middle of a record (a capture cut short): libpcap's message.
+    /// Set when libpcap stopped before the end of the file (a capture cut mid-record, a record it
+    /// refuses, a pcapng interface of another link type): libpcap's message.
     pub cut_short: Option<String>,
     /// Timestamp of the earliest frame, if any (not necessarily the first record).
     pub first_ts: Option<Micros>,
@@ -35,6 +36,22 @@ pub fn ts_micros(sec: i64, usec: i64) -> (Micros, bool) {
         Some(_) => (MAX_MICROS, true),
         None if sec < 0 => (MIN_MICROS, true),
         None => (MAX_MICROS, true),
+    }
+}
+
+/// What it means that libpcap stopped reading a file with this message (`ReadOutcome::cut_short`),
+/// for the reader: whatever the reason, the rest of the file was not judged.
+pub fn describe_read_stop(msg: &str) -> String {
+    if msg.contains("different from the type of the first interface") {
+        format!(
+            "the pcapng file has interfaces with different link types, which libpcap cannot read ({msg}); reading stopped at the first interface of another type, and every packet after it is unknown (capture on one interface, or on \"any\", to get a single link type)"
+        )
+    } else if msg.contains("truncated") {
+        format!("the capture file ends mid-record ({msg}); whatever came after is unknown")
+    } else {
+        format!(
+            "libpcap could not read the capture file to its end ({msg}); whatever came after is unknown"
+        )
     }
 }
 
@@ -80,8 +97,10 @@ pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
             }
             Err(pcap::Error::NoMorePackets) => break,
             Err(e) => {
-                // libpcap reports a file cut mid-record (or a later block it cannot read) this way;
-                // what was read so far stands, and the caller must not call the result a pass.
+                // libpcap reports a file cut mid-record, a record it will not read (a length over
+                // its limit) or a later interface of another link type this way; what was read
+                // so far stands, and the caller must not call the result a pass
+                // (describe_read_stop says which it was).
                 out.cut_short = Some(e.to_string());
                 break;
             }
@@ -314,5 +333,20 @@ mod tests {
         assert_eq!(ts_micros(253_402_300_800, 0), (MAX_MICROS, true));
         assert_eq!(ts_micros(-62_167_219_201, 0), (MIN_MICROS, true));
         assert!(ts_micros(i64::MAX / 1_000_000, 0).1);
+    }
+
+    #[test]
+    fn read_stops_are_named_for_what_they_are() {
+        let d = describe_read_stop(
+            "an interface has a type 101 different from the type of the first interface",
+        );
+        assert!(d.starts_with("the pcapng file has interfaces with different link types"));
+        let d =
+            describe_read_stop("truncated dump file; tried to read 16 header bytes, only got 9");
+        assert!(d.starts_with("the capture file ends mid-record"));
+        let d = describe_read_stop(
+            "invalid packet capture length 300000, bigger than snaplen of 65535",
+        );
+        assert!(d.starts_with("libpcap could not read the capture file to its end"));
     }
 }

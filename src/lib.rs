@@ -69,9 +69,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
 
     let mut notes = Vec::new();
     if let Some(msg) = &read.cut_short {
-        notes.push(format!(
-            "the capture file ends mid-record ({msg}); whatever came after is unknown"
-        ));
+        notes.push(capture::describe_read_stop(msg));
     }
     if counts.packets == 0 {
         notes.push("the capture holds no packets: it proves nothing".into());

@@ -661,6 +661,30 @@ fn capture_on_any_finds_the_host_despite_loopback_and_judges_inbound_by_its_sour
     assert_eq!(o.json()["notes"], serde_json::json!([]));
 }
 
+#[test]
+fn pcapng_with_two_link_types_is_inconclusive_and_says_why() {
+    let o = analyze(&fixture("multi-link.pcapng")).run();
+    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    // The first packet (on the Ethernet interface) was read; the raw-IP interface stopped libpcap.
+    assert_eq!(o.json()["capture"]["packets"], 1);
+    assert!(o.json()["capture"]["cut_short"]
+        .as_str()
+        .unwrap()
+        .contains("different from the type of the first interface"));
+    let note = o.json()["notes"][0].as_str().unwrap();
+    assert!(
+        note.starts_with("the pcapng file has interfaces with different link types"),
+        "{note}"
+    );
+    assert!(!o.stdout.contains("ends mid-record"), "{}", o.stdout);
+    assert!(o
+        .junit
+        .as_deref()
+        .unwrap()
+        .contains("<error type=\"inconclusive\""));
+    o.assert_junit_valid();
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]
