@@ -104,12 +104,15 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         phases: Vec::new(),
         stage: None,
     };
+    // Both reports or neither: a run that fails to write one must not leave the other behind.
+    let mut reports: Vec<(&std::path::Path, report::Fill<'_>)> = Vec::new();
     if let Some(p) = &args.json {
-        report::write_atomically(p, |w| report::json::write(&analysis, w))?;
+        reports.push((p, Box::new(|w| report::json::write(&analysis, w))));
     }
     if let Some(p) = &args.junit {
-        report::write_atomically(p, |w| report::junit::write(&analysis, w))?;
+        reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
     }
+    report::write_together(reports)?;
     let mut out = anstream::stdout().lock();
     let _ = report::console::write(&analysis, &mut out);
     let _ = out.flush();

@@ -685,6 +685,47 @@ fn pcapng_with_two_link_types_is_inconclusive_and_says_why() {
     o.assert_junit_valid();
 }
 
+/// The process umask, from /proc/self/status (the binary under test inherits it).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[test]
+fn reports_are_written_together_or_not_at_all_and_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    // The JUnit report cannot be written: the JSON one must not be left behind either.
+    let run = analyze(&fixture("clean.pcap")).no_reports();
+    let dir = run.dir.path().to_path_buf();
+    let json = dir.join("ok.json");
+    let o = run
+        .arg("--json")
+        .arg(json.to_str().unwrap())
+        .arg("--junit")
+        .arg("/proc/airgap-check-test.xml")
+        .run();
+    assert_eq!(o.code, 2, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("/proc/airgap-check-test.xml"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // Written reports are readable by others (0644, less the umask), not 0600.
+    let o = analyze(&fixture("clean.pcap")).run();
+    assert_eq!(o.code, 0);
+    for p in [o._dir.path().join("report.json"), o.junit_path.clone()] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644 & !umask(), "{}", p.display());
+    }
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]

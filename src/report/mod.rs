@@ -62,30 +62,60 @@ pub fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fills one report.
+pub type Fill<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
 /// Write a report atomically: a temporary file beside the target, renamed into place, so a failed
-/// run never leaves half a report behind.
+/// run never leaves half a report behind. The file is created with mode 0644 (less the umask).
 pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<()> {
-    let err = |e: std::io::Error| Error::Write {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airgap-check-")
-        .tempfile_in(parent)
-        .map_err(err)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        fill(&mut w).map_err(err)?;
-        w.flush().map_err(err)?;
+    write_together(vec![(path, Box::new(fill))])
+}
+
+/// Write several reports all or nothing: each is rendered into a temporary file beside its target
+/// first, and only when every one of them was written are they renamed into place. Should a rename
+/// still fail, the reports already renamed are removed again: a run that exits 2 leaves no report
+/// from this run behind, never one report without the other. Files get mode 0644 (less the umask).
+pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rendered = Vec::with_capacity(reports.len());
+    for (path, fill) in reports {
+        let err = |e: std::io::Error| Error::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // On error, the temporary files made so far are removed when `rendered` is dropped.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".airgap-check-")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(parent)
+            .map_err(err)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            fill(&mut w).map_err(err)?;
+            w.flush().map_err(err)?;
+        }
+        rendered.push((path, tmp));
     }
-    tmp.persist(path).map_err(|e| err(e.error))?;
+    let mut placed: Vec<&Path> = Vec::new();
+    for (path, tmp) in rendered {
+        if let Err(e) = tmp.persist(path) {
+            for p in placed {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(Error::Write {
+                path: path.to_path_buf(),
+                reason: e.error.to_string(),
+            });
+        }
+        placed.push(path);
+    }
     Ok(())
 }
 
