@@ -1,7 +1,11 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint unit fixtures bench-analyze clean
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage prune clean
 
 CARGO ?= cargo
+# The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STACK := airgap-check-fixture-stack:busybox
+AGC := $(SUDO) target/release/airgap-check
 
 deps:
 	scripts/install-deps.sh
@@ -13,9 +17,29 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## All tests: formatting, lints, unit and integration tests.
+## All tests: formatting, lints, unit and integration tests (the staging tests need root and Docker).
 test: lint
-	$(CARGO) test --all-targets
+	$(SUDO) $(CARGO) test --all-targets
+
+## The fixture stack image (busybox FROM scratch; no registry needed).
+stack: deps
+	$(SUDO) $(CARGO) run --release --quiet --example build_stack
+
+## The main job on the bundled fixtures: a clean buildpack passes, a leaky one fails with its flows.
+demo: build stack
+	@mkdir -p demo-out
+	@echo; echo "== 1/2 a cached buildpack that stays offline: expect PASS (exit 0)"
+	$(AGC) --app fixtures/apps/hello --buildpack fixtures/buildpacks/clean --stack-image $(STACK) \
+		--json demo-out/clean.json --junit demo-out/clean.xml --pcap demo-out/clean.pcap
+	@echo; echo "== 2/2 a buildpack that downloads by name: expect FAIL (exit 1), with the name and the phase"
+	$(AGC) --app fixtures/apps/hello --buildpack fixtures/buildpacks/leak-dns --stack-image $(STACK) \
+		--json demo-out/leak-dns.json --junit demo-out/leak-dns.xml --pcap demo-out/leak-dns.pcap; \
+		test $$? -eq 1
+	@echo; echo "demo OK: reports in demo-out/"
+
+## Remove what killed runs left behind.
+prune: build
+	$(AGC) prune
 
 ## Regenerate the committed capture fixtures (deterministic: git diff shows no change).
 fixtures:
@@ -28,3 +52,8 @@ bench-analyze: deps
 
 clean:
 	$(CARGO) clean
+
+## Cost of a sealed run against a bare docker build + docker run --network none of the same phases.
+bench-stage: deps
+	scripts/install-deps.sh bench
+	$(SUDO) bench/stage.sh

@@ -4,9 +4,9 @@
 #   scripts/install-deps.sh bench      plus what the benchmarks compare against (tcpdump, tshark, time)
 set -euo pipefail
 
-need=(libpcap-dev pkg-config libxml2-utils)
+need=(libpcap-dev pkg-config libxml2-utils busybox-static)
 if [ "${1:-}" = bench ]; then
-  need+=(tcpdump tshark time)
+  need+=(tcpdump tshark time bc)
 fi
 
 missing=()

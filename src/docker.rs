@@ -93,13 +93,15 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
     Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
 }
 
-/// Build an image from a context tar, with no network during the build. `on_line` gets the
-/// builder's output lines. Returns the image id.
+/// Build an image from a context tar, with no network during the build and no build cache: a
+/// cached layer could be shared with a concurrent run, and removing one run's image would then
+/// prune a layer under the other's build. `on_line` gets the builder's output lines. Returns the
+/// image id. `labels`, when given, are added by the engine (one more build step).
 pub async fn build_image(
     docker: &Docker,
     context_tar: &Path,
     tag: &str,
-    labels: &HashMap<String, String>,
+    labels: Option<&HashMap<String, String>>,
     mut on_line: impl FnMut(&str),
 ) -> Result<String> {
     // Streamed from disk in 1 MiB chunks: a large app never sits in memory whole.
@@ -115,14 +117,17 @@ pub async fn build_image(
         let n = f.read_buf(&mut buf).await?;
         Ok::<_, std::io::Error>((n > 0).then(|| (buf.freeze(), f)))
     });
-    let opts = BuildImageOptionsBuilder::new()
+    let mut opts = BuildImageOptionsBuilder::new()
         .t(tag)
         .rm(true)
         .forcerm(true)
+        .nocache(true)
         .networkmode("none")
-        .pull("")
-        .labels(labels)
-        .build();
+        .pull("");
+    if let Some(l) = labels {
+        opts = opts.labels(l);
+    }
+    let opts = opts.build();
     let mut stream = docker.build_image(opts, None, Some(bollard::body_try_stream(body)));
     let mut id = None;
     let mut last_error = None;

@@ -348,11 +348,16 @@ async fn stage(
     let stack_user = docker::ensure_image(&d, &cfg.stack_image).await?;
 
     // The build context: Dockerfile, app, buildpacks.
+    let label_pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let dockerfile = context::dockerfile(
         &cfg.stack_image,
         cfg.user.as_deref(),
         stack_user.as_deref(),
         cfg.buildpacks.len(),
+        &label_pairs,
     );
     let tar_path = cfg.scratch.path().join("context.tar");
     {
@@ -369,7 +374,7 @@ async fn stage(
     let tag = format!("airgap-check-run:{id}");
     log.line("building the staging image (no network during the build)");
     let t = Instant::now();
-    let image = docker::build_image(&d, &tar_path, &tag, &labels, |l| log.detail(l)).await;
+    let image = docker::build_image(&d, &tar_path, &tag, None, |l| log.detail(l)).await;
     // A failed build may still have tagged nothing; a successful one is ours to remove.
     let image = image?;
     leftovers.lock().await.image = Some(image.clone());
