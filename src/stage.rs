@@ -315,8 +315,17 @@ pub fn run(args: &StageArgs) -> Result<i32> {
                 op: "signals",
                 reason: e.to_string(),
             })?;
+        // A panic inside the run must not skip the cleanup below: it becomes an error.
+        let run = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(stage(
+            &cfg,
+            leftovers.clone(),
+            &progress,
+        )));
         let outcome = tokio::select! {
-            r = stage(&cfg, leftovers.clone(), &progress) => r,
+            r = run => r.unwrap_or_else(|_| Err(Error::Docker {
+                op: "run",
+                reason: "airgap-check hit an internal error (a bug: please report it); what it created was removed".into(),
+            })),
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted { signal: "SIGINT" }),
             _ = sigterm.recv() => Err(Error::Interrupted { signal: "SIGTERM" }),
         };
@@ -630,17 +639,19 @@ async fn stage(
         }),
     };
 
+    let mut reports: Vec<(&Path, report::Fill<'_>)> = Vec::new();
+    if let Some(p) = &cfg.json {
+        reports.push((p, Box::new(|w| report::json::write(&analysis, w))));
+    }
+    if let Some(p) = &cfg.junit {
+        reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
+    }
+    report::write_together(reports)?;
     if let (Some(p), Some(t)) = (&cfg.pcap, pcap_tmp) {
         t.persist(p).map_err(|e| Error::Write {
             path: p.clone(),
             reason: e.error.to_string(),
         })?;
-    }
-    if let Some(p) = &cfg.json {
-        report::write_atomically(p, |w| report::json::write(&analysis, w))?;
-    }
-    if let Some(p) = &cfg.junit {
-        report::write_atomically(p, |w| report::junit::write(&analysis, w))?;
     }
     log.done();
     let mut out = anstream::stdout().lock();
@@ -707,7 +718,7 @@ fn judge_named(
 }
 
 /// Send the canary from inside the container's namespace until the capture has seen it for IPv4
-/// and IPv6, for at most 3 seconds.
+/// and IPv6, for at most 5 seconds.
 async fn send_canary(
     sandbox: &Sandbox,
     capture: &LiveCapture,
@@ -721,7 +732,7 @@ async fn send_canary(
             reason: e.to_string(),
         })?;
     let payload = payload.to_vec();
-    let until = Instant::now() + Duration::from_secs(3);
+    let until = Instant::now() + Duration::from_secs(5);
     loop {
         let (ns2, p) = (ns.try_clone().ok(), payload.clone());
         let sent = tokio::task::spawn_blocking(move || {
