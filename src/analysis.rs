@@ -160,28 +160,38 @@ pub fn judge(
     allowlist: &Allowlist,
     local_nets: &[IpNet],
 ) -> (Vec<Judged>, Vec<IpAddr>) {
+    judge_named(flows, allowlist, local_nets, &|_| Vec::new())
+}
+
+/// As [`judge`], with the names known for an address (DNS answers, SNI, Host): a flow carries the
+/// names of its remote end, and `hosts:` rules match them.
+pub fn judge_named(
+    flows: Vec<Flow>,
+    allowlist: &Allowlist,
+    local_nets: &[IpNet],
+    names_of: &dyn Fn(IpAddr) -> Vec<String>,
+) -> (Vec<Judged>, Vec<IpAddr>) {
     let local = local_addresses(&flows, local_nets);
     let judged = flows
         .into_iter()
         .map(|flow| {
-            let names = Vec::new();
             let k = &flow.key;
-            let rule_for = |addr: IpAddr, port: Option<u16>| {
+            let rule_for = |addr: IpAddr, port: Option<u16>, names: &[String]| {
                 allowlist
                     .judge(&Remote {
                         proto: k.proto,
                         addr,
                         port,
-                        names: &names,
+                        names,
                     })
                     .map(|r| r.name.clone())
             };
             let ((addr, port), rule) = if local.contains(&k.src) || local.contains(&k.dst) {
                 let (addr, port) = remote_end(k, &local);
-                ((addr, port), rule_for(addr, port))
+                ((addr, port), rule_for(addr, port, &names_of(addr)))
             } else {
-                let responder = rule_for(k.dst, k.dst_port);
-                let initiator = rule_for(k.src, k.src_port);
+                let responder = rule_for(k.dst, k.dst_port, &names_of(k.dst));
+                let initiator = rule_for(k.src, k.src_port, &names_of(k.src));
                 match (responder, initiator) {
                     (Some(_), None) => ((k.src, k.src_port), None),
                     (Some(r), Some(_)) => ((k.dst, k.dst_port), Some(r)),
@@ -189,10 +199,10 @@ pub fn judge(
                 }
             };
             Judged {
+                names: names_of(addr),
                 flow,
                 remote_addr: addr,
                 remote_port: port,
-                names,
                 rule,
                 phase: None,
                 phase_buildpack: None,

@@ -328,14 +328,23 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             let t = icmp.type_u8();
             // Neighbour discovery and MLD are housekeeping only when they stay on the link: sent
             // to a multicast group or a link-local address (NDP also from the unspecified address,
-            // as duplicate address detection does, which no router forwards), and NDP with the
-            // hop limit 255 RFC 4861 requires. Otherwise they are ICMPv6 traffic and are judged.
+            // as duplicate address detection does, or to a neighbour in the sender's /64), and NDP
+            // with the hop limit 255 RFC 4861 requires. Otherwise they are ICMPv6 traffic, judged.
             let on_link = match dst {
                 IpAddr::V6(d) => d.is_multicast() || d.is_unicast_link_local(),
                 IpAddr::V4(_) => false,
             };
+            // Unicast neighbour solicitations (unreachability detection) and advertisements go to
+            // a neighbour's global address, which shares the sender's /64.
+            // So do solicitations from a link-local source, which no router forwards.
+            let same_64 = match (src, dst) {
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    s.segments()[..4] == d.segments()[..4] || s.is_unicast_link_local()
+                }
+                _ => false,
+            };
             match t {
-                133..=137 if hop_limit == 255 && (on_link || src.is_unspecified()) => {
+                133..=137 if hop_limit == 255 && (on_link || same_64 || src.is_unspecified()) => {
                     return Decoded::Housekeeping(Housekeeping::Ndp)
                 }
                 130..=132 | 143 | 151..=153 if on_link => {
@@ -702,6 +711,11 @@ mod tests {
         assert_eq!(hk(icmpv6("::", "ff02::1:ff00:2", 255, 135)), ndp);
         assert_eq!(hk(icmpv6("fe80::2", "ff02::2", 255, 133)), ndp);
         assert_eq!(hk(icmpv6("fd00::2", "2001:db8::77", 255, 135)), None);
+        // A unicast advertisement to a neighbour's global address (same /64) is housekeeping.
+        assert_eq!(hk(icmpv6("fd00:99::1", "fd00:99::2", 255, 136)), ndp);
+        assert_eq!(hk(icmpv6("fd00:99::1", "fd00:99::2", 64, 136)), None);
+        // Unreachability detection: from a link-local source to a neighbour's global address.
+        assert_eq!(hk(icmpv6("fe80::1", "fd00:99::2", 255, 135)), ndp);
         assert_eq!(hk(icmpv6("fe80::2", "ff02::1:ff00:1", 64, 135)), None);
         // MLD: to a group or a link-local address.
         let mld = Some(Housekeeping::Mld);

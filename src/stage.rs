@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::analysis::{
-    attribute_phases, judge, verdict_with_staging, Analysis, CaptureHealth, PhaseRecord, StageInfo,
+    attribute_phases, decoding_problems, judge_named, local_notes, verdict_with_staging, Analysis,
+    CaptureHealth, PhaseRecord, StageInfo,
 };
 use crate::capture::LiveCapture;
 use crate::cli::{parse_duration, parse_env, StageArgs};
@@ -581,7 +582,7 @@ async fn stage(
         IpAddr::V4(CONTAINER_V4).into(),
         IpAddr::V6(CONTAINER_V6).into(),
     ];
-    let (mut flows, local) = judge_named(flows, &cfg.allowlist, &local, &dns);
+    let (mut flows, local) = judge_with_sinkhole_names(flows, &cfg.allowlist, &local, &dns);
     attribute_phases(&mut flows, &records);
 
     let mut notes = Vec::new();
@@ -591,6 +592,8 @@ async fn stage(
     if let Some(e) = &live.error {
         notes.push(format!("the capture failed: {e}"));
     }
+    notes.extend(local_notes(&flows, &local, true));
+    notes.extend(decoding_problems(&counts));
     match live.dropped {
         Some(0) => {}
         Some(n) => notes.push(format!(
@@ -610,7 +613,10 @@ async fn stage(
                 .then(|| "drop counters unreadable".into())
         }),
     };
-    let verdict = verdict_with_staging(&flows, &health, staging_error.is_some());
+    let mut verdict = verdict_with_staging(&flows, &health, staging_error.is_some());
+    if verdict == crate::verdict::Verdict::Pass && !decoding_problems(&counts).is_empty() {
+        verdict = crate::verdict::Verdict::Inconclusive;
+    }
     let analysis = Analysis {
         mode: "stage",
         input: cfg.app.display().to_string(),
@@ -678,43 +684,23 @@ fn phase_env(cfg: &StageConfig) -> Vec<String> {
     env
 }
 
-/// Judge, then give each flow the name the sinkhole handed out for its remote address.
-fn judge_named(
+/// Judge, with the names the sinkhole handed out for the addresses it answered.
+fn judge_with_sinkhole_names(
     flows: Vec<crate::flow::Flow>,
     allowlist: &Allowlist,
     local: &[ipnet::IpNet],
     dns: &Mutex<DnsLog>,
 ) -> (Vec<crate::analysis::Judged>, Vec<IpAddr>) {
-    let names: Vec<(IpAddr, String)> = {
-        let log = dns.lock().map(|l| {
-            l.names
-                .iter()
-                .flat_map(|(n, lk)| {
-                    lk.v4
-                        .map(IpAddr::V4)
-                        .into_iter()
-                        .chain(lk.v6.map(IpAddr::V6))
-                        .map(move |a| (a, n.clone()))
-                })
-                .collect()
-        });
-        log.unwrap_or_default()
+    let log = dns.lock().map(|l| l.names.clone()).unwrap_or_default();
+    let names_of = |addr: IpAddr| -> Vec<String> {
+        log.iter()
+            .filter(|(_, l)| {
+                l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr)
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
     };
-    let (mut judged, local) = judge(flows, allowlist, local);
-    for j in &mut judged {
-        if let Some((_, n)) = names.iter().find(|(a, _)| *a == j.remote_addr) {
-            j.names = vec![n.clone()];
-            // Names can change the judgement (hosts: rules).
-            let r = crate::policy::Remote {
-                proto: j.flow.key.proto,
-                addr: j.remote_addr,
-                port: j.remote_port,
-                names: &j.names,
-            };
-            j.rule = allowlist.judge(&r).map(|r| r.name.clone());
-        }
-    }
-    (judged, local)
+    judge_named(flows, allowlist, local, &names_of)
 }
 
 /// Send the canary from inside the container's namespace until the capture has seen it for IPv4
