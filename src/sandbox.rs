@@ -141,6 +141,46 @@ pub struct Sandbox {
     pub container: File,
     /// Name of the sink's end of the veth (inside the sink namespace).
     pub sink_if: String,
+    /// Why TCP connections could not be redirected to the sinkhole's listener, if they could not:
+    /// attempts are still caught (the sink refuses them), but their first bytes are not read.
+    pub tcp_sink_error: Option<String>,
+}
+
+/// Redirect every TCP connection arriving on `iface` (but DNS) to the sinkhole's listener, with
+/// iptables/ip6tables run inside the sink namespace (a child process inherits the namespace of the
+/// thread that starts it). Returns what went wrong, if anything.
+fn redirect_tcp(sink: &File, iface: &str) -> Option<String> {
+    let port = crate::sinkhole::TCP_SINK_PORT.to_string();
+    let r = in_netns(sink, || {
+        for tool in ["iptables", "ip6tables"] {
+            let out = std::process::Command::new(tool)
+                .args([
+                    "-w",
+                    "-t",
+                    "nat",
+                    "-A",
+                    "PREROUTING",
+                    "-i",
+                    iface,
+                    "-p",
+                    "tcp",
+                ])
+                .args(["!", "--dport", "53", "-j", "REDIRECT", "--to-ports", &port])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    return Some(format!(
+                        "{tool}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ))
+                }
+                Err(e) => return Some(format!("{tool}: {e}")),
+            }
+        }
+        None
+    });
+    r.unwrap_or_else(|e| Some(e.to_string()))
 }
 
 impl Sandbox {
@@ -261,10 +301,12 @@ impl Sandbox {
             })
         })??;
 
+        let tcp_sink_error = redirect_tcp(&sink, &sink_if);
         Ok(Sandbox {
             sink,
             container,
             sink_if,
+            tcp_sink_error,
         })
     }
 }

@@ -18,6 +18,10 @@ use tokio::net::{TcpListener, UdpSocket};
 
 /// The port the canary is sent to (the discard service).
 pub const CANARY_PORT: u16 = 9;
+/// Every TCP connection into the sink (but DNS) is redirected here, whatever its port.
+pub const TCP_SINK_PORT: u16 = 4;
+/// How much of what a client sends first is read before the connection is closed.
+const FIRST_BYTES: usize = 16 * 1024;
 
 /// One name the responder was asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -177,6 +181,36 @@ async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>) {
     }
 }
 
+/// Accept every connection, read what the client sends first (a TLS ClientHello, an HTTP request:
+/// the capture sees it and names the flow), answer an HTTP request with 503 so the client gives up
+/// quickly, and close. Bounded: 16 KiB and 3 s per connection.
+async fn serve_tcp_sink(listener: TcpListener) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; FIRST_BYTES];
+            let mut n = 0;
+            let read = async {
+                while n < buf.len() {
+                    match conn.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), read).await;
+        });
+    }
+}
+
 async fn serve_discard(sock: UdpSocket) {
     let mut buf = vec![0u8; 2048];
     loop {
@@ -206,14 +240,17 @@ pub fn run(
             let udp = dual_stack(socket2::Type::DGRAM, 53)?;
             let tcp = dual_stack(socket2::Type::STREAM, 53)?;
             let discard = dual_stack(socket2::Type::DGRAM, CANARY_PORT)?;
+            let sink = dual_stack(socket2::Type::STREAM, TCP_SINK_PORT)?;
             tcp.listen(128)?;
+            sink.listen(1024)?;
             Ok::<_, std::io::Error>((
                 UdpSocket::from_std(udp.into())?,
                 TcpListener::from_std(tcp.into())?,
                 UdpSocket::from_std(discard.into())?,
+                TcpListener::from_std(sink.into())?,
             ))
         };
-        let (udp, tcp, discard) = match bind() {
+        let (udp, tcp, discard, sink) = match bind() {
             Ok(s) => {
                 let _ = ready.send(Ok(()));
                 s
@@ -227,6 +264,7 @@ pub fn run(
             _ = serve_udp(udp, log.clone()) => {}
             _ = serve_tcp(tcp, log.clone()) => {}
             _ = serve_discard(discard) => {}
+            _ = serve_tcp_sink(sink) => {}
             _ = stop => {}
         }
     });

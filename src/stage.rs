@@ -416,6 +416,12 @@ async fn stage(
     log.line(&format!(
         "sealed: container {CONTAINER_V4} / {CONTAINER_V6} → sink {SINK_V4} / {SINK_V6}, no route out"
     ));
+    if let Some(e) = &sandbox.tcp_sink_error {
+        log.warn(&format!(
+            "TCP connections will be refused, not accepted, so their first bytes (TLS SNI, HTTP Host) cannot name them: {e}"
+        ));
+    }
+    let tcp_sink_error = sandbox.tcp_sink_error.clone();
 
     // The sinkhole: DNS and the canary's discard port, inside the sink.
     let dns = Arc::new(Mutex::new(DnsLog::default()));
@@ -591,6 +597,11 @@ async fn stage(
     }
     if let Some(e) = &live.error {
         notes.push(format!("the capture failed: {e}"));
+    }
+    if let Some(e) = &tcp_sink_error {
+        notes.push(format!(
+            "TCP connections were refused rather than accepted ({e}): attempts are judged, but their TLS SNI and HTTP Host are unknown"
+        ));
     }
     notes.extend(local_notes(&flows, &local, true));
     notes.extend(decoding_problems(&counts));
