@@ -1,0 +1,644 @@
+//! Output for GitHub Actions: workflow commands that become annotations in the job log and on the
+//! pull request, and a Markdown summary for `$GITHUB_STEP_SUMMARY`.
+//!
+//! Everything here is written from one [`Analysis`], like the other reports. Text that comes from
+//! the staged code (phase output, DNS names, buildpack names) is escaped so that it can never end a
+//! workflow command early, start a new one, or inject Markdown or HTML into the summary.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::analysis::{by_destination, Analysis, Judged, PhaseRecord};
+use crate::decode::proto_label;
+use crate::report::{endpoint, relative};
+use crate::verdict::Verdict;
+
+/// At most this many flow annotations; GitHub shows only the first few of a step anyway, and the
+/// JSON report has every flow.
+const MAX_FLOW_ANNOTATIONS: usize = 50;
+/// At most this many lines of a failed phase's output in its annotation.
+const MAX_TAIL_LINES: usize = 10;
+/// At most this many rows in a summary table.
+const MAX_SUMMARY_ROWS: usize = 100;
+
+/// One workflow command per disallowed flow (`::error title=…::supply contacted tcp
+/// 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at +0.301s`), one per failed
+/// phase, and a `::warning` when the capture left something unseen (an inconclusive run, or a
+/// failing one whose capture cannot be trusted either).
+pub fn annotations(a: &Analysis, w: &mut dyn Write) -> io::Result<()> {
+    let start = a.start_ts();
+    let bad: Vec<&Judged> = a.flows.iter().filter(|f| !f.allowed()).collect();
+    for f in bad.iter().take(MAX_FLOW_ANNOTATIONS) {
+        command(
+            w,
+            "error",
+            "airgap-check: disallowed egress",
+            &flow_sentence(a, f, start),
+        )?;
+    }
+    if bad.len() > MAX_FLOW_ANNOTATIONS {
+        command(
+            w,
+            "error",
+            "airgap-check: disallowed egress",
+            &format!(
+                "… and {} more disallowed flows (every flow is in the JSON report)",
+                bad.len() - MAX_FLOW_ANNOTATIONS
+            ),
+        )?;
+    }
+    for p in a.phases.iter().filter(|p| p.failed()) {
+        command(
+            w,
+            "error",
+            "airgap-check: staging failed",
+            &phase_failure(p),
+        )?;
+    }
+    if a.verdict == Verdict::Inconclusive {
+        command(
+            w,
+            "warning",
+            "airgap-check: inconclusive",
+            &format!("no verdict: {}", untrusted_reason(a)),
+        )?;
+    } else if a.capture_untrusted() {
+        command(
+            w,
+            "warning",
+            "airgap-check: capture incomplete",
+            &format!(
+                "the capture also left something unseen: {}",
+                untrusted_reason(a)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// A Markdown summary for `$GITHUB_STEP_SUMMARY`: the verdict, the phases (staging runs) and the
+/// disallowed flows, with the notes the reader must know.
+pub fn step_summary(a: &Analysis) -> String {
+    let mut s = String::new();
+    let start = a.start_ts();
+    let bad: Vec<&Judged> = a.flows.iter().filter(|f| !f.allowed()).collect();
+    let verdict = match a.verdict {
+        Verdict::Pass => "✅ PASS",
+        Verdict::Fail => "❌ FAIL",
+        Verdict::Inconclusive => "⚠️ INCONCLUSIVE",
+    };
+    let _ = writeln!(s, "### airgap-check: {verdict}\n");
+    let _ = writeln!(
+        s,
+        "**{}** {} · allowlist {} · {} packets, {} flows, {} disallowed\n",
+        a.mode,
+        md(&a.input),
+        md(&a.allowlist),
+        a.counts.packets,
+        a.flows.len(),
+        bad.len()
+    );
+    if let Some(st) = &a.stage {
+        let bps: Vec<String> = st
+            .buildpacks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{i}: {}", md(b)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "Stack image {} (stack {}), user {}, buildpacks {}; run id {}\n",
+            md(&st.stack_image),
+            md(&st.stack),
+            md(&st.user),
+            bps.join(", "),
+            md(&st.run_id)
+        );
+    }
+    let c = &a.capture;
+    if c.canary_seen.is_some() || c.dropped.is_some() {
+        let _ = writeln!(
+            s,
+            "Capture: canary {}, {} packets dropped\n",
+            match c.canary_seen {
+                Some(true) => "seen",
+                Some(false) => "**NOT seen**",
+                None => "not sent",
+            },
+            c.dropped.map_or("unknown".into(), |d| d.to_string())
+        );
+    }
+    if !a.phases.is_empty() {
+        s.push_str("| phase | buildpack | result | duration | disallowed flows |\n");
+        s.push_str("|---|---|---|---|---|\n");
+        for p in &a.phases {
+            let flows = a
+                .flows
+                .iter()
+                .filter(|f| !f.allowed() && in_phase(f, p))
+                .count();
+            let _ = writeln!(
+                s,
+                "| {} | {}: {} | {} | {:.1}s | {} |",
+                md(&p.name),
+                p.buildpack,
+                md(&p.buildpack_name),
+                phase_result(p),
+                p.ended.saturating_sub(p.started) as f64 / 1e6,
+                flows
+            );
+        }
+        s.push('\n');
+    }
+    if !bad.is_empty() {
+        let dests = by_destination(&a.flows)
+            .iter()
+            .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
+            .count();
+        let _ = writeln!(
+            s,
+            "#### Disallowed flows: {} to {} destination{}\n",
+            bad.len(),
+            dests,
+            if dests == 1 { "" } else { "s" }
+        );
+        s.push_str("| proto | destination | names | state | packets | first seen | phase |\n");
+        s.push_str("|---|---|---|---|---|---|---|\n");
+        for f in bad.iter().take(MAX_SUMMARY_ROWS) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                proto_label(f.flow.key.proto),
+                md(&endpoint(f.remote_addr, f.remote_port)),
+                if f.names.is_empty() {
+                    "-".to_string()
+                } else {
+                    md(&f.names.join(", "))
+                },
+                f.flow.state().as_str(),
+                f.flow.stats.packets(),
+                relative(f.flow.stats.first_seen, start),
+                f.phase.as_deref().map_or("-".into(), md)
+            );
+        }
+        if bad.len() > MAX_SUMMARY_ROWS {
+            let _ = writeln!(
+                s,
+                "\n… and {} more disallowed flows (every flow is in the JSON report)",
+                bad.len() - MAX_SUMMARY_ROWS
+            );
+        }
+        s.push('\n');
+    }
+    for p in a
+        .phases
+        .iter()
+        .filter(|p| p.failed() && !p.output_tail.is_empty())
+    {
+        let body = p.output_tail.join("\n");
+        let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
+        let _ = writeln!(
+            s,
+            "<details><summary>{}: last lines of output</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n",
+            html(&p.label())
+        );
+    }
+    if !a.notes.is_empty() {
+        s.push_str("Notes:\n\n");
+        for n in &a.notes {
+            let _ = writeln!(s, "- {}", md(n));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// "supply contacted tcp 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at
+/// +0.301s"; analyze runs have no phase: "contacted …".
+fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flow::Micros>) -> String {
+    let who = match (&f.phase, f.phase_buildpack) {
+        (Some(phase), Some(i)) if a.stage.as_ref().is_some_and(|s| s.buildpacks.len() > 1) => {
+            let name = a
+                .phases
+                .iter()
+                .find(|p| p.buildpack == i)
+                .map_or(String::new(), |p| format!(": {}", p.buildpack_name));
+            format!("{phase} (buildpack {i}{name}) ")
+        }
+        (Some(phase), _) => format!("{phase} "),
+        (None, _) => String::new(),
+    };
+    let names = if f.names.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", f.names.join(", "))
+    };
+    let packets = f.flow.stats.packets();
+    format!(
+        "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}",
+        proto_label(f.flow.key.proto),
+        endpoint(f.remote_addr, f.remote_port),
+        if packets == 1 { "" } else { "s" },
+        f.flow.state().as_str(),
+        relative(f.flow.stats.first_seen, start)
+    )
+}
+
+/// "finalize (buildpack 0: go) exited 1", then the last lines of its output.
+fn phase_failure(p: &PhaseRecord) -> String {
+    let mut msg = match (p.timed_out, p.exit_code) {
+        (true, _) => format!("{} timed out", p.label()),
+        (false, Some(c)) => format!("{} exited {c}", p.label()),
+        (false, None) => format!("{} ended with no exit code", p.label()),
+    };
+    let skip = p.output_tail.len().saturating_sub(MAX_TAIL_LINES);
+    for l in &p.output_tail[skip..] {
+        msg.push('\n');
+        msg.push_str(l);
+    }
+    msg
+}
+
+fn phase_result(p: &PhaseRecord) -> String {
+    match (p.timed_out, p.exit_code) {
+        (true, _) => "**timed out**".into(),
+        (false, Some(0)) => "exit 0".into(),
+        (false, Some(c)) if p.must_succeed => format!("**exit {c}**"),
+        (false, Some(c)) => format!("exit {c} (not fatal)"),
+        (false, None) => "**no exit code**".into(),
+    }
+}
+
+/// Whether a flow started in this phase (of this buildpack).
+fn in_phase(f: &Judged, p: &PhaseRecord) -> bool {
+    f.phase.as_deref() == Some(p.name.as_str()) && f.phase_buildpack == Some(p.buildpack)
+}
+
+/// Why the capture cannot be trusted, from the notes; a generic sentence when there are none.
+fn untrusted_reason(a: &Analysis) -> String {
+    let c = &a.capture;
+    let mut why: Vec<String> = Vec::new();
+    if c.canary_seen == Some(false) {
+        why.push("the canary was not seen by the capture".into());
+    }
+    if let Some(d) = c.dropped.filter(|&d| d > 0) {
+        why.push(format!("the capture dropped {d} packets"));
+    }
+    if let Some(e) = &c.error {
+        why.push(format!("capture error: {e}"));
+    }
+    why.extend(a.notes.iter().cloned());
+    if why.is_empty() {
+        "the capture cannot be trusted".into()
+    } else {
+        why.join("; ")
+    }
+}
+
+/// Write one workflow command: `::NAME title=TITLE::MESSAGE`.
+fn command(w: &mut dyn Write, name: &str, title: &str, message: &str) -> io::Result<()> {
+    writeln!(
+        w,
+        "::{name} title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    )
+}
+
+/// A workflow command's message: `%`, CR and LF are escaped (the runner turns them back), so the
+/// command stays on one line whatever the text holds.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: as [`escape_data`], and `:` and `,` too, which would end
+/// the property.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Text for a Markdown table cell or paragraph: ASCII punctuation that Markdown or HTML would act
+/// on is backslash-escaped (`|` included, which GitHub tables honour), line breaks become spaces.
+fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\r' | '\n' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '!' | '#' | '&' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text inside an HTML element (the `<summary>` of a phase's output).
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\r', '\n'], " ")
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for ch in s.chars() {
+        run = if ch == '`' { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::analysis::{CaptureHealth, StageInfo};
+    use crate::flow::{Counts, Flow, FlowTable, Micros};
+
+    const T0: Micros = 1_700_000_000_000_000;
+
+    fn tcp(src: &str, dst: &str, sp: u16, dp: u16, flags: &str) -> Vec<u8> {
+        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let b = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+            }
+            _ => panic!("mixed families"),
+        };
+        let mut b = b.tcp(sp, dp, 1, 1000);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('R') {
+            b = b.rst();
+        }
+        if flags.contains('A') {
+            b = b.ack(2);
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    /// Flows from raw IP packets at the given offsets (microseconds after T0).
+    fn flows(packets: &[(i64, Vec<u8>)]) -> Vec<Flow> {
+        let mut t = FlowTable::new();
+        for (at, p) in packets {
+            let d = crate::decode::decode(crate::decode::LinkKind::RawIp, p);
+            t.add(T0 + at, p.len() as u32, &d);
+        }
+        t.finish().0
+    }
+
+    fn judged(
+        flow: Flow,
+        rule: Option<&str>,
+        names: &[&str],
+        phase: Option<(&str, usize)>,
+    ) -> Judged {
+        Judged {
+            remote_addr: flow.key.dst,
+            remote_port: flow.key.dst_port,
+            flow,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            rule: rule.map(String::from),
+            phase: phase.map(|(p, _)| p.to_string()),
+            phase_buildpack: phase.map(|(_, b)| b),
+        }
+    }
+
+    fn phase(name: &str, bp: usize, started: i64, exit: Option<i64>) -> PhaseRecord {
+        PhaseRecord {
+            name: name.into(),
+            buildpack: bp,
+            buildpack_name: format!("bp{bp}"),
+            started: T0 + started,
+            ended: T0 + started + 100_000,
+            exit_code: exit,
+            timed_out: exit.is_none(),
+            must_succeed: name != "detect",
+            output_tail: Vec::new(),
+        }
+    }
+
+    /// A staging run where supply contacted 203.0.113.5:443 by name (SYN, RST, SYN: 3 packets,
+    /// refused), beside an allowed DNS flow. The one place an `Analysis` is built by hand.
+    fn leaky() -> Analysis {
+        let f = flows(&[
+            (0, tcp("10.99.0.2", "10.99.0.1", 5000, 53, "S")),
+            (300_000, tcp("10.99.0.2", "203.0.113.5", 40000, 443, "S")),
+            (300_100, tcp("203.0.113.5", "10.99.0.2", 443, 40000, "RA")),
+            (1_300_000, tcp("10.99.0.2", "203.0.113.5", 40000, 443, "S")),
+        ]);
+        let mut it = f.into_iter();
+        let dns = it.next().unwrap();
+        let leak = it.next().unwrap();
+        Analysis {
+            mode: "stage",
+            input: "fixtures/apps/hello".into(),
+            allowlist: "(default)".into(),
+            local: vec!["10.99.0.2".parse().unwrap()],
+            flows: vec![
+                judged(dns, Some("dns"), &[], Some(("detect", 0))),
+                judged(leak, None, &["pkg.example.com"], Some(("supply", 0))),
+            ],
+            counts: Counts {
+                packets: 4,
+                ip_packets: 4,
+                ..Counts::default()
+            },
+            capture: CaptureHealth {
+                link_type: "EN10MB".into(),
+                dropped: Some(0),
+                canary_seen: Some(true),
+                first_ts: Some(T0),
+                ..CaptureHealth::default()
+            },
+            verdict: Verdict::Fail,
+            notes: Vec::new(),
+            phases: vec![
+                phase("detect", 0, 0, Some(0)),
+                phase("supply", 0, 200_000, Some(0)),
+                phase("finalize", 0, 1_500_000, Some(0)),
+                phase("release", 0, 1_700_000, Some(0)),
+            ],
+            stage: Some(StageInfo {
+                run_id: "run-1".into(),
+                stack_image: "cloudfoundry/cflinuxfs4".into(),
+                stack: "cflinuxfs4".into(),
+                buildpacks: vec!["fixtures/buildpacks/leak-dns".into()],
+                user: "vcap".into(),
+            }),
+            dns_queries: Vec::new(),
+        }
+    }
+
+    fn annotate(a: &Analysis) -> String {
+        let mut out = Vec::new();
+        annotations(a, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn one_error_per_disallowed_flow() {
+        let out = annotate(&leaky());
+        assert_eq!(
+            out,
+            "::error title=airgap-check%3A disallowed egress::supply contacted tcp 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at +0.300s\n"
+        );
+    }
+
+    #[test]
+    fn workflow_command_escaping() {
+        assert_eq!(escape_data("50% a\r\nb"), "50%25 a%0D%0Ab");
+        assert_eq!(escape_property("a: b, c%"), "a%3A b%2C c%25");
+        // A hostile name cannot start a command of its own or end this one.
+        let mut a = leaky();
+        a.flows[1].names = vec!["x\n::add-mask::y".into()];
+        let out = annotate(&a);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("(x%0A::add-mask::y)"), "{out}");
+    }
+
+    #[test]
+    fn failed_phase_and_multi_buildpack_labels() {
+        let mut a = leaky();
+        a.stage.as_mut().unwrap().buildpacks.push("second".into());
+        a.phases[2].exit_code = Some(7);
+        a.phases[2].output_tail = (0..15).map(|i| format!("line {i}")).collect();
+        let out = annotate(&a);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(
+            lines[0].contains("::supply (buildpack 0: bp0) contacted tcp"),
+            "{out}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "::error title=airgap-check%3A staging failed::finalize (buildpack 0: bp0) exited 7%0Aline 5%0A"
+            ),
+            "{out}"
+        );
+        assert!(lines[1].ends_with("%0Aline 14"), "{out}");
+        // A timeout says so.
+        a.phases[2].exit_code = None;
+        a.phases[2].timed_out = true;
+        assert!(annotate(&a).contains("::finalize (buildpack 0: bp0) timed out%0A"));
+    }
+
+    #[test]
+    fn inconclusive_is_a_warning() {
+        let mut a = leaky();
+        a.flows.truncate(1);
+        a.verdict = Verdict::Inconclusive;
+        a.capture.canary_seen = Some(false);
+        a.notes = vec!["the canary was never seen".into()];
+        let out = annotate(&a);
+        assert_eq!(
+            out,
+            "::warning title=airgap-check%3A inconclusive::no verdict: the canary was not seen by the capture; the canary was never seen\n"
+        );
+        // A pass says nothing at all.
+        a.verdict = Verdict::Pass;
+        a.capture.canary_seen = Some(true);
+        a.notes.clear();
+        assert_eq!(annotate(&a), "");
+        // A fail whose capture dropped packets is still a fail, with a warning beside it.
+        let mut a = leaky();
+        a.capture.dropped = Some(4);
+        let out = annotate(&a);
+        assert!(out.contains("\n::warning title=airgap-check%3A capture incomplete::the capture also left something unseen: the capture dropped 4 packets\n"), "{out}");
+    }
+
+    #[test]
+    fn flow_annotations_are_capped() {
+        let mut a = leaky();
+        let leak = a.flows[1].clone();
+        a.flows = vec![leak; MAX_FLOW_ANNOTATIONS + 3];
+        let out = annotate(&a);
+        assert_eq!(out.lines().count(), MAX_FLOW_ANNOTATIONS + 1);
+        assert!(out.ends_with("… and 3 more disallowed flows (every flow is in the JSON report)\n"));
+    }
+
+    #[test]
+    fn analyze_runs_have_no_phase_words() {
+        let mut a = leaky();
+        a.mode = "analyze";
+        a.stage = None;
+        a.phases.clear();
+        for f in &mut a.flows {
+            f.phase = None;
+            f.phase_buildpack = None;
+        }
+        assert!(annotate(&a).contains("::contacted tcp 203.0.113.5:443"));
+        let s = step_summary(&a);
+        assert!(!s.contains("| phase | buildpack |"), "{s}");
+        assert!(
+            s.contains("| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | - |"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn summary_has_verdict_phases_and_flows() {
+        let s = step_summary(&leaky());
+        assert!(s.starts_with("### airgap-check: ❌ FAIL\n\n"), "{s}");
+        assert!(s.contains("**stage** fixtures/apps/hello · allowlist (default) · 4 packets, 2 flows, 1 disallowed"), "{s}");
+        assert!(s.contains("Stack image cloudfoundry/cflinuxfs4 (stack cflinuxfs4), user vcap, buildpacks 0: fixtures/buildpacks/leak-dns; run id run-1"), "{s}");
+        assert!(s.contains("Capture: canary seen, 0 packets dropped"), "{s}");
+        assert!(
+            s.contains("| detect | 0: bp0 | exit 0 | 0.1s | 0 |\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| supply | 0: bp0 | exit 0 | 0.1s | 1 |\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("#### Disallowed flows: 1 to 1 destination\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | supply |\n"
+            ),
+            "{s}"
+        );
+        let mut a = leaky();
+        a.flows.truncate(1);
+        a.verdict = Verdict::Pass;
+        let s = step_summary(&a);
+        assert!(s.starts_with("### airgap-check: ✅ PASS"), "{s}");
+        assert!(!s.contains("Disallowed flows"), "{s}");
+    }
+
+    #[test]
+    fn summary_escapes_what_the_staged_code_chose() {
+        let mut a = leaky();
+        a.flows[1].names = vec!["a|b<script>*x*\nc".into()];
+        a.phases[1].exit_code = Some(1);
+        a.phases[1].buildpack_name = "<b>bp</b>".into();
+        a.phases[1].output_tail = vec!["```".into(), "</details><img src=x>".into()];
+        a.notes = vec!["[click](http://x)".into()];
+        let s = step_summary(&a);
+        assert!(s.contains("| a\\|b\\<script\\>\\*x\\* c |"), "{s}");
+        assert!(
+            s.contains("| supply | 0: \\<b\\>bp\\</b\\> | **exit 1** |"),
+            "{s}"
+        );
+        // The output sits in a fence longer than any backtick run it holds.
+        assert!(s.contains("<summary>supply (buildpack 0: &lt;b&gt;bp&lt;/b&gt;): last lines of output</summary>\n\n````text\n```\n</details><img src=x>\n````\n\n</details>"), "{s}");
+        assert!(s.contains("- \\[click\\](http://x)"), "{s}");
+        assert_eq!(longest_backtick_run("a``b```c`"), 3);
+    }
+}
