@@ -9,9 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_norway::Value;
@@ -1089,4 +1090,376 @@ fn concourse_run_sh_gives_up_on_a_dockerd_that_does_not_come_up() {
         show(&o)
     );
     assert!(fakes.calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-push hook
+
+const HOOK: &str = "ci/pre-push";
+const INSTALL_HOOK: &str = "ci/install-hook.sh";
+
+/// git with no global or system configuration (no hooksPath, templates or signing from the
+/// machine), and an identity.
+fn git(dir: &Path, args: &[&str]) -> Output {
+    git_cmd(dir, args).output().unwrap()
+}
+
+fn git_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("git");
+    c.args(args).current_dir(dir);
+    git_env(&mut c);
+    c
+}
+
+fn git_env(c: &mut Command) {
+    c.env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
+}
+
+fn git_ok(dir: &Path, args: &[&str]) {
+    let o = git(dir, args);
+    assert!(o.status.success(), "git {args:?}: {}", show(&o));
+}
+
+/// A buildpack repository with two apps and one commit, and `.airgap-check` when given.
+fn hook_repo(fakes: &Fakes, config: Option<&str>) -> PathBuf {
+    let repo = fakes.dir.path().join("bp");
+    for d in ["bin", "fixtures/a", "fixtures/b", "fixtures/my app"] {
+        fs::create_dir_all(repo.join(d)).unwrap();
+        fs::write(repo.join(d).join("README"), d).unwrap();
+    }
+    git_ok(&repo, &["init", "-q", "-b", "main"]);
+    if let Some(c) = config {
+        fs::write(repo.join(".airgap-check"), c).unwrap();
+    }
+    git_ok(&repo, &["add", "-A"]);
+    git_ok(&repo, &["commit", "-q", "-m", "bp"]);
+    repo
+}
+
+/// The hook as git runs it, with `stdin` as git's list of refs.
+fn run_hook(fakes: &Fakes, repo: &Path, stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(root().join(HOOK))
+        .args(["origin", "/dev/null"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("AIRGAP_CHECK_SKIP");
+    git_env(&mut cmd);
+    fakes.env(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const PUSH_MAIN: &str = "refs/heads/main 1111111111111111111111111111111111111111 refs/heads/main 0000000000000000000000000000000000000000\n";
+
+#[test]
+fn pre_push_lints_clean() {
+    lint_shell(&root().join(HOOK), "sh");
+    lint_shell(&root().join(INSTALL_HOOK), "sh");
+}
+
+#[test]
+fn pre_push_passes_on_exit_0_and_blocks_on_1_and_3() {
+    let fakes = Fakes::new();
+    let repo = hook_repo(
+        &fakes,
+        Some("app = fixtures/a\nstack_image = stack:1\nallowlist = allow.yaml\nsudo = no\n"),
+    );
+    let want = strings(&[
+        "--app",
+        "fixtures/a",
+        "--buildpack",
+        ".",
+        "--stack-image",
+        "stack:1",
+        "--allowlist",
+        "allow.yaml",
+    ]);
+
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "0")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(fakes.calls(), vec![want.clone()]);
+    // airgap-check's own console output is shown.
+    assert!(stderr(&o).contains("fake airgap-check staged fixtures/a"));
+    assert!(stderr(&o).contains("pass"));
+
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "1")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(err.contains("push blocked"), "{err}");
+    assert!(err.contains("fixtures/a: FAIL (exit 1"), "{err}");
+    assert!(err.contains("git push --no-verify"), "{err}");
+
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "3")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("fixtures/a: inconclusive (exit 3)"));
+    assert!(stderr(&o).contains("git push --no-verify"));
+
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "2")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("fixtures/a: bad input (exit 2)"));
+    assert_eq!(fakes.calls().len(), 4);
+    assert_eq!(fakes.log_of("sudo"), "", "sudo = no");
+}
+
+#[test]
+fn pre_push_reads_every_key_of_its_config() {
+    let fakes = Fakes::new();
+    fakes.add("agc-dev", FAKE_AIRGAP_CHECK);
+    let config = "# staged before each push\r\n\
+                  app = fixtures/a\r\n\
+                  \n\
+                  app=fixtures/my app\n\
+                    app   =   fixtures/b   \n\
+                  buildpack = .\n\
+                  buildpack = ../other-bp.zip\n\
+                  timeout = 2m\n\
+                  sudo = yes\n\
+                  reports = out/reports\n\
+                  args = --env A=1   --keep-image\n\
+                  command = agc-dev\n";
+    let repo = hook_repo(&fakes, Some(config));
+    let o = run_hook(
+        &fakes,
+        &repo,
+        PUSH_MAIN,
+        &[("FAKE_EXIT", "1"), ("FAKE_FAIL_APP", "fixtures/b")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let call = |app: &str, slug: &str| {
+        strings(&[
+            "--app",
+            app,
+            "--buildpack",
+            ".",
+            "--buildpack",
+            "../other-bp.zip",
+            "--timeout",
+            "2m",
+            "--json",
+            &format!("out/reports/{slug}.json"),
+            "--junit",
+            &format!("out/reports/{slug}.xml"),
+            "--env",
+            "A=1",
+            "--keep-image",
+        ])
+    };
+    assert_eq!(
+        fakes.calls(),
+        vec![
+            call("fixtures/a", "fixtures_a"),
+            call("fixtures/my app", "fixtures_my_app"),
+            call("fixtures/b", "fixtures_b"),
+        ]
+    );
+    assert!(repo.join("out/reports").is_dir());
+    // sudo = yes: every run went through sudo, with airgap-check's full path.
+    let sudo = fakes.log_of("sudo");
+    assert_eq!(sudo.lines().count(), 3, "{sudo}");
+    assert!(sudo.starts_with(&format!(
+        "{} --app fixtures/a",
+        fakes.bin().join("agc-dev").display()
+    )));
+    // Only the failing app is named.
+    let err = stderr(&o);
+    assert!(err.contains("  fixtures/b: FAIL (exit 1"), "{err}");
+    assert!(
+        !err.contains("fixtures/a: FAIL") && !err.contains("my app: FAIL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pre_push_config_errors_block_and_no_config_passes() {
+    let fakes = Fakes::new();
+    let cases = [
+        (
+            "app = fixtures/a\napps = fixtures/b\n",
+            "line 2: unknown key 'apps'",
+        ),
+        ("stack_image = x\n", "names no app"),
+        (
+            "app = fixtures/a\nsudo = maybe\n",
+            "sudo must be auto, yes or no",
+        ),
+        ("app fixtures/a\n", "line 1: expected 'key = value'"),
+        ("app =\n", "line 1: 'app' has no value"),
+        (
+            "app = fixtures/a\ncommand = not-airgap-check\n",
+            "'not-airgap-check' not found: install airgap-check (cargo install --locked",
+        ),
+    ];
+    for (config, message) in cases {
+        let repo = hook_repo(&fakes, Some(config));
+        let o = run_hook(&fakes, &repo, PUSH_MAIN, &[]);
+        assert_eq!(o.status.code(), Some(1), "{config:?}: {}", show(&o));
+        assert!(stderr(&o).contains(message), "{config:?}: {}", show(&o));
+        assert!(stderr(&o).contains("git push --no-verify"), "{config:?}");
+        fs::remove_dir_all(&repo).unwrap();
+    }
+    assert!(fakes.calls().is_empty());
+
+    // No .airgap-check: nothing to check, the push goes on.
+    let repo = hook_repo(&fakes, None);
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "1")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stderr(&o).contains("no .airgap-check"));
+    assert!(fakes.calls().is_empty());
+}
+
+#[test]
+fn pre_push_skips_deletions_and_when_asked() {
+    let fakes = Fakes::new();
+    let repo = hook_repo(&fakes, Some("app = fixtures/a\n"));
+    let delete = "(delete) 0000000000000000000000000000000000000000 refs/heads/old 2222222222222222222222222222222222222222\n";
+    let o = run_hook(&fakes, &repo, delete, &[("FAKE_EXIT", "1")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = run_hook(
+        &fakes,
+        &repo,
+        PUSH_MAIN,
+        &[("FAKE_EXIT", "1"), ("AIRGAP_CHECK_SKIP", "1")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(fakes.calls().is_empty());
+    // A deletion beside a real push is checked.
+    let o = run_hook(
+        &fakes,
+        &repo,
+        &format!("{delete}{PUSH_MAIN}"),
+        &[("FAKE_EXIT", "1")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_eq!(fakes.calls().len(), 1);
+}
+
+#[test]
+fn pre_push_example_config_is_valid() {
+    let fakes = Fakes::new();
+    let repo = hook_repo(&fakes, Some(&read("ci/airgap-check.example")));
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        fakes.calls(),
+        vec![strings(&[
+            "--app",
+            "fixtures/simple_app",
+            "--buildpack",
+            ".",
+            "--stack-image",
+            "cloudfoundry/cflinuxfs4",
+            "--timeout",
+            "10m",
+        ])]
+    );
+}
+
+fn install_hook(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(root().join(INSTALL_HOOK))
+        .args(args)
+        .current_dir(dir);
+    git_env(&mut cmd);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn install_hook_installs_and_refuses_to_clobber() {
+    let fakes = Fakes::new();
+    let repo = hook_repo(&fakes, None);
+    let hook = repo.join(".git/hooks/pre-push");
+
+    let o = install_hook(&repo, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        fs::read(&hook).unwrap(),
+        fs::read(root().join(HOOK)).unwrap()
+    );
+    assert!(fs::metadata(&hook).unwrap().permissions().mode() & 0o111 != 0);
+    assert!(stdout(&o).contains(".airgap-check does not exist yet"));
+
+    // Again: nothing to do.
+    let o = install_hook(&repo, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("already airgap-check's pre-push hook"));
+
+    // Someone else's hook is left alone...
+    fs::write(&hook, "#!/bin/sh\nexec lint-everything\n").unwrap();
+    let o = install_hook(&repo, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(
+        fs::read_to_string(&hook).unwrap(),
+        "#!/bin/sh\nexec lint-everything\n"
+    );
+    // ... unless --force, and then it is kept.
+    let o = install_hook(&repo, &["--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        fs::read(&hook).unwrap(),
+        fs::read(root().join(HOOK)).unwrap()
+    );
+    assert_eq!(
+        fs::read_to_string(repo.join(".git/hooks/pre-push.before-airgap-check")).unwrap(),
+        "#!/bin/sh\nexec lint-everything\n"
+    );
+
+    // core.hooksPath is where git looks, so that is where it goes; REPO may be given.
+    git_ok(&repo, &["config", "core.hooksPath", ".githooks"]);
+    let o = install_hook(fakes.dir.path(), &[repo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(repo.join(".githooks/pre-push").is_file());
+}
+
+#[test]
+fn installed_hook_blocks_a_real_git_push() {
+    let fakes = Fakes::new();
+    let repo = hook_repo(&fakes, Some("app = fixtures/a\nsudo = no\n"));
+    let remote = fakes.dir.path().join("remote.git");
+    git_ok(fakes.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git_ok(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    let o = install_hook(&repo, &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let push = |exit: &str| {
+        let mut c = git_cmd(&repo, &["push", "-q", "origin", "main"]);
+        fakes.env(&mut c);
+        c.env("FAKE_EXIT", exit).output().unwrap()
+    };
+    let remote_has_main = || {
+        git(&remote, &["rev-parse", "--verify", "-q", "refs/heads/main"])
+            .status
+            .success()
+    };
+
+    let o = push("1");
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(stderr(&o).contains("push blocked"), "{}", show(&o));
+    assert!(!remote_has_main(), "the push went through");
+
+    let o = push("0");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(remote_has_main());
+    assert_eq!(fakes.calls().len(), 2);
 }
