@@ -11,6 +11,7 @@ pub mod docker;
 pub mod error;
 pub mod flow;
 pub mod lifecycle;
+pub mod naming;
 pub mod policy;
 pub mod report;
 pub mod sandbox;
