@@ -149,6 +149,26 @@
 //!   10.1.0.2:44040 -> 10.1.0.1:53 and its answer; an inbound connection
 //!   198.51.100.9:50000 -> 10.1.0.2:8080 (SYN, SYN-ACK, 1000 bytes of data
 //!   from 10.1.0.2).
+//!
+//! Naming fixture (generated last):
+//! - `names.pcap` (Ethernet, 19 packets, 500 us apart):
+//!   1. UDP DNS 10.1.0.2:46001 -> 10.1.0.1:53, A? pkg.example.com (id 0x7001),
+//!      and the response A 203.0.113.5.
+//!   2. TCP 10.1.0.2:46002 -> 203.0.113.5:443: SYN, SYN-ACK, ACK, then one
+//!      segment with the TLS ClientHello of
+//!      fixtures/buildpacks/leak-tls/bin/clienthello.bin (517 bytes, SNI
+//!      pkg.example.com).
+//!   3. UDP DNS 10.1.0.2:46003 -> 10.1.0.1:53, A? www.example.com (id 0x7003),
+//!      and the response CNAME cdn.example.net, A 203.0.113.7 (for
+//!      cdn.example.net).
+//!   4. TCP SYN 10.1.0.2:46004 -> 203.0.113.7:443.
+//!   5. TCP 10.1.0.2:46005 -> 198.51.100.60:80: SYN, SYN-ACK, ACK, then
+//!      `GET /dl/go1.22.tgz HTTP/1.1` with `Host: mirror.example.org` (no DNS
+//!      for it).
+//!   6. TCP 10.1.0.2:46006 -> 198.51.100.61:443: SYN, SYN-ACK, ACK, then the
+//!      same ClientHello in two segments, split at byte 100.
+//!   7. UDP 10.1.0.2:40100 -> 198.51.100.53:5353 carrying a standard query
+//!      A? odd.example.com (id 0x7007): DNS on an odd port, no answer.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -1168,7 +1188,117 @@ fn main() -> Result<()> {
 
     review_fixtures(dir, &mut g)?;
 
+    let cap = names(&mut g);
+    write_pcap(dir, "names.pcap", DataLink::ETHERNET, &cap.frames)?;
+
     Ok(())
+}
+
+/// The ClientHello the leak-tls buildpack sends (SNI pkg.example.com).
+const CLIENT_HELLO: &[u8] = include_bytes!("../fixtures/buildpacks/leak-tls/bin/clienthello.bin");
+
+/// The response to `dns_query(id, name, A)`: `name` CNAME `cname`, `cname` A `addr`.
+fn dns_response_cname_a(id: u16, name: &str, cname: &str, addr: Ipv4Addr) -> Vec<u8> {
+    const QTYPE_CNAME: u16 = 5;
+    let mut out = Vec::new();
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&0x8180u16.to_be_bytes()); // QR RD RA, NOERROR
+    out.extend_from_slice(&[0, 1, 0, 2, 0, 0, 0, 0]); // QD=1 AN=2
+    out.extend_from_slice(&dns_name(name));
+    out.extend_from_slice(&QTYPE_A.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&0xc00cu16.to_be_bytes()); // the question's name
+    out.extend_from_slice(&QTYPE_CNAME.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&300u32.to_be_bytes());
+    let target = dns_name(cname);
+    out.extend_from_slice(&(target.len() as u16).to_be_bytes());
+    let target_at = out.len() as u16;
+    out.extend_from_slice(&target);
+    out.extend_from_slice(&(0xc000 | target_at).to_be_bytes()); // the CNAME's target
+    out.extend_from_slice(&QTYPE_A.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&300u32.to_be_bytes());
+    out.extend_from_slice(&4u16.to_be_bytes());
+    out.extend_from_slice(&addr.octets());
+    out
+}
+
+fn names(g: &mut Gen) -> Cap {
+    let mut cap = Cap::new(500);
+    let local = v4(LOCAL4);
+    let resolver = v4(GW4);
+    let handshake = |g: &mut Gen, cap: &mut Cap, c: &mut TcpConv| {
+        cap.push(eth_ip(&c.syn(g)));
+        cap.push(eth_ip(&c.syn_ack(g)));
+        cap.push(eth_ip(&c.client(g, seg(ACK, &[]))));
+    };
+
+    // 1-2: a lookup, then TLS to the address it gave.
+    let q = dns_query(0x7001, "pkg.example.com", QTYPE_A);
+    cap.push(eth_ip(&g.udp(local, 46001, resolver, 53, &q)));
+    let r = dns_response_a(0x7001, "pkg.example.com", Ipv4Addr::new(203, 0, 113, 5));
+    cap.push(eth_ip(&g.udp(resolver, 53, local, 46001, &r)));
+    let mut c = TcpConv::new(
+        local,
+        46002,
+        ip4(203, 0, 113, 5),
+        443,
+        0x4600_0001,
+        0x5600_0001,
+    );
+    handshake(g, &mut cap, &mut c);
+    cap.push(eth_ip(&c.client(g, seg(PSH | ACK, CLIENT_HELLO))));
+
+    // 3-4: a lookup answered through a CNAME, then a SYN to its address.
+    let q = dns_query(0x7003, "www.example.com", QTYPE_A);
+    cap.push(eth_ip(&g.udp(local, 46003, resolver, 53, &q)));
+    let r = dns_response_cname_a(
+        0x7003,
+        "www.example.com",
+        "cdn.example.net",
+        Ipv4Addr::new(203, 0, 113, 7),
+    );
+    cap.push(eth_ip(&g.udp(resolver, 53, local, 46003, &r)));
+    let mut c = TcpConv::new(local, 46004, ip4(203, 0, 113, 7), 443, 0x4600_0003, 0);
+    cap.push(eth_ip(&c.syn(g)));
+
+    // 5: plain HTTP by address: the Host header names it.
+    let mut c = TcpConv::new(
+        local,
+        46005,
+        ip4(198, 51, 100, 60),
+        80,
+        0x4600_0005,
+        0x5600_0005,
+    );
+    handshake(g, &mut cap, &mut c);
+    let get = b"GET /dl/go1.22.tgz HTTP/1.1\r\nHost: mirror.example.org\r\n\r\n";
+    cap.push(eth_ip(&c.client(g, seg(PSH | ACK, get))));
+
+    // 6: the ClientHello in two segments.
+    let mut c = TcpConv::new(
+        local,
+        46006,
+        ip4(198, 51, 100, 61),
+        443,
+        0x4600_0006,
+        0x5600_0006,
+    );
+    handshake(g, &mut cap, &mut c);
+    cap.push(eth_ip(&c.client(g, seg(ACK, &CLIENT_HELLO[..100]))));
+    cap.push(eth_ip(&c.client(g, seg(PSH | ACK, &CLIENT_HELLO[100..]))));
+
+    // 7: DNS to a resolver on an odd port.
+    let q = dns_query(0x7007, "odd.example.com", QTYPE_A);
+    cap.push(eth_ip(&g.udp(
+        local,
+        40100,
+        ip4(198, 51, 100, 53),
+        5353,
+        &q,
+    )));
+    cap
 }
 
 /// One packet of a pcapng file written with raw interface ids and timestamps.

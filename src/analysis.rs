@@ -4,7 +4,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::flow::{is_loopback_flow, local_addresses, remote_end, Counts, Flow, Micros};
+use crate::flow::{
+    is_loopback_flow, local_addresses, remote_end, Counts, DnsSeen, Flow, Micros, MAX_DNS_NAMES,
+    MAX_PENDING_BYTES,
+};
 use crate::policy::{Allowlist, Remote};
 use crate::verdict::Verdict;
 
@@ -66,6 +69,20 @@ pub struct Analysis {
     pub phases: Vec<PhaseRecord>,
     /// Staging runs: what was staged and how.
     pub stage: Option<StageInfo>,
+    /// The DNS questions the capture holds, in order of first query ([`dns_queries`]).
+    pub dns_queries: Vec<DnsQueryRecord>,
+}
+
+/// One name and type asked of DNS, with the phase of its first query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsQueryRecord {
+    pub name: String,
+    pub qtype: String,
+    pub count: u64,
+    pub first_seen: Micros,
+    /// The staging phase of the first query (`setup` before the first phase); `None` for analyze.
+    pub phase: Option<String>,
+    pub phase_buildpack: Option<usize>,
 }
 
 impl Analysis {
@@ -133,20 +150,84 @@ impl PhaseRecord {
     }
 }
 
-/// Give each flow the phase it started in: the last phase that had started by its first packet;
-/// flows before the first phase are "setup".
+/// The phase something that happened at `t` belongs to, and its buildpack: the last phase that
+/// had started by then; "setup" (no buildpack) before the first phase; nothing when there are no
+/// phases (analyze).
+pub fn phase_at(t: Micros, phases: &[PhaseRecord]) -> (Option<String>, Option<usize>) {
+    match phases.iter().rev().find(|p| p.started <= t) {
+        Some(p) => (Some(p.name.clone()), Some(p.buildpack)),
+        None if !phases.is_empty() => (Some("setup".into()), None),
+        None => (None, None),
+    }
+}
+
+/// Give each flow the phase it started in ([`phase_at`] its first packet).
 pub fn attribute_phases(flows: &mut [Judged], phases: &[PhaseRecord]) {
     for f in flows {
-        let t = f.flow.stats.first_seen;
-        match phases.iter().rev().find(|p| p.started <= t) {
-            Some(p) => {
-                f.phase = Some(p.name.clone());
-                f.phase_buildpack = Some(p.buildpack);
+        (f.phase, f.phase_buildpack) = phase_at(f.flow.stats.first_seen, phases);
+    }
+}
+
+/// The DNS questions for the reports, each with the phase of its first query ([`phase_at`]; pass
+/// no phases for analyze).
+pub fn dns_queries(dns: &DnsSeen, phases: &[PhaseRecord]) -> Vec<DnsQueryRecord> {
+    dns.queries
+        .iter()
+        .map(|q| {
+            let (phase, phase_buildpack) = phase_at(q.first_seen, phases);
+            DnsQueryRecord {
+                name: q.name.clone(),
+                qtype: q.qtype.clone(),
+                count: q.count,
+                first_seen: q.first_seen,
+                phase,
+                phase_buildpack,
             }
-            None if !phases.is_empty() => f.phase = Some("setup".into()),
-            None => {}
+        })
+        .collect()
+}
+
+/// The names of a flow's end `addr`, for judging and the reports: when `addr` is the flow's
+/// responder, the names its own first bytes gave it (TLS SNI, HTTP Host); then the names DNS
+/// answers gave `addr`. Lowercase, without duplicates, in that order. This is the whole naming
+/// step: analyze and staging runs both judge with it.
+pub fn names_of(flow: &Flow, addr: IpAddr, dns: &DnsSeen) -> Vec<String> {
+    let own = flow
+        .app
+        .as_deref()
+        .filter(|_| addr == flow.key.dst)
+        .into_iter()
+        .flat_map(|a| a.names());
+    let mut names: Vec<String> = Vec::new();
+    for n in own.chain(dns.names_for(addr)) {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
         }
     }
+    names
+}
+
+/// Notes on what naming could not hold: DNS names beyond [`MAX_DNS_NAMES`], flows whose first
+/// bytes were cut by [`MAX_PENDING_BYTES`].
+pub fn naming_notes(counts: &Counts, dns: &DnsSeen) -> Vec<String> {
+    let mut notes = Vec::new();
+    if dns.dropped > 0 {
+        notes.push(format!(
+            "{} DNS name{} not recorded: at most {MAX_DNS_NAMES} are held, so some questions are missing from dns_queries and some addresses may lack their names",
+            dns.dropped,
+            if dns.dropped == 1 { " was" } else { "s were" }
+        ));
+    }
+    if counts.naming_cut > 0 {
+        notes.push(format!(
+            "{} TCP flow{} named from incomplete first bytes: {} MiB of unfinished requests were held already, so their TLS server name or HTTP Host may be missing",
+            counts.naming_cut,
+            if counts.naming_cut == 1 { " was" } else { "s were" },
+            MAX_PENDING_BYTES >> 20
+        ));
+    }
+    notes
 }
 
 /// Judge every flow on its remote end. `local_nets` overrides the local-address guess.
@@ -160,16 +241,17 @@ pub fn judge(
     allowlist: &Allowlist,
     local_nets: &[IpNet],
 ) -> (Vec<Judged>, Vec<IpAddr>) {
-    judge_named(flows, allowlist, local_nets, &|_| Vec::new())
+    judge_named(flows, allowlist, local_nets, &|_, _| Vec::new())
 }
 
-/// As [`judge`], with the names known for an address (DNS answers, SNI, Host): a flow carries the
-/// names of its remote end, and `hosts:` rules match them.
+/// As [`judge`], with the names known for one end of a flow (`names_of(flow, addr)`: DNS answers,
+/// SNI, Host; normally [`names_of`]): a flow carries the names of its remote end, and `hosts:`
+/// rules match them.
 pub fn judge_named(
     flows: Vec<Flow>,
     allowlist: &Allowlist,
     local_nets: &[IpNet],
-    names_of: &dyn Fn(IpAddr) -> Vec<String>,
+    names_of: &dyn Fn(&Flow, IpAddr) -> Vec<String>,
 ) -> (Vec<Judged>, Vec<IpAddr>) {
     let local = local_addresses(&flows, local_nets);
     let judged = flows
@@ -188,10 +270,10 @@ pub fn judge_named(
             };
             let ((addr, port), rule) = if local.contains(&k.src) || local.contains(&k.dst) {
                 let (addr, port) = remote_end(k, &local);
-                ((addr, port), rule_for(addr, port, &names_of(addr)))
+                ((addr, port), rule_for(addr, port, &names_of(&flow, addr)))
             } else {
-                let responder = rule_for(k.dst, k.dst_port, &names_of(k.dst));
-                let initiator = rule_for(k.src, k.src_port, &names_of(k.src));
+                let responder = rule_for(k.dst, k.dst_port, &names_of(&flow, k.dst));
+                let initiator = rule_for(k.src, k.src_port, &names_of(&flow, k.src));
                 match (responder, initiator) {
                     (Some(_), None) => ((k.src, k.src_port), None),
                     (Some(r), Some(_)) => ((k.dst, k.dst_port), Some(r)),
@@ -199,7 +281,7 @@ pub fn judge_named(
                 }
             };
             Judged {
-                names: names_of(addr),
+                names: names_of(&flow, addr),
                 flow,
                 remote_addr: addr,
                 remote_port: port,
@@ -368,6 +450,7 @@ mod tests {
                     dst_port: Some(2),
                 },
                 stats: Default::default(),
+                app: None,
             },
             remote_addr: a,
             remote_port: Some(2),

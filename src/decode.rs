@@ -71,6 +71,8 @@ pub enum Transport {
         src_port: u16,
         dst_port: u16,
         flags: TcpFlags,
+        /// The sequence number: where the payload goes in the sender's byte stream.
+        seq: u32,
         /// Payload length on the wire (from the IP lengths, so snaplen cuts do not hide data).
         payload_len: u32,
     },
@@ -299,6 +301,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
                     rst: tcp.rst(),
                     fin: tcp.fin(),
                 },
+                seq: tcp.sequence_number(),
                 payload_len: ip_payload_wire_len(net, payload)
                     .saturating_sub(tcp.header_slice().len()) as u32,
             };
@@ -445,6 +448,9 @@ fn first_fragment_transport(
                 .get(13)
                 .map(|f| TcpFlags::from_byte(*f))
                 .unwrap_or_default(),
+            seq: b
+                .get(4..8)
+                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
             // The segment's data is this fragment's beyond the TCP header, and all of any later
             // fragment: a fragmented segment carries data.
             payload_len: {
@@ -569,6 +575,7 @@ mod tests {
                     ack: false,
                     ..
                 },
+                seq: 1000,
                 payload_len: 0
             }
         ));

@@ -23,7 +23,8 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use crate::analysis::{
-    decoding_problems, judge, local_notes, verdict_for_capture, Analysis, CaptureHealth,
+    decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
+    verdict_for_capture, Analysis, CaptureHealth,
 };
 use crate::cli::{AnalyzeArgs, Command};
 use crate::error::Result;
@@ -65,8 +66,10 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     }
     let mut table = FlowTable::new();
     let read = capture::read_file(&args.pcap, &mut table)?;
-    let (flows, counts) = table.finish();
-    let (flows, local) = judge(flows, &allowlist, &args.local);
+    let (flows, counts, dns) = table.finish();
+    let (flows, local) = judge_named(flows, &allowlist, &args.local, &|flow, addr| {
+        names_of(flow, addr, &dns)
+    });
 
     let mut notes = Vec::new();
     if let Some(msg) = &read.cut_short {
@@ -83,6 +86,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         ));
     }
     notes.extend(local_notes(&flows, &local, !args.local.is_empty()));
+    notes.extend(naming_notes(&counts, &dns));
     let health = CaptureHealth {
         link_type: read.link_type,
         dropped: None,
@@ -104,8 +108,9 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         notes,
         phases: Vec::new(),
         stage: None,
+        dns_queries: dns_queries(&dns, &[]),
     };
-    // Both reports or neither: a run that fails to write one must not leave the other behind.
+    // All reports or none: a run that fails to write one must not leave the others behind.
     let mut reports: Vec<(&std::path::Path, report::Fill<'_>)> = Vec::new();
     if let Some(p) = &args.json {
         reports.push((p, Box::new(|w| report::json::write(&analysis, w))));

@@ -583,7 +583,7 @@ async fn stage(
     let _ = stop_tx.send(());
     drop(sandbox);
 
-    let (flows, counts) = live.table.finish();
+    let (flows, counts, _dns) = live.table.finish();
     let local: Vec<ipnet::IpNet> = vec![
         IpAddr::V4(CONTAINER_V4).into(),
         IpAddr::V6(CONTAINER_V6).into(),
@@ -654,6 +654,7 @@ async fn stage(
                 user.clone()
             },
         }),
+        dns_queries: Vec::new(),
     };
 
     let mut reports: Vec<(&Path, report::Fill<'_>)> = Vec::new();
@@ -703,7 +704,7 @@ fn judge_with_sinkhole_names(
     dns: &Mutex<DnsLog>,
 ) -> (Vec<crate::analysis::Judged>, Vec<IpAddr>) {
     let log = dns.lock().map(|l| l.names.clone()).unwrap_or_default();
-    let names_of = |addr: IpAddr| -> Vec<String> {
+    let names_of = |_flow: &crate::flow::Flow, addr: IpAddr| -> Vec<String> {
         log.iter()
             .filter(|(_, l)| {
                 l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr)

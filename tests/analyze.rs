@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -724,6 +724,127 @@ fn reports_are_written_together_or_not_at_all_and_readable() {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644 & !umask(), "{}", p.display());
     }
+}
+
+/// names.pcap: a lookup then TLS, a lookup through a CNAME then a SYN, HTTP by address, a
+/// ClientHello split over two segments, and DNS to a resolver on an odd port.
+#[test]
+fn every_attempt_is_named_by_sni_host_or_dns() {
+    let o = analyze(&fixture("names.pcap")).run();
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let names = |remote: &str, port: u16| {
+        let f = o.flow(if port == 5353 { "udp" } else { "tcp" }, remote, Some(port));
+        f["names"].clone()
+    };
+    // SNI (and DNS for the same address), the CNAME chain, Host, the split ClientHello.
+    assert_eq!(names("203.0.113.5", 443), json!(["pkg.example.com"]));
+    assert_eq!(
+        names("203.0.113.7", 443),
+        json!(["www.example.com", "cdn.example.net"])
+    );
+    assert_eq!(names("198.51.100.60", 80), json!(["mirror.example.org"]));
+    assert_eq!(names("198.51.100.61", 443), json!(["pkg.example.com"]));
+    assert_eq!(names("198.51.100.53", 5353), json!([]));
+    // What was asked for.
+    let http = o.flow("tcp", "198.51.100.60", Some(80));
+    assert_eq!(http["request"], "GET /dl/go1.22.tgz HTTP/1.1");
+    assert_eq!(
+        o.flow("tcp", "203.0.113.5", Some(443))["request"],
+        Value::Null
+    );
+    assert_eq!(
+        o.flow("udp", "198.51.100.53", Some(5353))["request"],
+        "DNS query A odd.example.com"
+    );
+    assert_eq!(
+        o.flow("udp", "10.1.0.1", Some(53))["request"],
+        "DNS query A pkg.example.com"
+    );
+    // Every question, on port 53 or not.
+    assert_eq!(
+        o.json()["dns_queries"],
+        json!([
+            {"name": "pkg.example.com", "type": "A", "count": 1,
+             "first_seen": "2026-01-01T00:00:00Z", "phase": null, "phase_buildpack": null},
+            {"name": "www.example.com", "type": "A", "count": 1,
+             "first_seen": "2026-01-01T00:00:00.003Z", "phase": null, "phase_buildpack": null},
+            {"name": "odd.example.com", "type": "A", "count": 1,
+             "first_seen": "2026-01-01T00:00:00.009Z", "phase": null, "phase_buildpack": null},
+        ])
+    );
+    assert_eq!(o.json()["schema_version"], 1);
+    // The console names them, and lists the questions.
+    for want in [
+        "www.example.com,cdn.example.net",
+        "mirror.example.org",
+        "dns queries: pkg.example.com A, www.example.com A, odd.example.com A",
+    ] {
+        assert!(o.stdout.contains(want), "{want}: {}", o.stdout);
+    }
+    assert_eq!(
+        o.stdout.matches("pkg.example.com ").count(),
+        3,
+        "{}",
+        o.stdout
+    );
+    // JUnit: each failure says what was contacted, by name; the flows say what was asked.
+    let x = o.junit.as_deref().unwrap();
+    for want in [
+        "disallowed: tcp 198.51.100.60:80 (mirror.example.org) contacted",
+        "disallowed: tcp 203.0.113.7:443 (cdn.example.net, www.example.com) contacted",
+        "disallowed: tcp 198.51.100.61:443 (pkg.example.com) contacted",
+        "request \"GET /dl/go1.22.tgz HTTP/1.1\"",
+        "request \"DNS query A odd.example.com\"",
+        "dns query: A odd.example.com",
+    ] {
+        assert!(
+            x.contains(&want.replace('"', "&quot;")) || x.contains(want),
+            "{want}: {x}"
+        );
+    }
+    o.assert_junit_valid();
+}
+
+#[test]
+fn hosts_rules_allow_by_name() {
+    let base = "allow:\n  - name: dns\n    protocol: udp\n    ports: [53]\n";
+    let o = analyze(&fixture("names.pcap"))
+        .allowlist_text(&format!(
+            "{base}  - name: mirror\n    hosts: [mirror.example.org]\n"
+        ))
+        .run();
+    assert_eq!(o.code, 1);
+    assert_eq!(o.flow("tcp", "198.51.100.60", Some(80))["rule"], "mirror");
+    assert_eq!(
+        o.disallowed(),
+        vec![
+            "tcp 198.51.100.61 443",
+            "tcp 203.0.113.5 443",
+            "tcp 203.0.113.7 443",
+            "udp 198.51.100.53 5353",
+        ]
+    );
+    let o = analyze(&fixture("names.pcap"))
+        .allowlist_text(&format!(
+            "{base}  - name: ours\n    hosts: [\"*.example.com\"]\n    protocol: tcp\n"
+        ))
+        .run();
+    assert_eq!(o.code, 1);
+    for (remote, port) in [
+        ("203.0.113.5", 443),
+        ("198.51.100.61", 443),
+        ("203.0.113.7", 443),
+    ] {
+        assert_eq!(
+            o.flow("tcp", remote, Some(port))["rule"],
+            "ours",
+            "{remote}"
+        );
+    }
+    assert_eq!(
+        o.disallowed(),
+        vec!["tcp 198.51.100.60 80", "udp 198.51.100.53 5353"]
+    );
 }
 
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.

@@ -151,6 +151,22 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
         let parts: Vec<String> = by_rule.iter().map(|(r, n)| format!("{r}: {n}")).collect();
         writeln!(w, "  allowed: {allowed} flows ({})", parts.join(", "))?;
     }
+    if !a.dns_queries.is_empty() {
+        const SHOWN: usize = 8;
+        let mut asked: Vec<String> = a
+            .dns_queries
+            .iter()
+            .take(SHOWN)
+            .map(|q| format!("{} {}", q.name, q.qtype))
+            .collect();
+        if a.dns_queries.len() > SHOWN {
+            asked.push(format!(
+                "… {} more (all of them are in --json)",
+                a.dns_queries.len() - SHOWN
+            ));
+        }
+        writeln!(w, "  dns queries: {}", asked.join(", "))?;
+    }
     writeln!(
         w,
         "  not judged: arp {}, ndp {}, mld {}, igmp {} (link housekeeping); non-IP {}, truncated {}, invalid {}",

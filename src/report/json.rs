@@ -31,7 +31,22 @@ pub struct JsonReport<'a> {
     /// Staging runs only: the lifecycle phases in the order they ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Vec<JsonPhase<'a>>>,
+    /// Every name and type asked of DNS, in order of first query.
+    pub dns_queries: Vec<JsonDnsQuery<'a>>,
     pub flows: Vec<JsonFlow<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonDnsQuery<'a> {
+    pub name: &'a str,
+    #[serde(rename = "type")]
+    pub qtype: &'a str,
+    pub count: u64,
+    pub first_seen: String,
+    /// The staging phase of the first query; null for analyze.
+    pub phase: Option<&'a str>,
+    /// The buildpack (0-based) whose phase that was; null when unknown.
+    pub phase_buildpack: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +138,8 @@ pub struct JsonFlow<'a> {
     pub last_seen: String,
     pub state: FlowState,
     pub names: &'a [String],
+    /// The HTTP request line, or "DNS query A name" for DNS; null when the flow sent neither.
+    pub request: Option<String>,
     pub allowed: bool,
     pub rule: Option<&'a str>,
     pub phase: Option<&'a str>,
@@ -210,6 +227,18 @@ impl<'a> JsonReport<'a> {
                     })
                     .collect()
             }),
+            dns_queries: a
+                .dns_queries
+                .iter()
+                .map(|q| JsonDnsQuery {
+                    name: &q.name,
+                    qtype: &q.qtype,
+                    count: q.count,
+                    first_seen: timestamp(q.first_seen),
+                    phase: q.phase.as_deref(),
+                    phase_buildpack: q.phase_buildpack,
+                })
+                .collect(),
             flows: a
                 .flows
                 .iter()
@@ -236,6 +265,7 @@ impl<'a> JsonReport<'a> {
                         last_seen: timestamp(s.last_seen),
                         state: j.flow.state(),
                         names: &j.names,
+                        request: j.flow.app.as_ref().and_then(|a| a.request()),
                         allowed: j.allowed(),
                         rule: j.rule.as_deref(),
                         phase: j.phase.as_deref(),

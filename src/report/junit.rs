@@ -38,6 +38,16 @@ fn names_text(names: &[String]) -> String {
     }
 }
 
+/// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request.
+fn request_text(f: &crate::analysis::Judged) -> String {
+    f.flow
+        .app
+        .as_ref()
+        .and_then(|a| a.request())
+        .map(|r| format!(", request \"{r}\""))
+        .unwrap_or_default()
+}
+
 pub fn build(a: &Analysis) -> junit_report::Report {
     let start = a.start_ts();
     let mut cases = Vec::new();
@@ -78,6 +88,20 @@ pub fn build(a: &Analysis) -> junit_report::Report {
         out.push_str("\nnote: ");
         out.push_str(n);
     }
+    for q in &a.dns_queries {
+        out.push_str(&format!(
+            "\ndns query: {} {} ({}, first {} ({}){})",
+            q.qtype,
+            q.name,
+            plural(q.count, "time"),
+            timestamp(q.first_seen),
+            relative(q.first_seen, start),
+            q.phase
+                .as_deref()
+                .map(|p| format!(", phase {p}"))
+                .unwrap_or_default(),
+        ));
+    }
     capture_case.set_system_out(&xml_safe(&out));
     cases.push(capture_case);
 
@@ -111,10 +135,11 @@ pub fn build(a: &Analysis) -> junit_report::Report {
             .map(|f| {
                 let k = &f.flow.key;
                 format!(
-                    "{} {} -> {}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}",
+                    "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}{}",
                     proto_label(k.proto),
                     endpoint(k.src, k.src_port),
                     endpoint(k.dst, k.dst_port),
+                    names_text(&f.names),
                     plural(f.flow.stats.packets_out, "packet"),
                     plural(f.flow.stats.packets_in, "packet"),
                     f.flow.stats.bytes(),
@@ -122,6 +147,7 @@ pub fn build(a: &Analysis) -> junit_report::Report {
                     timestamp(f.flow.stats.first_seen),
                     relative(f.flow.stats.first_seen, start),
                     timestamp(f.flow.stats.last_seen),
+                    request_text(f),
                     f.phase
                         .as_deref()
                         .map(|p| format!(", phase {p}"))
@@ -182,7 +208,7 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
 fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
     let k = &f.flow.key;
     format!(
-        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){}",
+        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){}{}",
         proto_label(k.proto),
         endpoint(k.src, k.src_port),
         endpoint(k.dst, k.dst_port),
@@ -193,6 +219,7 @@ fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
         f.flow.state().as_str(),
         timestamp(f.flow.stats.first_seen),
         relative(f.flow.stats.first_seen, start),
+        request_text(f),
         f.rule
             .as_deref()
             .map(|r| format!(", allowed by rule \"{r}\""))
