@@ -49,6 +49,10 @@ pub struct StageArgs {
     /// Write every captured packet here (pcap, for Wireshark or `airgap-check analyze`).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+    /// Write the allowlist that would make this run pass here: the allowlist's rules, then one rule
+    /// per disallowed destination (by name where known), each to be reviewed.
+    #[arg(long, value_name = "FILE")]
+    pub suggest_allowlist: Option<PathBuf>,
     /// Give up on staging after this long (e.g. 30s, 10m, 1h): verdict fail.
     #[arg(long, value_name = "DURATION", default_value = "15m")]
     pub timeout: String,
@@ -91,6 +95,10 @@ pub struct AnalyzeArgs {
     /// Addresses that are "this host" (repeatable); default: the address present in every flow.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub local: Vec<IpNet>,
+    /// Write the allowlist that would make this capture pass here: the allowlist's rules, then one
+    /// rule per disallowed destination (by name where known), each to be reviewed.
+    #[arg(long, value_name = "FILE")]
+    pub suggest_allowlist: Option<PathBuf>,
 }
 
 /// A CIDR, or a bare address taken as a host prefix.

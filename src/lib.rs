@@ -61,7 +61,10 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         Some(p) => Allowlist::load(p)?,
         None => Allowlist::default_list(),
     };
-    for out in [&args.json, &args.junit].into_iter().flatten() {
+    for out in [&args.json, &args.junit, &args.suggest_allowlist]
+        .into_iter()
+        .flatten()
+    {
         report::check_writable(out)?;
     }
     let mut table = FlowTable::new();
@@ -117,6 +120,12 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     }
     if let Some(p) = &args.junit {
         reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
+    }
+    if let Some(p) = &args.suggest_allowlist {
+        reports.push((
+            p,
+            Box::new(|w| report::suggest::write(&analysis, &allowlist, w)),
+        ));
     }
     report::write_together(reports)?;
     let mut out = anstream::stdout().lock();

@@ -487,6 +487,13 @@ impl<'de> Deserialize<'de> for PortRange {
 impl<'de> Deserialize<'de> for HostPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<HostPattern, D::Error> {
         let s = String::deserialize(d)?;
+        HostPattern::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+impl HostPattern {
+    /// Read a host pattern as allowlists write it: "pkg.example.com" or "*.example.com".
+    pub fn parse(s: &str) -> std::result::Result<HostPattern, String> {
         let t = s.trim().trim_end_matches('.').to_ascii_lowercase();
         let (wild, body) = match t.strip_prefix("*.") {
             Some(b) => (true, b.to_string()),
@@ -499,15 +506,36 @@ impl<'de> Deserialize<'de> for HostPattern {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
         if body.is_empty() || body.len() > 253 || !body.split('.').all(label_ok) {
-            return Err(de::Error::custom(format!(
+            return Err(format!(
                 "invalid host {s:?}: expected a DNS name such as pkg.example.com or a wildcard such as *.example.com"
-            )));
+            ));
         }
         Ok(if wild {
             HostPattern::Suffix(body)
         } else {
             HostPattern::Exact(body)
         })
+    }
+}
+
+/// As allowlists write it: "pkg.example.com", "*.example.com".
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Suffix(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// As allowlists write it: "443", "8000-8099".
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
     }
 }
 

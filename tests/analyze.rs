@@ -847,6 +847,78 @@ fn hosts_rules_allow_by_name() {
     );
 }
 
+/// Run analyze with `--suggest-allowlist`, then again with the suggestion as the allowlist.
+fn suggest_round_trip(pcap: &str, base: Option<&str>, extra: &[&str]) -> (String, Outcome) {
+    let mut run = analyze(&fixture(pcap)).no_reports();
+    if let Some(b) = base {
+        run = run.allowlist_text(b);
+    }
+    for a in extra {
+        run = run.arg(a);
+    }
+    let out = run.dir.path().join("suggested.yaml");
+    let first = run
+        .arg("--suggest-allowlist")
+        .arg(out.to_str().unwrap())
+        .run();
+    assert!(
+        matches!(first.code, 0 | 1 | 3),
+        "{}{}",
+        first.stdout,
+        first.stderr
+    );
+    let text = std::fs::read_to_string(&out).expect("the suggestion is written");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("allow.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let mut again = analyze(&fixture(pcap))
+        .arg("--allowlist")
+        .arg(path.to_str().unwrap());
+    for a in extra {
+        again = again.arg(a);
+    }
+    (text, again.run())
+}
+
+#[test]
+fn suggested_allowlist_makes_the_run_pass() {
+    let (text, o) = suggest_round_trip("names.pcap", None, &[]);
+    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    // The base rules first, then one rule per destination, by name where there is one.
+    assert!(text.contains("  - name: \"internal networks\"\n"), "{text}");
+    for want in [
+        "    hosts: [\"pkg.example.com\"]\n",
+        "    hosts: [\"www.example.com\"]\n",
+        "    hosts: [\"mirror.example.org\"]\n",
+        "    cidrs: [\"198.51.100.53/32\"]\n    ports: [5353]\n",
+        "  # no phase; 9 packets in 2 flows; first seen 2026-01-01T00:00:00.001Z (+0.001s); addresses 203.0.113.5, 198.51.100.61\n",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+    assert_eq!(text.matches("  - name: \"suggested: ").count(), 4, "{text}");
+    // A base allowlist with its own names and hosts is kept as it was.
+    let base = "allow:\n  - name: \"our \\\"mirror\\\" #1\"\n    hosts: [\"*.example.org\"]\n    protocol: tcp\n    ports: [\"80-81\"]\n  - name: dns\n    protocol: udp\n    ports: [53]\n";
+    let (text, o) = suggest_round_trip("names.pcap", Some(base), &[]);
+    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.flow("tcp", "198.51.100.60", Some(80))["rule"],
+        "our \"mirror\" #1"
+    );
+    // With no local end, both ends of every flow must be allowed: the suggestion covers both.
+    let (text, o) = suggest_round_trip("names.pcap", None, &["--local", "192.0.2.1"]);
+    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    // Every kind of destination in leaky.pcap (ICMP, GRE, fragments, IPv6); its broken frames
+    // keep it inconclusive, but nothing is disallowed any more.
+    let (text, o) = suggest_round_trip("leaky.pcap", None, &[]);
+    assert_eq!(o.code, 3, "{text}\n{}{}", o.stdout, o.stderr);
+    assert_eq!(o.json()["summary"]["disallowed"], 0, "{text}");
+    assert!(text.contains("protocol other/47 cannot be named"), "{text}");
+    // A port scan: a thousand destinations.
+    let (text, o) = suggest_round_trip("scan.pcap", None, &[]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(text.len() < 1 << 20);
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
 #[test]
