@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::analysis::{
-    attribute_phases, decoding_problems, judge_named, local_notes, verdict_with_staging, Analysis,
-    CaptureHealth, PhaseRecord, StageInfo,
+    attribute_phases, decoding_problems, dns_queries, judge_named, local_notes, names_of,
+    naming_notes, verdict_with_staging, Analysis, CaptureHealth, PhaseRecord, StageInfo,
 };
 use crate::capture::LiveCapture;
 use crate::cli::{parse_duration, parse_env, StageArgs};
@@ -40,6 +40,7 @@ pub struct StageConfig {
     pub json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub pcap: Option<PathBuf>,
+    pub suggest_allowlist: Option<PathBuf>,
     pub timeout: Duration,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
@@ -114,7 +115,10 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         Some(p) => Allowlist::load(p)?,
         None => Allowlist::default_list(),
     };
-    for out in [&a.json, &a.junit, &a.pcap].into_iter().flatten() {
+    for out in [&a.json, &a.junit, &a.pcap, &a.suggest_allowlist]
+        .into_iter()
+        .flatten()
+    {
         report::check_writable(out)?;
     }
     let scratch = tempfile::Builder::new()
@@ -149,6 +153,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         json: a.json.clone(),
         junit: a.junit.clone(),
         pcap: a.pcap.clone(),
+        suggest_allowlist: a.suggest_allowlist.clone(),
         timeout,
         env,
         user: a.user.clone(),
@@ -583,13 +588,14 @@ async fn stage(
     let _ = stop_tx.send(());
     drop(sandbox);
 
-    let (flows, counts, _dns) = live.table.finish();
+    let (flows, counts, dns_seen) = live.table.finish();
     let local: Vec<ipnet::IpNet> = vec![
         IpAddr::V4(CONTAINER_V4).into(),
         IpAddr::V6(CONTAINER_V6).into(),
     ];
-    let (mut flows, local) = judge_with_sinkhole_names(flows, &cfg.allowlist, &local, &dns);
+    let (mut flows, local) = judge_with_names(flows, &cfg.allowlist, &local, &dns, &dns_seen);
     attribute_phases(&mut flows, &records);
+    let queries = dns_queries(&dns_seen, &records);
 
     let mut notes = Vec::new();
     if !canary_ok {
@@ -604,6 +610,7 @@ async fn stage(
         ));
     }
     notes.extend(local_notes(&flows, &local, true));
+    notes.extend(naming_notes(&counts, &dns_seen));
     notes.extend(decoding_problems(&counts));
     match live.dropped {
         Some(0) => {}
@@ -654,7 +661,7 @@ async fn stage(
                 user.clone()
             },
         }),
-        dns_queries: Vec::new(),
+        dns_queries: queries,
     };
 
     let mut reports: Vec<(&Path, report::Fill<'_>)> = Vec::new();
@@ -663,6 +670,12 @@ async fn stage(
     }
     if let Some(p) = &cfg.junit {
         reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
+    }
+    if let Some(p) = &cfg.suggest_allowlist {
+        reports.push((
+            p,
+            Box::new(|w| report::suggest::write(&analysis, &cfg.allowlist, w)),
+        ));
     }
     report::write_together(reports)?;
     if let (Some(p), Some(t)) = (&cfg.pcap, pcap_tmp) {
@@ -696,23 +709,27 @@ fn phase_env(cfg: &StageConfig) -> Vec<String> {
     env
 }
 
-/// Judge, with the names the sinkhole handed out for the addresses it answered.
-fn judge_with_sinkhole_names(
+/// Judge with the names the capture holds (SNI, Host, DNS answers: the sinkhole's answers cross the
+/// veth too) and, should a DNS exchange have been missed, the names the sinkhole handed out.
+fn judge_with_names(
     flows: Vec<crate::flow::Flow>,
     allowlist: &Allowlist,
     local: &[ipnet::IpNet],
-    dns: &Mutex<DnsLog>,
+    sinkhole: &Mutex<DnsLog>,
+    seen: &crate::flow::DnsSeen,
 ) -> (Vec<crate::analysis::Judged>, Vec<IpAddr>) {
-    let log = dns.lock().map(|l| l.names.clone()).unwrap_or_default();
-    let names_of = |_flow: &crate::flow::Flow, addr: IpAddr| -> Vec<String> {
-        log.iter()
-            .filter(|(_, l)| {
-                l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr)
-            })
-            .map(|(n, _)| n.clone())
-            .collect()
+    let log = sinkhole.lock().map(|l| l.names.clone()).unwrap_or_default();
+    let names = |flow: &crate::flow::Flow, addr: IpAddr| -> Vec<String> {
+        let mut n = names_of(flow, addr, seen);
+        for (name, l) in &log {
+            let answered = l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr);
+            if answered && !n.contains(name) {
+                n.push(name.clone());
+            }
+        }
+        n
     };
-    judge_named(flows, allowlist, local, &names_of)
+    judge_named(flows, allowlist, local, &names)
 }
 
 /// Send the canary from inside the container's namespace until the capture has seen it for IPv4

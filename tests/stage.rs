@@ -774,3 +774,210 @@ fn environment_problems_exit_3_with_one_actionable_line() {
         );
     }
 }
+
+#[test]
+fn tls_client_hello_names_the_flow_by_its_sni() {
+    let s = stage(&["leak-tls"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.61", Some(443), "supply")]
+    );
+    let f = &s.json()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["protocol"] == "tcp")
+        .unwrap()
+        .clone();
+    assert_eq!(f["names"], serde_json::json!(["pkg.example.com"]));
+    assert_eq!(
+        f["state"], "data",
+        "the sink accepted the connection and read the ClientHello"
+    );
+    assert!(s.stdout.contains("pkg.example.com"), "{}", s.stdout);
+    assert!(s
+        .junit
+        .as_deref()
+        .unwrap()
+        .contains("203.0.113.61:443 (pkg.example.com)"));
+}
+
+#[test]
+fn http_request_names_the_flow_by_its_host_and_a_host_rule_allows_only_it() {
+    let s = stage(&["leak-http"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let f = &s.json()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["protocol"] == "tcp")
+        .unwrap()
+        .clone();
+    assert_eq!(f["names"], serde_json::json!(["mirror.example.org"]));
+    assert_eq!(f["request"], "GET /dl/go1.22.tgz HTTP/1.1");
+    assert_eq!(f["phase"], "finalize");
+
+    // A hosts: rule for the mirror allows this flow and nothing else: the TLS one still fails.
+    let dir = tempfile::tempdir().unwrap();
+    let allow = dir.path().join("mirror.yaml");
+    std::fs::write(
+        &allow,
+        "allow:\n  - name: dns\n    protocol: udp\n    ports: [53]\n  - name: our mirror\n    hosts: [mirror.example.org]\n    protocol: tcp\n    ports: [80]\n",
+    )
+    .unwrap();
+    let allow = allow.display().to_string();
+    let ok = stage(&["leak-http"]).arg("--allowlist").arg(&allow).run();
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    let f = &ok.json()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["protocol"] == "tcp")
+        .unwrap()
+        .clone();
+    assert_eq!(f["rule"], "our mirror");
+    let other = stage(&["leak-tls"]).arg("--allowlist").arg(&allow).run();
+    assert_eq!(other.code, 1, "{}", other.stdout);
+}
+
+#[test]
+fn dns_queries_are_reported_with_their_phase_and_a_suggested_allowlist_makes_the_run_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let suggested = dir.path().join("suggested.yaml");
+    let s = stage(&["leak-dns"])
+        .arg("--suggest-allowlist")
+        .arg(suggested.to_str().unwrap())
+        .run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let q = s.json()["dns_queries"].as_array().unwrap();
+    let bp = q
+        .iter()
+        .find(|q| q["name"] == "buildpacks.cloudfoundry.org")
+        .expect("the query is reported");
+    assert_eq!(bp["phase"], "supply");
+    let text = std::fs::read_to_string(&suggested).unwrap();
+    assert!(text.contains("buildpacks.cloudfoundry.org"), "{text}");
+    let again = stage(&["leak-dns"])
+        .arg("--allowlist")
+        .arg(suggested.to_str().unwrap())
+        .run();
+    assert_eq!(again.code, 0, "{text}\n{}\n{}", again.stdout, again.stderr);
+}
+
+#[test]
+fn a_staging_capture_analyzed_later_keeps_its_names() {
+    let s = stage(&["leak-dns"]).run();
+    assert_eq!(s.code, 1);
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .args(["analyze", "--pcap"])
+        .arg(&s.pcap_path)
+        .args(["--local", "10.99.0.2", "--local", "fd00:99::2"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("buildpacks.cloudfoundry.org"),
+        "names from the sinkhole's DNS answers in the pcap: {stdout}"
+    );
+}
+
+#[test]
+fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
+    ensure_stack();
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One container as a killed run leaves it (its pid is gone), one owned by a live process.
+    let dead_pid = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let make = |run: &str, pid: u32| {
+        let labels = std::collections::HashMap::from([
+            (airgap_check::docker::LABEL.to_string(), "1".to_string()),
+            (airgap_check::docker::LABEL_RUN.to_string(), run.to_string()),
+            (airgap_check::docker::LABEL_PID.to_string(), pid.to_string()),
+        ]);
+        rt.block_on(async {
+            let d = airgap_check::docker::connect().await.unwrap();
+            let body = ContainerCreateBody {
+                image: Some(STACK_IMAGE.into()),
+                cmd: Some(vec!["true".into()]),
+                labels: Some(labels),
+                host_config: Some(HostConfig {
+                    network_mode: Some("none".into()),
+                    ..HostConfig::default()
+                }),
+                ..ContainerCreateBody::default()
+            };
+            d.create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
+                .await
+                .unwrap()
+                .id
+        })
+    };
+    let dead_run = format!("dead{:08x}", dead_pid);
+    make(&dead_run, dead_pid);
+    // A live airgap-check: the prune command itself is one; use a long-running one instead.
+    let mut live = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .current_dir(root())
+        .args([
+            "--app",
+            "fixtures/apps/hello",
+            "--buildpack",
+            "fixtures/buildpacks/hang",
+            "--stack-image",
+            STACK_IMAGE,
+            "--timeout",
+            "60s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live_run = format!("live{:08x}", live.id());
+    make(&live_run, live.id());
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .arg("prune")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(labelled_with_run(&dead_run).0.is_empty(), "{stdout}");
+    assert_eq!(
+        labelled_with_run(&live_run).0.len(),
+        1,
+        "a live run's container is kept: {stdout}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    live.wait().unwrap();
+    // The live run's own cleanup does not know this extra container; prune it now that it is dead.
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .arg("prune")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(labelled_with_run(&live_run).0.is_empty());
+}
