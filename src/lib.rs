@@ -131,6 +131,8 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
     let mut out = anstream::stdout().lock();
     let _ = report::console::write(&analysis, &mut out);
     let _ = out.flush();
+    drop(out);
+    report::github_actions(&analysis);
     Ok(analysis.verdict.exit_code())
 }
 

@@ -513,6 +513,13 @@ async fn stage(
     if canary_ok {
         let deadline = tokio::time::Instant::now() + cfg.timeout;
         let env = phase_env(cfg);
+        // On GitHub Actions a log line starting with "::" is a workflow command: the buildpack's
+        // own output (printed with -v) must not be able to issue one.
+        let fence =
+            (cfg.verbose && report::in_github_actions()).then(|| format!("airgap-check-{id}"));
+        if let Some(f) = &fence {
+            eprintln!("::stop-commands::{f}");
+        }
         for spec in &cfg.phases {
             let bp = &cfg.buildpacks[spec.buildpack];
             log.line(&format!(
@@ -575,6 +582,12 @@ async fn stage(
                 break;
             }
         }
+    }
+
+    if let Some(f) =
+        (cfg.verbose && report::in_github_actions()).then(|| format!("airgap-check-{id}"))
+    {
+        eprintln!("::{f}::");
     }
 
     // Let the last packets land, then stop.
@@ -688,6 +701,8 @@ async fn stage(
     let mut out = anstream::stdout().lock();
     let _ = report::console::write(&analysis, &mut out);
     let _ = out.flush();
+    drop(out);
+    report::github_actions(&analysis);
     Ok(analysis.verdict.exit_code())
 }
 

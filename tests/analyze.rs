@@ -995,3 +995,53 @@ fn tcpdump_corpus_reads_without_panic_hang_or_unbounded_memory() {
         "{tally:?}"
     );
 }
+
+/// Under GitHub Actions: an ::error annotation per disallowed flow, and a Markdown summary appended
+/// to $GITHUB_STEP_SUMMARY; neither appears elsewhere.
+#[test]
+fn github_actions_annotations_and_step_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .current_dir(root())
+        .args(["analyze", "--pcap", "fixtures/pcap/names.pcap"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let errors: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("::error "))
+        .collect();
+    assert_eq!(errors.len(), 5, "{stdout}");
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("tcp 203.0.113.5:443 (pkg.example.com)")),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("earlier step\n"),
+        "appended, not overwritten: {md}"
+    );
+    assert!(
+        md.contains("FAIL") && md.contains("mirror.example.org"),
+        "{md}"
+    );
+    // Outside Actions: no workflow commands.
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .current_dir(root())
+        .args(["analyze", "--pcap", "fixtures/pcap/names.pcap"])
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("::error"));
+}

@@ -1,6 +1,7 @@
 //! Reports: console summary, JSON and JUnit, all written from one [`Analysis`].
 
 pub mod console;
+pub mod github;
 pub mod json;
 pub mod junit;
 pub mod suggest;
@@ -118,6 +119,35 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
         placed.push(path);
     }
     Ok(())
+}
+
+/// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), and
+/// a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set. Failing to write the summary
+/// is a warning, not a reason to change the verdict.
+pub fn github_actions(a: &crate::analysis::Analysis) {
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        let mut out = std::io::stdout().lock();
+        let _ = github::annotations(a, &mut out);
+        let _ = out.flush();
+    }
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(github::step_summary(a).as_bytes()));
+        if let Err(e) = r {
+            eprintln!(
+                "airgap-check: warning: cannot append to GITHUB_STEP_SUMMARY {}: {e}",
+                std::path::Path::new(&path).display()
+            );
+        }
+    }
+}
+
+/// Whether output is going to a GitHub Actions log, where a line starting with "::" is a command.
+pub fn in_github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true")
 }
 
 #[cfg(test)]
