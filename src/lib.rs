@@ -20,7 +20,6 @@ pub mod stage;
 pub mod verdict;
 
 use std::ffi::OsString;
-use std::io::Write;
 
 use crate::analysis::{
     decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
@@ -114,25 +113,14 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         dns_queries: dns_queries(&dns, &[]),
     };
     // All reports or none: a run that fails to write one must not leave the others behind.
-    let mut reports: Vec<(&std::path::Path, report::Fill<'_>)> = Vec::new();
-    if let Some(p) = &args.json {
-        reports.push((p, Box::new(|w| report::json::write(&analysis, w))));
-    }
-    if let Some(p) = &args.junit {
-        reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
-    }
-    if let Some(p) = &args.suggest_allowlist {
-        reports.push((
-            p,
-            Box::new(|w| report::suggest::write(&analysis, &allowlist, w)),
-        ));
-    }
-    report::write_together(reports)?;
-    let mut out = anstream::stdout().lock();
-    let _ = report::console::write(&analysis, &mut out);
-    let _ = out.flush();
-    drop(out);
-    report::github_actions(&analysis);
+    report::write_reports(
+        &analysis,
+        &allowlist,
+        args.json.as_deref(),
+        args.junit.as_deref(),
+        args.suggest_allowlist.as_deref(),
+    )?;
+    report::print_summary(&analysis);
     Ok(analysis.verdict.exit_code())
 }
 

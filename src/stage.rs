@@ -5,7 +5,7 @@
 //! canary → lifecycle phases (docker exec) → stop → flows → verdicts → reports. Whatever happens
 //! (success, failure, timeout, error, Ctrl-C, SIGTERM), what was created is removed.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -677,20 +677,13 @@ async fn stage(
         dns_queries: queries,
     };
 
-    let mut reports: Vec<(&Path, report::Fill<'_>)> = Vec::new();
-    if let Some(p) = &cfg.json {
-        reports.push((p, Box::new(|w| report::json::write(&analysis, w))));
-    }
-    if let Some(p) = &cfg.junit {
-        reports.push((p, Box::new(|w| report::junit::write(&analysis, w))));
-    }
-    if let Some(p) = &cfg.suggest_allowlist {
-        reports.push((
-            p,
-            Box::new(|w| report::suggest::write(&analysis, &cfg.allowlist, w)),
-        ));
-    }
-    report::write_together(reports)?;
+    report::write_reports(
+        &analysis,
+        &cfg.allowlist,
+        cfg.json.as_deref(),
+        cfg.junit.as_deref(),
+        cfg.suggest_allowlist.as_deref(),
+    )?;
     if let (Some(p), Some(t)) = (&cfg.pcap, pcap_tmp) {
         t.persist(p).map_err(|e| Error::Write {
             path: p.clone(),
@@ -698,11 +691,7 @@ async fn stage(
         })?;
     }
     log.done();
-    let mut out = anstream::stdout().lock();
-    let _ = report::console::write(&analysis, &mut out);
-    let _ = out.flush();
-    drop(out);
-    report::github_actions(&analysis);
+    report::print_summary(&analysis);
     Ok(analysis.verdict.exit_code())
 }
 

@@ -121,6 +121,37 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
     Ok(())
 }
 
+/// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none
+/// ([`write_together`]). `base` is the allowlist the run judged with.
+pub fn write_reports(
+    a: &crate::analysis::Analysis,
+    base: &crate::policy::Allowlist,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+    suggest: Option<&Path>,
+) -> Result<()> {
+    let mut reports: Vec<(&Path, Fill<'_>)> = Vec::new();
+    if let Some(p) = json {
+        reports.push((p, Box::new(|w| json::write(a, w))));
+    }
+    if let Some(p) = junit {
+        reports.push((p, Box::new(|w| junit::write(a, w))));
+    }
+    if let Some(p) = suggest {
+        reports.push((p, Box::new(|w| suggest::write(a, base, w))));
+    }
+    write_together(reports)
+}
+
+/// The console summary on stdout, then, on GitHub Actions, annotations and the step summary.
+pub fn print_summary(a: &crate::analysis::Analysis) {
+    let mut out = anstream::stdout().lock();
+    let _ = console::write(a, &mut out);
+    let _ = out.flush();
+    drop(out);
+    github_actions(a);
+}
+
 /// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), and
 /// a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set. Failing to write the summary
 /// is a warning, not a reason to change the verdict.
