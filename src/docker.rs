@@ -93,15 +93,18 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
     Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
 }
 
-/// Build an image from a context tar, with no network during the build and no build cache: a
-/// cached layer could be shared with a concurrent run, and removing one run's image would then
-/// prune a layer under the other's build. `on_line` gets the builder's output lines. Returns the
-/// image id. `labels`, when given, are added by the engine (one more build step).
+/// Build an image from a context tar, with no network during the build. Staging runs build with
+/// `cache: false`: a cached layer could be shared with a concurrent run, and removing one run's
+/// image would then prune a layer under the other's build. Images that are kept (the fixture
+/// stack) build with the cache, so rebuilding the same content leaves no dangling image behind.
+/// `on_line` gets the builder's output lines. Returns the image id. `labels`, when given, are
+/// added by the engine (one more build step).
 pub async fn build_image(
     docker: &Docker,
     context_tar: &Path,
     tag: &str,
     labels: Option<&HashMap<String, String>>,
+    cache: bool,
     mut on_line: impl FnMut(&str),
 ) -> Result<String> {
     // Streamed from disk in 1 MiB chunks: a large app never sits in memory whole.
@@ -121,7 +124,7 @@ pub async fn build_image(
         .t(tag)
         .rm(true)
         .forcerm(true)
-        .nocache(true)
+        .nocache(!cache)
         .networkmode("none")
         .pull("");
     if let Some(l) = labels {

@@ -389,7 +389,7 @@ async fn stage(
     let tag = format!("airgap-check-run:{id}");
     log.line("building the staging image (no network during the build)");
     let t = Instant::now();
-    let image = docker::build_image(&d, &tar_path, &tag, None, |l| log.detail(l)).await;
+    let image = docker::build_image(&d, &tar_path, &tag, None, false, |l| log.detail(l)).await;
     // A failed build may still have tagged nothing; a successful one is ours to remove.
     let image = image?;
     leftovers.lock().await.image = Some(image.clone());

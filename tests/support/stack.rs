@@ -44,7 +44,7 @@ pub fn build_stack() -> Result<(), String> {
             "io.airgap-check.fixture".to_string(),
             "stack".to_string(),
         )]);
-        airgap_check::docker::build_image(&d, &tar_path, STACK_IMAGE, Some(&labels), |_| {})
+        airgap_check::docker::build_image(&d, &tar_path, STACK_IMAGE, Some(&labels), true, |_| {})
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
