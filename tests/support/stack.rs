@@ -40,13 +40,32 @@ pub fn build_stack() -> Result<(), String> {
         let d = airgap_check::docker::connect()
             .await
             .map_err(|e| e.to_string())?;
+        let before = d.inspect_image(STACK_IMAGE).await.ok().and_then(|i| i.id);
         let labels = std::collections::HashMap::from([(
             "io.airgap-check.fixture".to_string(),
             "stack".to_string(),
         )]);
-        airgap_check::docker::build_image(&d, &tar_path, STACK_IMAGE, Some(&labels), true, |_| {})
-            .await
-            .map_err(|e| e.to_string())?;
+        let after = airgap_check::docker::build_image(
+            &d,
+            &tar_path,
+            STACK_IMAGE,
+            Some(&labels),
+            true,
+            |_| {},
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        // A rebuild that missed the cache (a fresh checkout) moved the tag: the old stack image
+        // would be left dangling. Remove it unless something still uses it.
+        if let Some(old) = before.filter(|b| *b != after) {
+            let _ = d
+                .remove_image(
+                    &old,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
         Ok(())
     })
 }
