@@ -209,6 +209,7 @@ impl LiveCapture {
                                         ..
                                     }
                                 ) && ip.payload == canary.as_slice()
+                                    && is_canary_path(ip.src, ip.dst)
                                 {
                                     seen2.fetch_or(
                                         if ip.src.is_ipv4() {
@@ -314,6 +315,13 @@ fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: u16) {
     let fd = unsafe { BorrowedFd::borrow_raw(cap.as_raw_fd()) };
     let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+}
+
+/// The canary goes from the container's address to the sink's; a packet with the same payload on
+/// any other path is traffic like any other.
+fn is_canary_path(src: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
+    use crate::sandbox::{CONTAINER_V4, CONTAINER_V6, SINK_V4, SINK_V6};
+    (src == CONTAINER_V4 && dst == SINK_V4) || (src == CONTAINER_V6 && dst == SINK_V6)
 }
 
 #[cfg(test)]

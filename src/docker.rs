@@ -175,19 +175,23 @@ pub async fn build_image(
     }
 }
 
-/// Create and start the staging container: no network at all (the sandbox adds one), DNS pointed at
-/// the sink, and an idle first process so that nothing of the buildpack runs before the capture.
-pub async fn start_idle_container(
+/// The idle first process of the staging container (so it can be told apart from the buildpack's).
+pub const IDLE_CMD: &str = "sleep 2147483647";
+
+/// Create the staging container: no network at all (the sandbox adds one), DNS pointed at the sink,
+/// and an idle first process so that nothing of the buildpack runs before the capture. The caller
+/// records the id for cleanup before starting it.
+pub async fn create_idle_container(
     docker: &Docker,
     image: &str,
     name: &str,
     dns: &str,
     labels: &HashMap<String, String>,
-) -> Result<(String, u32)> {
+) -> Result<String> {
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(vec!["/bin/sh".into()]),
-        cmd: Some(vec!["-c".into(), "exec sleep 2147483647".into()]),
+        cmd: Some(vec!["-c".into(), format!("exec {IDLE_CMD}")]),
         user: Some("0".into()),
         labels: Some(labels.clone()),
         network_disabled: Some(false),
@@ -205,16 +209,18 @@ pub async fn start_idle_container(
         )
         .await
         .map_err(derr("create container"))?;
+    Ok(created.id)
+}
+
+/// Start a created container and return its first process's pid (on the host).
+pub async fn start_container(docker: &Docker, id: &str) -> Result<u32> {
     docker
-        .start_container(
-            &created.id,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(derr("start container"))?;
     let info = docker
         .inspect_container(
-            &created.id,
+            id,
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
@@ -227,7 +233,63 @@ pub async fn start_idle_container(
             op: "inspect container",
             reason: "the container has no running process".into(),
         })?;
-    Ok((created.id, pid as u32))
+    Ok(pid as u32)
+}
+
+/// The container's processes other than its idle first one: "pid command" strings.
+pub async fn leftover_processes(docker: &Docker, id: &str) -> Result<Vec<String>> {
+    let top = docker
+        .top_processes(
+            id,
+            Some(
+                bollard::query_parameters::TopOptionsBuilder::new()
+                    .ps_args("-o pid,args")
+                    .build(),
+            ),
+        )
+        .await
+        .map_err(derr("list processes"))?;
+    Ok(top
+        .processes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| row.join(" "))
+        .filter(|line| !line.trim_end().ends_with(IDLE_CMD))
+        .collect())
+}
+
+/// Kill every process of the container (it stays, to be removed later).
+pub async fn kill_container(docker: &Docker, id: &str) -> Result<()> {
+    match docker
+        .kill_container(id, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+    {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(derr("kill container")(e)),
+    }
+}
+
+/// Every image carrying this run's label, intermediate build layers included (a build cut short
+/// leaves them untagged).
+pub async fn images_of_run(docker: &Docker, run_id: &str) -> Result<Vec<String>> {
+    let label = format!("{LABEL_RUN}={run_id}");
+    let filters = HashMap::from([("label", vec![label.as_str()])]);
+    Ok(docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(derr("list images"))?
+        .into_iter()
+        .map(|i| i.id)
+        .collect())
 }
 
 /// What one exec did.

@@ -28,6 +28,8 @@ use crate::sinkhole::{self, DnsLog, CANARY_PORT};
 
 /// Lines of each phase's output kept for the reports.
 const TAIL_LINES: usize = 40;
+/// How long processes left running after the last phase are watched before they are killed.
+const LINGER: Duration = Duration::from_secs(10);
 
 /// A staging run's validated configuration.
 pub struct StageConfig {
@@ -203,6 +205,7 @@ pub fn preflight_privileges() -> Result<()> {
 #[derive(Default)]
 struct Leftovers {
     docker: Option<bollard::Docker>,
+    run_id: Option<String>,
     container: Option<String>,
     image: Option<String>,
     keep_image: bool,
@@ -225,6 +228,12 @@ impl Leftovers {
                 log.warn(&format!(
                     "could not remove image {i}: {e} (run `airgap-check prune`)"
                 ));
+            }
+        }
+        // A build cut short (an error, a signal) leaves untagged layers: they carry the run label.
+        if let (Some(run), false) = (self.run_id.take(), self.keep_image) {
+            for i in docker::images_of_run(&d, &run).await.unwrap_or_default() {
+                let _ = docker::remove_image(&d, &i).await;
             }
         }
     }
@@ -354,7 +363,11 @@ async fn stage(
     let id = run_id();
     let labels = docker::labels(&id);
     let d = docker::connect().await?;
-    leftovers.lock().await.docker = Some(d.clone());
+    {
+        let mut l = leftovers.lock().await;
+        l.docker = Some(d.clone());
+        l.run_id = Some(id.clone());
+    }
 
     log.line(&format!(
         "run {id}: stack image {} (CF_STACK={})",
@@ -399,7 +412,7 @@ async fn stage(
         t.elapsed().as_secs_f64()
     ));
 
-    let (container, pid) = docker::start_idle_container(
+    let container = docker::create_idle_container(
         &d,
         &image,
         &format!("airgap-check-{id}"),
@@ -408,6 +421,7 @@ async fn stage(
     )
     .await?;
     leftovers.lock().await.container = Some(container.clone());
+    let pid = docker::start_container(&d, &container).await?;
     let user = docker::read_file(&d, &container, "/tmp/.airgap-check-user").await?;
 
     // Seal: the container's only interface leads into the sink.
@@ -590,6 +604,30 @@ async fn stage(
         eprintln!("::{f}::");
     }
 
+    // Processes the phases left behind (a daemon, a timed-out phase) are watched until they end,
+    // for at most LINGER; then every process of the container is killed while the capture still
+    // runs, so nothing it does can happen unseen.
+    let mut leftover = Vec::new();
+    if canary_ok {
+        let until = Instant::now() + LINGER;
+        loop {
+            leftover = docker::leftover_processes(&d, &container)
+                .await
+                .unwrap_or_default();
+            if leftover.is_empty() || staging_error.is_some() || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !leftover.is_empty() && staging_error.is_none() {
+            log.warn(&format!(
+                "still running {} s after the last phase, killed: {}",
+                LINGER.as_secs(),
+                leftover.join("; ")
+            ));
+        }
+        docker::kill_container(&d, &container).await?;
+    }
     // Let the last packets land, then stop.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let live = tokio::task::spawn_blocking(move || capture.finish())
@@ -622,6 +660,21 @@ async fn stage(
             "TCP connections were refused rather than accepted ({e}): attempts are judged, but their TLS SNI and HTTP Host are unknown"
         ));
     }
+    let unwatched = !leftover.is_empty() && staging_error.is_none();
+    if unwatched {
+        notes.push(format!(
+            "{} process(es) still ran {} s after the last phase and were killed, so what they would have done next is unknown: {}",
+            leftover.len(),
+            LINGER.as_secs(),
+            leftover.join("; ")
+        ));
+    }
+    if counts.non_ip > 0 {
+        notes.push(format!(
+            "{} frame(s) of a protocol other than IP came from the container (a raw socket?) and could not be judged",
+            counts.non_ip
+        ));
+    }
     notes.extend(local_notes(&flows, &local, true));
     notes.extend(naming_notes(&counts, &dns_seen));
     notes.extend(decoding_problems(&counts));
@@ -645,7 +698,9 @@ async fn stage(
         }),
     };
     let mut verdict = verdict_with_staging(&flows, &health, staging_error.is_some());
-    if verdict == crate::verdict::Verdict::Pass && !decoding_problems(&counts).is_empty() {
+    if verdict == crate::verdict::Verdict::Pass
+        && (!decoding_problems(&counts).is_empty() || unwatched || counts.non_ip > 0)
+    {
         verdict = crate::verdict::Verdict::Inconclusive;
     }
     let analysis = Analysis {

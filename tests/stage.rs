@@ -981,3 +981,23 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     assert_eq!(out.status.code(), Some(0));
     assert!(labelled_with_run(&live_run).0.is_empty());
 }
+
+#[test]
+fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
+    // It connects a second after release has exited: still caught, in release.
+    let s = stage(&["leak-late"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.70", Some(80), "release")]
+    );
+    // It does nothing visible before the watch window ends: killed, and the run cannot pass.
+    let s = stage(&["linger"]).run();
+    assert_eq!(s.code, 3, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(s.json()["verdict"], "inconclusive");
+    let notes = s.json()["notes"].to_string();
+    assert!(
+        notes.contains("still ran 10 s after the last phase") && notes.contains("sleep 60"),
+        "{notes}"
+    );
+}
