@@ -258,6 +258,7 @@ pub fn judge_named(
         .into_iter()
         .map(|flow| {
             let k = &flow.key;
+            let other_protocol = flow.carries_other_than_dns();
             let rule_for = |addr: IpAddr, port: Option<u16>, names: &[String]| {
                 allowlist
                     .judge(&Remote {
@@ -265,6 +266,7 @@ pub fn judge_named(
                         addr,
                         port,
                         names,
+                        other_protocol,
                     })
                     .map(|r| r.name.clone())
             };

@@ -166,6 +166,16 @@ pub struct AppInfo {
     pub dns_query: Option<(String, String)>,
 }
 
+impl Flow {
+    /// Whether the flow's own first bytes show a protocol that is not DNS: a TLS ClientHello or an
+    /// HTTP request (DNS rules with `content: dns` then do not match it).
+    pub fn carries_other_than_dns(&self) -> bool {
+        self.app
+            .as_deref()
+            .is_some_and(|a| a.sni.is_some() || a.http_host.is_some() || a.request_line.is_some())
+    }
+}
+
 impl AppInfo {
     /// The request as the reports show it: the HTTP request line, or "DNS query A name".
     pub fn request(&self) -> Option<String> {

@@ -91,6 +91,16 @@ pub struct Rule {
     pub protocol: Option<Protocol>,
     pub ports: Vec<PortRange>,
     pub hosts: Vec<HostPattern>,
+    /// `content: dns`: the rule does not match a flow whose own bytes show another protocol (a TLS
+    /// ClientHello, an HTTP request), so DNS rules judged by port cannot carry other traffic.
+    pub content: Option<Content>,
+}
+
+/// What a flow must carry for a rule to match it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Content {
+    Dns,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +115,8 @@ struct RawRule {
     ports: Option<Vec<PortRange>>,
     #[serde(default)]
     hosts: Option<Vec<HostPattern>>,
+    #[serde(default)]
+    content: Option<Content>,
 }
 
 /// Rules are validated inside the deserializer's visit of their own mapping, so that a rule's
@@ -182,6 +194,7 @@ impl TryFrom<RawRule> for Rule {
             protocol: r.protocol.filter(|p| *p != Protocol::Any),
             ports: r.ports.unwrap_or_default(),
             hosts: r.hosts.unwrap_or_default(),
+            content: r.content,
         })
     }
 }
@@ -204,10 +217,15 @@ pub struct Remote<'a> {
     pub port: Option<u16>,
     /// Names known for the remote end (DNS answers, SNI, Host); empty when unknown.
     pub names: &'a [String],
+    /// The flow's own bytes show a protocol that is not DNS (TLS, HTTP).
+    pub other_protocol: bool,
 }
 
 impl Rule {
     pub fn matches(&self, r: &Remote<'_>) -> bool {
+        if self.content == Some(Content::Dns) && r.other_protocol {
+            return false;
+        }
         if let Some(p) = self.protocol {
             if !p.matches(r.proto) {
                 return false;
@@ -549,7 +567,24 @@ mod tests {
             addr: addr.parse().unwrap(),
             port,
             names: &[],
+            other_protocol: false,
         }
+    }
+
+    #[test]
+    fn dns_rules_do_not_carry_other_protocols_on_port_53() {
+        let a = Allowlist::default_list();
+        let mut r = remote(PROTO_TCP, "203.0.113.40", Some(53));
+        assert_eq!(a.judge(&r).map(|r| r.name.as_str()), Some("dns over tcp"));
+        r.other_protocol = true; // an HTTP request or a ClientHello on port 53
+        assert!(a.judge(&r).is_none());
+        // `content` must be a known kind.
+        let e = Allowlist::parse(
+            "allow:\n  - name: x\n    ports: [53]\n    content: http\n",
+            "x.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http"), "{e}");
     }
 
     #[test]
@@ -655,6 +690,7 @@ mod tests {
             addr: "203.0.113.5".parse().unwrap(),
             port: Some(443),
             names: &names,
+            other_protocol: false,
         };
         assert!(a.judge(&r).is_some());
         let names = vec!["example.com".to_string()];

@@ -206,6 +206,8 @@ pub fn preflight_privileges() -> Result<()> {
 struct Leftovers {
     docker: Option<bollard::Docker>,
     run_id: Option<String>,
+    /// Whether the image build finished (then no layer can appear after cleanup).
+    built: bool,
     container: Option<String>,
     image: Option<String>,
     keep_image: bool,
@@ -231,9 +233,16 @@ impl Leftovers {
             }
         }
         // A build cut short (an error, a signal) leaves untagged layers: they carry the run label.
+        // The engine may still be committing the step it was on, so look again for a moment.
         if let (Some(run), false) = (self.run_id.take(), self.keep_image) {
-            for i in docker::images_of_run(&d, &run).await.unwrap_or_default() {
-                let _ = docker::remove_image(&d, &i).await;
+            let rounds = if self.built { 1 } else { 6 };
+            for round in 0..rounds {
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                for i in docker::images_of_run(&d, &run).await.unwrap_or_default() {
+                    let _ = docker::remove_image(&d, &i).await;
+                }
             }
         }
     }
@@ -405,7 +414,11 @@ async fn stage(
     let image = docker::build_image(&d, &tar_path, &tag, None, false, |l| log.detail(l)).await;
     // A failed build may still have tagged nothing; a successful one is ours to remove.
     let image = image?;
-    leftovers.lock().await.image = Some(image.clone());
+    {
+        let mut l = leftovers.lock().await;
+        l.image = Some(image.clone());
+        l.built = true;
+    }
     log.line(&format!(
         "built {} in {:.1}s",
         short(&image),

@@ -930,6 +930,7 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     // A live airgap-check: the prune command itself is one; use a long-running one instead.
     let mut live = Command::cargo_bin("airgap-check")
         .unwrap()
+        .env("NO_COLOR", "1")
         .current_dir(root())
         .args([
             "--app",
@@ -942,12 +943,26 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
             "60s",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let live_run = format!("live{:08x}", live.id());
     make(&live_run, live.id());
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the live run is past its build, so the SIGTERM below lands in a phase.
+    let mut err = std::io::BufReader::new(live.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(
+            n > 0 && Instant::now() < deadline,
+            "the live run ended early"
+        );
+        if line.contains("supply (buildpack 0: hang)") {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let out = Command::cargo_bin("airgap-check")
         .unwrap()
         .arg("prune")
@@ -1000,4 +1015,56 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
         notes.contains("still ran 10 s after the last phase") && notes.contains("sleep 60"),
         "{notes}"
     );
+}
+
+#[test]
+fn http_on_port_53_is_not_dns() {
+    // The default DNS rules judge by port, with `content: dns`: an HTTP request is not DNS.
+    let s = stage(&["leak-port53"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.40", Some(53), "supply")]
+    );
+    let f = &s.json()["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["allowed"] == false)
+        .unwrap()
+        .clone();
+    assert_eq!(f["request"], "GET /payload HTTP/1.0");
+}
+
+#[test]
+fn sigterm_during_the_build_leaves_no_layer_behind() {
+    let s = stage(&["clean"]).no_reports();
+    let mut child = s
+        .command()
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "ended before building: {seen}");
+        seen.push_str(&line);
+        if line.contains("building the staging image") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let _ = std::io::Read::read_to_string(&mut err, &mut seen);
+    assert_eq!(child.wait().unwrap().code(), Some(3), "{seen}");
+    let id = run_id_in(&seen).expect("the run id is printed");
+    let (cs, is) = labelled_with_run(&id);
+    assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}: {seen}");
 }

@@ -145,6 +145,7 @@ fn suggest(a: &Analysis, base: &Allowlist) -> (Vec<Suggestion>, usize) {
                 addr,
                 port,
                 names: &[],
+                other_protocol: f.flow.carries_other_than_dns(),
             };
             if base.judge(&remote).is_none() {
                 ends.push(End {
@@ -252,6 +253,7 @@ fn to_rule(s: &Suggestion) -> Rule {
         protocol,
         ports,
         hosts,
+        content: None,
     }
 }
 
@@ -295,6 +297,9 @@ fn write_rule(w: &mut dyn Write, r: &Rule) -> io::Result<()> {
     if !r.hosts.is_empty() {
         let h: Vec<String> = r.hosts.iter().map(|h| quote(&h.to_string())).collect();
         writeln!(w, "    hosts: [{}]", h.join(", "))?;
+    }
+    if r.content == Some(crate::policy::Content::Dns) {
+        writeln!(w, "    content: dns")?;
     }
     if r.protocol.is_none() && r.cidrs.is_empty() && r.ports.is_empty() && r.hosts.is_empty() {
         // `protocol: any` alone is read back as no criterion; it must be said.
