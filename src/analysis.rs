@@ -48,6 +48,10 @@ pub struct CaptureHealth {
     pub first_ts: Option<Micros>,
     /// A live capture error that ended the capture early.
     pub error: Option<String>,
+    /// Where the packets were captured (an interface and its namespace, or a file).
+    pub point: String,
+    /// The libpcap filter the capture was limited to, if any.
+    pub filter: Option<String>,
 }
 
 /// The whole judged result.
@@ -116,6 +120,8 @@ pub struct StageInfo {
     pub stack: String,
     pub buildpacks: Vec<String>,
     pub user: String,
+    /// "sealed", or the Docker network the phases ran on (observe mode).
+    pub network: String,
 }
 
 /// One lifecycle phase as it ran.

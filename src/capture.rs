@@ -55,8 +55,31 @@ pub fn describe_read_stop(msg: &str) -> String {
     }
 }
 
-/// Open a capture file, check its link type, and feed every frame into `table`.
-pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
+/// Check a `--filter` expression before anything is created: libpcap compiles it for Ethernet
+/// (the link type of every live capture point but "any"); a bad one is exit 2 with libpcap's words.
+pub fn check_filter(expr: &str) -> Result<()> {
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| Error::Capture {
+        iface: "filter check".into(),
+        reason: e.to_string(),
+    })?;
+    dead.compile(expr, true)
+        .map(|_| ())
+        .map_err(|e| bad_filter(expr, &e.to_string()))
+}
+
+fn bad_filter(expr: &str, why: &str) -> Error {
+    Error::BadArgument {
+        option: "--filter",
+        value: expr.to_string(),
+        expected: format!(
+            "expected a libpcap filter expression (see pcap-filter(7)); libpcap says: {why}"
+        ),
+    }
+}
+
+/// Open a capture file, check its link type, and feed every frame into `table` (only the frames
+/// that pass `filter`, a libpcap expression, when one is given).
+pub fn read_file(path: &Path, table: &mut FlowTable, filter: Option<&str>) -> Result<ReadOutcome> {
     // Tell a missing or unreadable file apart from a file that is not a capture.
     std::fs::File::open(path).map_err(|e| Error::Unreadable {
         path: path.to_path_buf(),
@@ -81,6 +104,10 @@ pub fn read_file(path: &Path, table: &mut FlowTable) -> Result<ReadOutcome> {
             number: dlt.0,
         });
     };
+    if let Some(f) = filter {
+        cap.filter(f, true)
+            .map_err(|e| bad_filter(f, &e.to_string()))?;
+    }
     let mut out = ReadOutcome {
         link_type: link_name,
         ..ReadOutcome::default()
@@ -117,12 +144,25 @@ pub struct LiveResult {
     pub dropped: Option<u64>,
     /// A capture error that ended the capture early.
     pub error: Option<String>,
+    /// The drop counters could not be read at the end (the interface had gone): `dropped` is
+    /// as read at most a second before the capture ended.
+    pub stats_stale: bool,
+    /// libpcap's name for the link type, e.g. "EN10MB", "LINUX_SLL".
+    pub link_type: String,
     /// Canary datagrams seen, per family (IPv4, IPv6).
     pub canary_v4: bool,
     pub canary_v6: bool,
 }
 
-/// A capture running on its own thread inside the sink namespace.
+/// How the capture recognises the canary: `payload` as the UDP payload to port 9, from and to one
+/// of `paths` (source, destination). It is counted as the canary, not as a flow.
+#[derive(Clone, Debug)]
+pub struct Canary {
+    pub payload: Vec<u8>,
+    pub paths: Vec<(std::net::IpAddr, std::net::IpAddr)>,
+}
+
+/// A capture running on its own thread (inside a network namespace, when given one).
 pub struct LiveCapture {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     seen: std::sync::Arc<std::sync::atomic::AtomicU8>,
@@ -134,21 +174,31 @@ const CANARY_V4: u8 = 1;
 const CANARY_V6: u8 = 2;
 
 impl LiveCapture {
-    /// Open the capture on `iface` inside namespace `ns` and return once it is armed: every packet
-    /// from then on is seen. Packets that carry `canary` as their UDP payload are counted as the
-    /// canary and not as flows. With `save`, every packet is also written there (pcap).
+    /// Open the capture on `iface` (inside namespace `ns`, if given) and return once it is armed:
+    /// every packet from then on is seen. Packets that match `canary` are counted as the canary and
+    /// not as flows. With `save`, every packet is also written there (pcap); with `filter`, only
+    /// packets that pass the libpcap expression are seen at all.
     pub fn start(
-        ns: std::fs::File,
+        ns: Option<std::fs::File>,
         iface: &str,
-        canary: Vec<u8>,
+        canary: Option<Canary>,
         save: Option<std::path::PathBuf>,
+        filter: Option<&str>,
     ) -> Result<LiveCapture> {
         use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
         use std::sync::Arc;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicU8::new(0));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<(), String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<(), Error>>();
         let name = iface.to_string();
+        let filter = filter.map(str::to_string);
+        let cap_err = {
+            let iface = iface.to_string();
+            move |reason: String| Error::Capture {
+                iface: iface.clone(),
+                reason,
+            }
+        };
         let (stop2, seen2) = (stop.clone(), seen.clone());
         let thread = std::thread::Builder::new()
             .name("capture".into())
@@ -158,14 +208,17 @@ impl LiveCapture {
                     first_ts: None,
                     dropped: None,
                     error: None,
+                    stats_stale: false,
+                    link_type: String::new(),
                     canary_v4: false,
                     canary_v6: false,
                 };
-                if let Err(e) = crate::sandbox::enter_netns(&ns) {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return out;
+                if let Some(ns) = ns {
+                    if let Err(e) = crate::sandbox::enter_netns(&ns) {
+                        let _ = ready_tx.send(Err(cap_err(e.to_string())));
+                        return out;
+                    }
                 }
-                drop(ns);
                 let opened = pcap::Capture::from_device(name.as_str()).and_then(|c| {
                     c.immediate_mode(true)
                         .snaplen(262_144)
@@ -178,20 +231,39 @@ impl LiveCapture {
                 let mut cap = match opened.and_then(|c| c.setnonblock()) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(cap_err(e.to_string())));
                         return out;
                     }
                 };
+                if let Some(f) = &filter {
+                    if let Err(e) = cap.filter(f, true) {
+                        let _ = ready_tx.send(Err(bad_filter(f, &e.to_string())));
+                        return out;
+                    }
+                }
                 let mut saver = match save.as_deref().map(|p| cap.savefile(p)).transpose() {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot write the capture file: {e}")));
+                        let _ = ready_tx
+                            .send(Err(cap_err(format!("cannot write the capture file: {e}"))));
                         return out;
                     }
                 };
-                let link = LinkKind::from_dlt(cap.get_datalink().0).unwrap_or(LinkKind::Ethernet);
+                let dlt = cap.get_datalink();
+                out.link_type = dlt.get_name().unwrap_or_else(|_| format!("DLT_{}", dlt.0));
+                let Some(link) = LinkKind::from_dlt(dlt.0) else {
+                    let _ = ready_tx.send(Err(cap_err(format!(
+                        "unsupported link type {} ({})",
+                        out.link_type, dlt.0
+                    ))));
+                    return out;
+                };
                 let _ = ready_tx.send(Ok(()));
                 let mut draining = false;
+                // Drop counters, read as the capture goes: if the interface disappears (a watched
+                // container that exits), the last reading is what is known.
+                let mut last_stats: Option<u64> = None;
+                let mut stats_at = std::time::Instant::now();
                 loop {
                     match cap.next_packet() {
                         Ok(p) => {
@@ -201,15 +273,15 @@ impl LiveCapture {
                             let ts = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
                             out.first_ts.get_or_insert(ts);
                             let d = decode(link, p.data);
-                            if let crate::decode::Decoded::Ip(ip) = &d {
+                            if let (crate::decode::Decoded::Ip(ip), Some(c)) = (&d, &canary) {
                                 if matches!(
                                     ip.transport,
                                     crate::decode::Transport::Udp {
                                         dst_port: crate::sinkhole::CANARY_PORT,
                                         ..
                                     }
-                                ) && ip.payload == canary.as_slice()
-                                    && is_canary_path(ip.src, ip.dst)
+                                ) && ip.payload == c.payload.as_slice()
+                                    && c.paths.contains(&(ip.src, ip.dst))
                                 {
                                     seen2.fetch_or(
                                         if ip.src.is_ipv4() {
@@ -220,6 +292,26 @@ impl LiveCapture {
                                         Ordering::SeqCst,
                                     );
                                     continue;
+                                }
+                                // The canary's target may answer with an ICMP error (nothing
+                                // listens on the discard port of a real gateway): part of the
+                                // canary, not a flow.
+                                if let crate::decode::Transport::Icmp {
+                                    about:
+                                        Some(crate::decode::Embedded {
+                                            proto: 17,
+                                            src,
+                                            dst,
+                                            ports: Some((_, crate::sinkhole::CANARY_PORT)),
+                                        }),
+                                    ..
+                                } = ip.transport
+                                {
+                                    if c.paths.contains(&(src, dst))
+                                        && (ip.src, ip.dst) == (dst, src)
+                                    {
+                                        continue;
+                                    }
                                 }
                             }
                             out.table.add(ts, p.header.len, &d);
@@ -232,6 +324,13 @@ impl LiveCapture {
                             }
                             if stop2.load(Ordering::SeqCst) {
                                 draining = true;
+                            }
+                            if stats_at.elapsed() >= std::time::Duration::from_secs(1) {
+                                if let Ok(st) = cap.stats() {
+                                    last_stats =
+                                        Some(u64::from(st.dropped) + u64::from(st.if_dropped));
+                                }
+                                stats_at = std::time::Instant::now();
                             }
                             wait_readable(&cap, 100);
                         }
@@ -249,6 +348,11 @@ impl LiveCapture {
                 }
                 match cap.stats() {
                     Ok(st) => out.dropped = Some(u64::from(st.dropped) + u64::from(st.if_dropped)),
+                    Err(_) if out.error.is_some() && last_stats.is_some() => {
+                        // The interface went away (the error above says so): the last reading.
+                        out.dropped = last_stats;
+                        out.stats_stale = true;
+                    }
                     Err(e) => {
                         out.error
                             .get_or_insert(format!("reading drop counters: {e}"));
@@ -270,12 +374,9 @@ impl LiveCapture {
                 thread: Some(thread),
                 iface: iface.to_string(),
             }),
-            Ok(Err(reason)) => {
+            Ok(Err(e)) => {
                 let _ = thread.join();
-                Err(Error::Capture {
-                    iface: iface.to_string(),
-                    reason,
-                })
+                Err(e)
             }
             Err(_) => Err(Error::Capture {
                 iface: iface.to_string(),
@@ -315,13 +416,6 @@ fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: u16) {
     let fd = unsafe { BorrowedFd::borrow_raw(cap.as_raw_fd()) };
     let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
-}
-
-/// The canary goes from the container's address to the sink's; a packet with the same payload on
-/// any other path is traffic like any other.
-fn is_canary_path(src: std::net::IpAddr, dst: std::net::IpAddr) -> bool {
-    use crate::sandbox::{CONTAINER_V4, CONTAINER_V6, SINK_V4, SINK_V6};
-    (src == CONTAINER_V4 && dst == SINK_V4) || (src == CONTAINER_V6 && dst == SINK_V6)
 }
 
 #[cfg(test)]

@@ -62,6 +62,15 @@ pub struct StageArgs {
     /// Run the phases as this user (name or uid[:gid]); default: vcap when the stack has it.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+    /// Where the phases run: `sealed` (default: a network of airgap-check's own that answers
+    /// everything and reaches nothing), `bridge` (observe: a new Docker bridge network for this
+    /// run, with the host's real way out), or the name of an existing Docker network to join.
+    #[arg(long, value_name = "sealed|bridge|NETWORK", default_value = "sealed")]
+    pub network: String,
+    /// Capture only what this libpcap filter expression passes (see pcap-filter(7)); the verdict
+    /// then covers those packets only.
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
     /// Keep the image built for the run (it is removed by default).
     #[arg(long)]
     pub keep_image: bool,
@@ -74,8 +83,39 @@ pub struct StageArgs {
 pub enum Command {
     /// Judge a saved capture (pcap or pcapng) against an allowlist.
     Analyze(AnalyzeArgs),
-    /// Remove containers, images and temporary folders left by runs that were killed.
+    /// Remove containers, images, networks and temporary folders left by runs that were killed.
     Prune,
+    /// Watch a running container's traffic and judge it: until Ctrl-C, --duration, or the
+    /// container's exit.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The container to watch (name or id).
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Stop after this long (e.g. 30s, 10m); default: until Ctrl-C or the container exits.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Capture only what this libpcap filter expression passes (see pcap-filter(7)).
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub allowlist: Option<PathBuf>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the JUnit XML report here (a testcase per destination).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write every captured packet here (pcap).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Write the allowlist that would make this run pass here.
+    #[arg(long, value_name = "FILE")]
+    pub suggest_allowlist: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +132,9 @@ pub struct AnalyzeArgs {
     /// Write the JUnit XML report here.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Judge only the packets this libpcap filter expression passes (see pcap-filter(7)).
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
     /// Addresses that are "this host" (repeatable); default: the address present in every flow.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub local: Vec<IpNet>,
@@ -109,13 +152,21 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         .map_err(|_| "expected an address or CIDR such as 10.1.0.2 or 10.0.0.0/8".to_string())
 }
 
-/// A duration such as 30s, 10m, 1h or 1h30m.
+/// A duration such as 30s, 10m, 1h or 1h30m (for --timeout).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, crate::error::Error> {
+    parse_duration_for("--timeout", s)
+}
+
+/// A duration such as 30s, 10m, 1h or 1h30m, for `option`.
+pub fn parse_duration_for(
+    option: &'static str,
+    s: &str,
+) -> Result<std::time::Duration, crate::error::Error> {
     humantime::parse_duration(s.trim())
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| crate::error::Error::BadArgument {
-            option: "--timeout",
+            option,
             value: s.to_string(),
             expected: "expected a duration such as 30s, 10m or 1h".into(),
         })

@@ -178,14 +178,16 @@ pub async fn build_image(
 /// The idle first process of the staging container (so it can be told apart from the buildpack's).
 pub const IDLE_CMD: &str = "sleep 2147483647";
 
-/// Create the staging container: no network at all (the sandbox adds one), DNS pointed at the sink,
-/// and an idle first process so that nothing of the buildpack runs before the capture. The caller
-/// records the id for cleanup before starting it.
+/// Create the staging container with an idle first process, so that nothing of the buildpack runs
+/// before the capture. Sealed runs give no `network` (no network at all: the sandbox adds one) and
+/// point DNS at the sink; observe runs join `network` and keep Docker's DNS. The caller records
+/// the id for cleanup before starting it.
 pub async fn create_idle_container(
     docker: &Docker,
     image: &str,
     name: &str,
-    dns: &str,
+    network: Option<&str>,
+    dns: Option<&str>,
     labels: &HashMap<String, String>,
 ) -> Result<String> {
     let body = ContainerCreateBody {
@@ -196,8 +198,8 @@ pub async fn create_idle_container(
         labels: Some(labels.clone()),
         network_disabled: Some(false),
         host_config: Some(HostConfig {
-            network_mode: Some("none".into()),
-            dns: Some(vec![dns.to_string()]),
+            network_mode: Some(network.unwrap_or("none").into()),
+            dns: dns.map(|d| vec![d.to_string()]),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -428,6 +430,91 @@ pub async fn remove_image(docker: &Docker, id: &str) -> Result<()> {
             status_code: 404, ..
         }) => Ok(()),
         Err(e) => Err(derr("remove image")(e)),
+    }
+}
+
+/// Create a bridge network for one run (labelled like everything else).
+pub async fn create_network(
+    docker: &Docker,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> Result<()> {
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(derr("create network"))?;
+    Ok(())
+}
+
+/// Check that a network exists; its driver.
+pub async fn network_driver(docker: &Docker, name: &str) -> Result<Option<String>> {
+    match docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+    {
+        Ok(n) => Ok(Some(n.driver.unwrap_or_default())),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
+        Err(e) => Err(derr("inspect network")(e)),
+    }
+}
+
+pub async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
+    match docker.remove_network(name).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(derr("remove network")(e)),
+    }
+}
+
+/// Networks carrying the airgap-check label: (id, pid label).
+pub async fn labelled_networks(docker: &Docker) -> Result<Vec<(String, Option<u32>)>> {
+    let filters = HashMap::from([("label", vec![LABEL])]);
+    Ok(docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(derr("list networks"))?
+        .into_iter()
+        .filter_map(|n| {
+            let pid = n
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_PID))
+                .and_then(|p| p.parse().ok());
+            n.id.map(|id| (id, pid))
+        })
+        .collect())
+}
+
+/// Kill processes of a container by their host pids (as `docker top` lists them), leaving its first
+/// process, and with it the container's network, in place.
+pub fn kill_host_pids(lines: &[String]) {
+    for l in lines {
+        if let Some(pid) = l
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 

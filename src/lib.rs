@@ -12,12 +12,14 @@ pub mod error;
 pub mod flow;
 pub mod lifecycle;
 pub mod naming;
+pub mod observe;
 pub mod policy;
 pub mod report;
 pub mod sandbox;
 pub mod sinkhole;
 pub mod stage;
 pub mod verdict;
+pub mod watch;
 
 use std::ffi::OsString;
 
@@ -47,6 +49,7 @@ where
     match cli.command {
         Some(Command::Analyze(a)) => analyze(&a),
         Some(Command::Prune) => prune(),
+        Some(Command::Watch(w)) => watch::run(&w),
         None if cli.stage.app.is_none() && cli.stage.buildpacks.is_empty() => {
             let _ = cli::parse(["airgap-check", "--help"]).map_err(|e| e.print());
             Ok(2)
@@ -67,7 +70,10 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         report::check_writable(out)?;
     }
     let mut table = FlowTable::new();
-    let read = capture::read_file(&args.pcap, &mut table)?;
+    if let Some(f) = &args.filter {
+        capture::check_filter(f)?;
+    }
+    let read = capture::read_file(&args.pcap, &mut table, args.filter.as_deref())?;
     let (flows, counts, dns) = table.finish();
     let (flows, local) = judge_named(flows, &allowlist, &args.local, &|flow, addr| {
         names_of(flow, addr, &dns)
@@ -96,6 +102,8 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         cut_short: read.cut_short,
         first_ts: read.first_ts,
         error: None,
+        point: format!("file {}", args.pcap.display()),
+        filter: args.filter.clone(),
     };
     let verdict = verdict_for_capture(&flows, &health, &counts);
     let analysis = Analysis {
@@ -141,7 +149,7 @@ fn prune() -> Result<i32> {
             op: "runtime",
             reason: e.to_string(),
         })?;
-    let (mut containers, mut images) = (0, 0);
+    let (mut containers, mut images, mut networks) = (0, 0, 0);
     rt.block_on(async {
         let d = docker::connect().await?;
         let (cs, is) = docker::labelled(&d).await?;
@@ -150,6 +158,13 @@ fn prune() -> Result<i32> {
                 docker::remove_container(&d, &id).await?;
                 println!("removed container {}", &id[..id.len().min(12)]);
                 containers += 1;
+            }
+        }
+        for (id, pid) in docker::labelled_networks(&d).await? {
+            if !alive(pid) {
+                docker::remove_network(&d, &id).await?;
+                println!("removed network {}", &id[..id.len().min(12)]);
+                networks += 1;
             }
         }
         for (id, pid) in is {
@@ -175,6 +190,8 @@ fn prune() -> Result<i32> {
             }
         }
     }
-    println!("pruned {containers} containers, {images} images, {dirs} temporary folders");
+    println!(
+        "pruned {containers} containers, {networks} networks, {images} images, {dirs} temporary folders"
+    );
     Ok(0)
 }

@@ -7,7 +7,7 @@
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::analysis::{
     attribute_phases, decoding_problems, dns_queries, judge_named, local_notes, names_of,
     naming_notes, verdict_with_staging, Analysis, CaptureHealth, PhaseRecord, StageInfo,
 };
-use crate::capture::LiveCapture;
+use crate::capture::{Canary, LiveCapture};
 use crate::cli::{parse_duration, parse_env, StageArgs};
 use crate::context::{self, Buildpack};
 use crate::docker;
@@ -48,8 +48,46 @@ pub struct StageConfig {
     pub user: Option<String>,
     pub keep_image: bool,
     pub verbose: bool,
+    pub network: Network,
+    pub filter: Option<String>,
     /// Holds extracted zips and the build context; removed on drop.
     pub scratch: tempfile::TempDir,
+}
+
+/// Where the phases run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// airgap-check's own sealed network (the default).
+    Sealed,
+    /// Observe: a Docker bridge network created for this run.
+    Bridge,
+    /// Observe: an existing Docker network, by name.
+    Existing(String),
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Result<Network> {
+        match s {
+            "sealed" => Ok(Network::Sealed),
+            "bridge" => Ok(Network::Bridge),
+            "" | "none" | "host" => Err(bad_arg(
+                "--network",
+                s,
+                "expected sealed, bridge, or the name of an existing Docker network (host and none cannot be observed)",
+            )),
+            n if n.len() <= 128
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+            {
+                Ok(Network::Existing(n.to_string()))
+            }
+            _ => Err(bad_arg(
+                "--network",
+                s,
+                "expected sealed, bridge, or a Docker network name (letters, digits, . _ -)",
+            )),
+        }
+    }
 }
 
 fn bad_arg(option: &'static str, value: &str, expected: &str) -> Error {
@@ -96,6 +134,10 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         ));
     }
     let timeout = parse_duration(&a.timeout)?;
+    let network = Network::parse(&a.network)?;
+    if let Some(f) = &a.filter {
+        crate::capture::check_filter(f)?;
+    }
     let env = a
         .env
         .iter()
@@ -161,6 +203,8 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         user: a.user.clone(),
         keep_image: a.keep_image,
         verbose: a.verbose,
+        network,
+        filter: a.filter.clone(),
         scratch,
     })
 }
@@ -209,6 +253,8 @@ struct Leftovers {
     /// Whether the image build finished (then no layer can appear after cleanup).
     built: bool,
     container: Option<String>,
+    /// A network created for this run (observe mode).
+    network: Option<String>,
     image: Option<String>,
     keep_image: bool,
 }
@@ -220,6 +266,13 @@ impl Leftovers {
             if let Err(e) = docker::remove_container(&d, &c).await {
                 log.warn(&format!(
                     "could not remove container {c}: {e} (run `airgap-check prune`)"
+                ));
+            }
+        }
+        if let Some(n) = self.network.take() {
+            if let Err(e) = docker::remove_network(&d, &n).await {
+                log.warn(&format!(
+                    "could not remove network {n}: {e} (run `airgap-check prune`)"
                 ));
             }
         }
@@ -249,14 +302,14 @@ impl Leftovers {
 }
 
 /// Progress lines on stderr: plain in CI, a live line on a terminal, every detail with -v.
-struct Progress {
+pub(crate) struct Progress {
     verbose: bool,
     bar: Option<indicatif::ProgressBar>,
     start: Instant,
 }
 
 impl Progress {
-    fn new(verbose: bool) -> Progress {
+    pub(crate) fn new(verbose: bool) -> Progress {
         let bar = (std::io::stderr().is_terminal() && !verbose).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
@@ -269,7 +322,7 @@ impl Progress {
         }
     }
 
-    fn line(&self, msg: &str) {
+    pub(crate) fn line(&self, msg: &str) {
         let msg = format!("[{:>6.1}s] {msg}", self.start.elapsed().as_secs_f64());
         match &self.bar {
             Some(b) => b.println(msg),
@@ -277,7 +330,7 @@ impl Progress {
         }
     }
 
-    fn warn(&self, msg: &str) {
+    pub(crate) fn warn(&self, msg: &str) {
         self.line(&format!("warning: {msg}"));
     }
 
@@ -290,21 +343,21 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
     }
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let mut b = [0u8; 6];
     let ok = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -382,6 +435,15 @@ async fn stage(
         "run {id}: stack image {} (CF_STACK={})",
         cfg.stack_image, cfg.stack
     ));
+    if let Network::Existing(name) = &cfg.network {
+        if docker::network_driver(&d, name).await?.is_none() {
+            return Err(bad_arg(
+                "--network",
+                name,
+                "no Docker network has this name: expected sealed, bridge, or an existing network (docker network ls)",
+            ));
+        }
+    }
     let stack_user = docker::ensure_image(&d, &cfg.stack_image).await?;
 
     // The build context: Dockerfile, app, buildpacks.
@@ -425,11 +487,25 @@ async fn stage(
         t.elapsed().as_secs_f64()
     ));
 
+    // Observe mode: the network the phases run on (a new bridge for this run, or the user's).
+    let network = match &cfg.network {
+        Network::Sealed => None,
+        Network::Bridge => {
+            let name = format!("airgap-check-{id}");
+            docker::create_network(&d, &name, &labels).await?;
+            leftovers.lock().await.network = Some(name.clone());
+            Some(name)
+        }
+        Network::Existing(name) => Some(name.clone()),
+    };
+
+    let sink_dns = SINK_V4.to_string();
     let container = docker::create_idle_container(
         &d,
         &image,
         &format!("airgap-check-{id}"),
-        &SINK_V4.to_string(),
+        network.as_deref(),
+        network.is_none().then_some(sink_dns.as_str()),
         &labels,
     )
     .await?;
@@ -437,100 +513,36 @@ async fn stage(
     let pid = docker::start_container(&d, &container).await?;
     let user = docker::read_file(&d, &container, "/tmp/.airgap-check-user").await?;
 
-    // Seal: the container's only interface leads into the sink.
-    let tag8: String = id.chars().take(8).collect();
-    let sandbox = tokio::task::spawn_blocking(move || Sandbox::seal(pid, &tag8))
-        .await
-        .map_err(|e| Error::Docker {
-            op: "seal",
-            reason: e.to_string(),
-        })??;
-    log.line(&format!(
-        "sealed: container {CONTAINER_V4} / {CONTAINER_V6} → sink {SINK_V4} / {SINK_V6}, no route out"
-    ));
-    if let Some(e) = &sandbox.tcp_sink_error {
-        log.warn(&format!(
-            "TCP connections will be refused, not accepted, so their first bytes (TLS SNI, HTTP Host) cannot name them: {e}"
-        ));
-    }
-    let tcp_sink_error = sandbox.tcp_sink_error.clone();
-
-    // The sinkhole: DNS and the canary's discard port, inside the sink.
+    let pcap_tmp = cfg.pcap.as_deref().map(report::pcap_tempfile).transpose()?;
+    let save = pcap_tmp.as_ref().map(|t| t.path().to_path_buf());
+    let payload = format!("airgap-check canary {id}").into_bytes();
     let dns = Arc::new(Mutex::new(DnsLog::default()));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    {
-        let sink = sandbox
-            .sink
-            .try_clone()
-            .map_err(|e| sandbox::SandboxError {
-                step: "sinkhole",
-                reason: e.to_string(),
-            })?;
-        let dns = dns.clone();
-        std::thread::Builder::new()
-            .name("sinkhole".into())
-            .spawn(move || {
-                if let Err(e) = sandbox::enter_netns(&sink) {
-                    let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
-                    return;
-                }
-                drop(sink);
-                sinkhole::run(dns, ready_tx, stop_rx);
-            })
-            .map_err(|e| sandbox::SandboxError {
-                step: "sinkhole",
-                reason: e.to_string(),
-            })?;
-    }
-    tokio::task::spawn_blocking(move || ready_rx.recv())
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .unwrap_or_else(|| Err(std::io::Error::other("the sinkhole thread ended")))
-        .map_err(|e| sandbox::SandboxError {
-            step: "sinkhole",
-            reason: e.to_string(),
-        })?;
-
-    // The capture, armed before anything of the buildpack runs.
-    let pcap_tmp = match &cfg.pcap {
-        Some(p) => Some(
-            tempfile::Builder::new()
-                .prefix(".airgap-check-")
-                .suffix(".pcap")
-                .tempfile_in(
-                    p.parent()
-                        .filter(|x| !x.as_os_str().is_empty())
-                        .unwrap_or(Path::new(".")),
-                )
-                .map_err(|e| Error::Write {
-                    path: p.clone(),
-                    reason: e.to_string(),
-                })?,
-        ),
-        None => None,
+    let sensor = match &network {
+        None => arm_sealed(&id, pid, &payload, save, cfg.filter.as_deref(), &dns, log).await?,
+        Some(net) => arm_observe(net, pid, &payload, save, cfg.filter.as_deref(), log).await?,
     };
-    let canary = format!("airgap-check canary {id}").into_bytes();
-    let capture = LiveCapture::start(
-        sandbox.sink.try_clone().map_err(|e| Error::Capture {
-            iface: sandbox.sink_if.clone(),
-            reason: e.to_string(),
-        })?,
-        &sandbox.sink_if,
-        canary.clone(),
-        pcap_tmp.as_ref().map(|t| t.path().to_path_buf()),
-    )?;
-    log.line(&format!("capture armed on {}", sandbox.sink_if));
+    let tcp_sink_error = sensor.tcp_sink_error.clone();
 
     // The canary: proof, on this run, that the capture sees what the container sends.
-    let (v4, v6) = send_canary(&sandbox, &capture, &canary).await?;
-    let canary_ok = v4 && v6;
+    let (v4, v6) = send_canary(
+        &sensor.container_ns,
+        &sensor.canary_to,
+        &sensor.capture,
+        &payload,
+    )
+    .await?;
+    let wanted = |family_v4: bool| sensor.canary_to.iter().any(|t| t.is_ipv4() == family_v4);
+    let canary_ok = !sensor.canary_to.is_empty() && (v4 || !wanted(true)) && (v6 || !wanted(false));
+    let canary_problem = sensor.canary_problem(v4, v6);
     if canary_ok {
-        log.line("canary seen (IPv4 and IPv6): the capture sees the container");
+        log.line(&format!(
+            "canary seen ({}): the capture sees the container",
+            sensor.canary_families()
+        ));
     } else {
         log.warn(&format!(
-            "canary NOT seen (IPv4 {v4}, IPv6 {v6}): the capture cannot be trusted; not staging"
+            "canary NOT seen ({}): the capture cannot be trusted; not staging",
+            canary_problem
         ));
     }
 
@@ -639,31 +651,53 @@ async fn stage(
                 leftover.join("; ")
             ));
         }
-        docker::kill_container(&d, &container).await?;
+        if network.is_some() {
+            // Observe mode: kill them by their host pids and keep the idle first process, and
+            // with it the veth the capture is on; the whole container only if that fails.
+            for _ in 0..20 {
+                let now = docker::leftover_processes(&d, &container)
+                    .await
+                    .unwrap_or_default();
+                if now.is_empty() {
+                    break;
+                }
+                docker::kill_host_pids(&now);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !docker::leftover_processes(&d, &container)
+                .await
+                .unwrap_or_default()
+                .is_empty()
+            {
+                docker::kill_container(&d, &container).await?;
+            }
+        } else {
+            docker::kill_container(&d, &container).await?;
+        }
     }
     // Let the last packets land, then stop.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let capture = sensor.capture;
     let live = tokio::task::spawn_blocking(move || capture.finish())
         .await
         .map_err(|e| Error::Capture {
             iface: "sink".into(),
             reason: e.to_string(),
         })??;
-    let _ = stop_tx.send(());
-    drop(sandbox);
+    let (point, local) = (sensor.point, sensor.local);
+    stop_sealed(sensor.sealed);
 
     let (flows, counts, dns_seen) = live.table.finish();
-    let local: Vec<ipnet::IpNet> = vec![
-        IpAddr::V4(CONTAINER_V4).into(),
-        IpAddr::V6(CONTAINER_V6).into(),
-    ];
     let (mut flows, local) = judge_with_names(flows, &cfg.allowlist, &local, &dns, &dns_seen);
     attribute_phases(&mut flows, &records);
     let queries = dns_queries(&dns_seen, &records);
 
     let mut notes = Vec::new();
     if !canary_ok {
-        notes.push(format!("the canary was not seen (IPv4 {v4}, IPv6 {v6}): the capture did not see the container, so nothing was staged"));
+        notes.push(format!(
+            "the canary was not seen ({}): the capture did not see the container, so nothing was staged",
+            canary_problem
+        ));
     }
     if let Some(e) = &live.error {
         notes.push(format!("the capture failed: {e}"));
@@ -698,8 +732,15 @@ async fn stage(
         )),
         None => notes.push("the capture's drop counters could not be read".into()),
     }
+    if let Some(f) = &cfg.filter {
+        notes.push(format!(
+            "only packets that pass the filter {f:?} were captured and judged"
+        ));
+    }
     let health = CaptureHealth {
-        link_type: "EN10MB".into(),
+        link_type: live.link_type.clone(),
+        point,
+        filter: cfg.filter.clone(),
         dropped: live.dropped,
         canary_seen: Some(canary_ok),
         cut_short: None,
@@ -741,6 +782,7 @@ async fn stage(
             } else {
                 user.clone()
             },
+            network: network.clone().unwrap_or_else(|| "sealed".into()),
         }),
         dns_queries: queries,
     };
@@ -804,41 +846,25 @@ fn judge_with_names(
     judge_named(flows, allowlist, local, &names)
 }
 
-/// Send the canary from inside the container's namespace until the capture has seen it for IPv4
-/// and IPv6, for at most 5 seconds.
-async fn send_canary(
-    sandbox: &Sandbox,
+/// Send the canary from inside the container's namespace to each target until the capture has seen
+/// it for every family targeted, for at most 5 seconds; what was seen, per family.
+pub(crate) async fn send_canary(
+    ns: &std::fs::File,
+    targets: &[SocketAddr],
     capture: &LiveCapture,
     payload: &[u8],
 ) -> Result<(bool, bool)> {
-    let ns = sandbox
-        .container
-        .try_clone()
-        .map_err(|e| sandbox::SandboxError {
-            step: "canary",
-            reason: e.to_string(),
-        })?;
-    let payload = payload.to_vec();
+    if targets.is_empty() {
+        return Ok((false, false));
+    }
+    let need_v4 = targets.iter().any(|t| t.is_ipv4());
+    let need_v6 = targets.iter().any(|t| t.is_ipv6());
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let (ns2, p) = (ns.try_clone().ok(), payload.clone());
-        let sent = tokio::task::spawn_blocking(move || {
-            let Some(ns2) = ns2 else { return Ok(()) };
-            sandbox::in_netns(&ns2, || {
-                for to in [
-                    SocketAddr::from((SINK_V4, CANARY_PORT)),
-                    SocketAddr::from((SINK_V6, CANARY_PORT)),
-                ] {
-                    let bind: SocketAddr = if to.is_ipv4() {
-                        "0.0.0.0:0".parse().unwrap()
-                    } else {
-                        "[::]:0".parse().unwrap()
-                    };
-                    if let Ok(s) = std::net::UdpSocket::bind(bind) {
-                        let _ = s.send_to(&p, to);
-                    }
-                }
-            })
+        let (ns2, p, to) = (ns.try_clone().ok(), payload.to_vec(), targets.to_vec());
+        let sent = tokio::task::spawn_blocking(move || match ns2 {
+            Some(ns2) => crate::observe::send_from(&ns2, &to, &p),
+            None => Ok(()),
         })
         .await;
         if let Ok(Err(e)) = sent {
@@ -846,8 +872,252 @@ async fn send_canary(
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
         let seen = capture.canary_seen();
-        if (seen.0 && seen.1) || Instant::now() >= until {
+        if ((seen.0 || !need_v4) && (seen.1 || !need_v6)) || Instant::now() >= until {
             return Ok(seen);
         }
     }
+}
+
+/// The capture and what proves it: a sealed sandbox, or a capture point on a real network.
+struct Sensor {
+    capture: LiveCapture,
+    /// The container's network namespace: canaries are sent from there.
+    container_ns: std::fs::File,
+    /// Where the canary goes (empty: no canary could be sent, see `no_canary`).
+    canary_to: Vec<SocketAddr>,
+    no_canary: Option<String>,
+    /// The container's own addresses, for the judge.
+    local: Vec<ipnet::IpNet>,
+    /// Where the capture runs, for the reports.
+    point: String,
+    tcp_sink_error: Option<String>,
+    /// Sealed runs: the sandbox and the sinkhole's stop switch, kept until the capture is done.
+    sealed: Option<(Sandbox, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl Sensor {
+    fn canary_families(&self) -> &'static str {
+        match (
+            self.canary_to.iter().any(|t| t.is_ipv4()),
+            self.canary_to.iter().any(|t| t.is_ipv6()),
+        ) {
+            (true, true) => "IPv4 and IPv6",
+            (true, false) => "IPv4",
+            _ => "IPv6",
+        }
+    }
+
+    fn canary_problem(&self, v4: bool, v6: bool) -> String {
+        match &self.no_canary {
+            Some(why) => why.clone(),
+            None => self
+                .canary_to
+                .iter()
+                .map(|t| {
+                    let seen = if t.is_ipv4() { v4 } else { v6 };
+                    format!("to {t}: {}", if seen { "seen" } else { "not seen" })
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Stop the sinkhole and drop the sandbox (the kernel removes the namespace and the veth).
+fn stop_sealed(sealed: Option<(Sandbox, tokio::sync::oneshot::Sender<()>)>) {
+    if let Some((sandbox, stop_tx)) = sealed {
+        let _ = stop_tx.send(());
+        drop(sandbox);
+    }
+}
+
+fn capture_err(iface: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Capture {
+        iface: iface.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Seal the container into a sink namespace, start the sinkhole there and arm the capture on the
+/// sink's end of the veth.
+async fn arm_sealed(
+    id: &str,
+    pid: u32,
+    payload: &[u8],
+    save: Option<PathBuf>,
+    filter: Option<&str>,
+    dns: &Arc<Mutex<DnsLog>>,
+    log: &Progress,
+) -> Result<Sensor> {
+    // Seal: the container's only interface leads into the sink.
+    let tag8: String = id.chars().take(8).collect();
+    let sandbox = tokio::task::spawn_blocking(move || Sandbox::seal(pid, &tag8))
+        .await
+        .map_err(|e| Error::Docker {
+            op: "seal",
+            reason: e.to_string(),
+        })??;
+    log.line(&format!(
+        "sealed: container {CONTAINER_V4} / {CONTAINER_V6} → sink {SINK_V4} / {SINK_V6}, no route out"
+    ));
+    if let Some(e) = &sandbox.tcp_sink_error {
+        log.warn(&format!(
+            "TCP connections will be refused, not accepted, so their first bytes (TLS SNI, HTTP Host) cannot name them: {e}"
+        ));
+    }
+
+    // The sinkhole: DNS and the canary's discard port, inside the sink.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    {
+        let sink = sandbox
+            .sink
+            .try_clone()
+            .map_err(|e| sandbox::SandboxError {
+                step: "sinkhole",
+                reason: e.to_string(),
+            })?;
+        let dns = dns.clone();
+        std::thread::Builder::new()
+            .name("sinkhole".into())
+            .spawn(move || {
+                if let Err(e) = sandbox::enter_netns(&sink) {
+                    let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+                drop(sink);
+                sinkhole::run(dns, ready_tx, stop_rx);
+            })
+            .map_err(|e| sandbox::SandboxError {
+                step: "sinkhole",
+                reason: e.to_string(),
+            })?;
+    }
+    tokio::task::spawn_blocking(move || ready_rx.recv())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_else(|| Err(std::io::Error::other("the sinkhole thread ended")))
+        .map_err(|e| sandbox::SandboxError {
+            step: "sinkhole",
+            reason: e.to_string(),
+        })?;
+
+    // The capture, armed before anything of the buildpack runs.
+    let canary = Canary {
+        payload: payload.to_vec(),
+        paths: vec![
+            (IpAddr::V4(CONTAINER_V4), IpAddr::V4(SINK_V4)),
+            (IpAddr::V6(CONTAINER_V6), IpAddr::V6(SINK_V6)),
+        ],
+    };
+    let capture = LiveCapture::start(
+        Some(
+            sandbox
+                .sink
+                .try_clone()
+                .map_err(capture_err(&sandbox.sink_if))?,
+        ),
+        &sandbox.sink_if,
+        Some(canary),
+        save,
+        filter,
+    )?;
+    log.line(&format!("capture armed on {}", sandbox.sink_if));
+    Ok(Sensor {
+        capture,
+        container_ns: sandbox
+            .container
+            .try_clone()
+            .map_err(capture_err(&sandbox.sink_if))?,
+        canary_to: vec![
+            SocketAddr::from((SINK_V4, CANARY_PORT)),
+            SocketAddr::from((SINK_V6, CANARY_PORT)),
+        ],
+        no_canary: None,
+        local: vec![
+            IpAddr::V4(CONTAINER_V4).into(),
+            IpAddr::V6(CONTAINER_V6).into(),
+        ],
+        point: format!(
+            "sink end {} of the sealed container's veth (outside the container)",
+            sandbox.sink_if
+        ),
+        tcp_sink_error: sandbox.tcp_sink_error.clone(),
+        sealed: Some((sandbox, stop_tx)),
+    })
+}
+
+/// Observe mode: find where the container's packets can be captured on its real network, arm the
+/// capture there, and aim the canary at the network's gateway when this host holds it.
+async fn arm_observe(
+    network: &str,
+    pid: u32,
+    payload: &[u8],
+    save: Option<PathBuf>,
+    filter: Option<&str>,
+    log: &Progress,
+) -> Result<Sensor> {
+    let (point, ns, local, gateway) = tokio::task::spawn_blocking(move || {
+        let point = crate::observe::capture_point(pid)?;
+        let ns = sandbox::netns_of_pid(pid)?;
+        let local = crate::observe::addresses_in(&ns)?;
+        Ok::<_, Error>((point, ns, local, crate::observe::default_gateway(pid)))
+    })
+    .await
+    .map_err(|e| Error::Docker {
+        op: "observe",
+        reason: e.to_string(),
+    })??;
+    let (canary, canary_to, no_canary) = canary_for(&ns, gateway, payload)?;
+    let capture = LiveCapture::start(point.ns, &point.iface, canary, save, filter)?;
+    log.line(&format!(
+        "observing on network {network}: capture armed on the {}",
+        point.describe
+    ));
+    Ok(Sensor {
+        capture,
+        container_ns: ns,
+        canary_to,
+        no_canary,
+        local: local.into_iter().map(ipnet::IpNet::from).collect(),
+        point: point.describe,
+        tcp_sink_error: None,
+        sealed: None,
+    })
+}
+
+/// The canary of a container on a real network: to its gateway's discard port, and only when
+/// this host holds the gateway's address (so the canary never leaves the machine).
+pub fn canary_for(
+    ns: &std::fs::File,
+    gateway: Option<std::net::Ipv4Addr>,
+    payload: &[u8],
+) -> Result<(Option<Canary>, Vec<SocketAddr>, Option<String>)> {
+    let Some(gw) = gateway else {
+        return Ok((
+            None,
+            Vec::new(),
+            Some("the container has no IPv4 default gateway to send a canary to".into()),
+        ));
+    };
+    if !crate::observe::local_addresses().contains(&IpAddr::V4(gw)) {
+        return Ok((
+            None,
+            Vec::new(),
+            Some(format!(
+                "the container's gateway {gw} is not an address of this host, and the canary must not leave it"
+            )),
+        ));
+    }
+    let to = SocketAddr::from((gw, CANARY_PORT));
+    let (src, _) = crate::observe::canary_path(ns, to)?;
+    Ok((
+        Some(Canary {
+            payload: payload.to_vec(),
+            paths: vec![(src, to.ip())],
+        }),
+        vec![to],
+        None,
+    ))
 }

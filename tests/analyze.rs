@@ -1045,3 +1045,41 @@ fn github_actions_annotations_and_step_summary() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("::error"));
 }
+
+#[test]
+fn filter_judges_only_what_passes_it_and_says_so() {
+    let out = analyze(&fixture("leaky.pcap"))
+        .arg("--filter")
+        .arg("udp port 123 or host 198.51.100.7")
+        .run();
+    assert_eq!(out.code, 1);
+    let j = out.json();
+    assert_eq!(j["capture"]["filter"], "udp port 123 or host 198.51.100.7");
+    let mut remotes: Vec<&str> = j["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["remote"].as_str().unwrap())
+        .collect();
+    remotes.sort();
+    assert_eq!(remotes, ["198.51.100.7", "8.8.8.8"]);
+    // A filter that passes nothing leaves nothing proven.
+    let out = analyze(&fixture("leaky.pcap"))
+        .arg("--filter")
+        .arg("tcp port 1")
+        .run();
+    assert_eq!(out.code, 3);
+    // A bad expression is the user's mistake, told in libpcap's words.
+    let out = analyze(&fixture("leaky.pcap"))
+        .arg("--filter")
+        .arg("port 99999")
+        .no_reports()
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--filter \"port 99999\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("libpcap says"), "{}", out.stderr);
+}

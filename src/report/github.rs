@@ -478,6 +478,7 @@ mod tests {
                 stack: "cflinuxfs4".into(),
                 buildpacks: vec!["fixtures/buildpacks/leak-dns".into()],
                 user: "vcap".into(),
+                network: "sealed".into(),
             }),
             dns_queries: Vec::new(),
         }

@@ -56,6 +56,8 @@ pub struct JsonStage<'a> {
     pub stack: &'a str,
     pub buildpacks: &'a [String],
     pub user: &'a str,
+    /// "sealed", or the Docker network the phases ran on (observe mode).
+    pub network: &'a str,
 }
 
 #[derive(Serialize)]
@@ -102,6 +104,10 @@ pub struct Capture<'a> {
     /// libpcap's message when the file ended mid-record; null otherwise.
     pub cut_short: Option<&'a str>,
     pub first_packet: Option<String>,
+    /// Where the packets were captured: a file, or an interface and its namespace.
+    pub point: &'a str,
+    /// The libpcap filter expression the capture was limited to; null when none.
+    pub filter: Option<&'a str>,
     pub housekeeping: Housekeeping,
     pub non_ip: u64,
     pub truncated: u64,
@@ -180,6 +186,8 @@ impl<'a> JsonReport<'a> {
                 canary_seen: a.capture.canary_seen,
                 cut_short: a.capture.cut_short.as_deref(),
                 first_packet: a.capture.first_ts.map(timestamp),
+                point: &a.capture.point,
+                filter: a.capture.filter.as_deref(),
                 housekeeping: Housekeeping {
                     arp: c.arp,
                     ndp: c.ndp,
@@ -199,6 +207,7 @@ impl<'a> JsonReport<'a> {
                 stack: &st.stack,
                 buildpacks: &st.buildpacks,
                 user: &st.user,
+                network: &st.network,
             }),
             phases: a.stage.as_ref().map(|_| {
                 a.phases

@@ -43,6 +43,23 @@ pub fn relative(us: Micros, start: Option<Micros>) -> String {
     format!("{sign}{}.{:03}s", d / 1_000_000, (d % 1_000_000) / 1000)
 }
 
+/// A temporary file beside `pcap` for a live capture to write into; it is renamed into place only
+/// when the reports are written, so a failed run leaves no half capture behind.
+pub fn pcap_tempfile(pcap: &Path) -> Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".airgap-check-")
+        .suffix(".pcap")
+        .tempfile_in(
+            pcap.parent()
+                .filter(|x| !x.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| crate::error::Error::Write {
+            path: pcap.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
 /// Fail early, before any work, when a report could not be written.
 pub fn check_writable(path: &Path) -> Result<()> {
     let parent = match path.parent() {

@@ -1,0 +1,245 @@
+//! Observing a container on a real network: where to capture its packets, and how to prove the
+//! capture sees them.
+//!
+//! A container on a bridge network is one end of a veth pair whose other end lives in the host's
+//! namespace: the container's `/sys/class/net/eth0/iflink` is the host end's ifindex, and the host
+//! end's `iflink` is the container end's. When both agree, the capture runs on the host end, outside
+//! the container. Otherwise (macvlan, ipvlan, rootless networking, several interfaces, a peer in
+//! another namespace) it runs inside the container's namespace, on every interface ("any"), from a
+//! thread that entered it; the container cannot reach that thread either.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use crate::sandbox::{self, SandboxError};
+
+/// Where a capture of one container's traffic runs.
+#[derive(Debug)]
+pub struct CapturePoint {
+    /// The namespace to capture in; `None`: this process's own (the host end of a veth).
+    pub ns: Option<File>,
+    /// The interface to capture on.
+    pub iface: String,
+    /// Whether this is the host end of the container's veth (outside the container).
+    pub host_side: bool,
+    /// For the reader: where the capture runs, and why there.
+    pub describe: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Iface {
+    name: String,
+    ifindex: u32,
+    iflink: u32,
+}
+
+fn read_u32(p: &Path) -> Option<u32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// The interfaces a sysfs `class/net` folder lists, loopback left out.
+fn interfaces(class_net: &Path) -> std::io::Result<Vec<Iface>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(class_net)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lo" {
+            continue;
+        }
+        if let (Some(ifindex), Some(iflink)) = (
+            read_u32(&e.path().join("ifindex")),
+            read_u32(&e.path().join("iflink")),
+        ) {
+            out.push(Iface {
+                name,
+                ifindex,
+                iflink,
+            });
+        }
+    }
+    out.sort_by_key(|i| i.ifindex);
+    Ok(out)
+}
+
+/// The host end of the container's only interface, if the two ends name each other.
+fn host_peer(container: &[Iface], host: &[Iface]) -> Result<(String, String), String> {
+    let [c] = container else {
+        return Err(format!(
+            "the container has {} network interfaces besides lo",
+            container.len()
+        ));
+    };
+    if c.iflink == c.ifindex {
+        return Err(format!(
+            "its {} is not one end of a pair (macvlan, ipvlan or similar)",
+            c.name
+        ));
+    }
+    host.iter()
+        .find(|h| h.ifindex == c.iflink && h.iflink == c.ifindex)
+        .map(|h| (h.name.clone(), c.name.clone()))
+        .ok_or_else(|| {
+            format!(
+                "the peer of its {} (ifindex {}) is not in this namespace",
+                c.name, c.iflink
+            )
+        })
+}
+
+/// Find where to capture the container whose first process is `pid`.
+pub fn capture_point(pid: u32) -> Result<CapturePoint, SandboxError> {
+    let inside = Path::new("/proc")
+        .join(pid.to_string())
+        .join("root/sys/class/net");
+    let found = interfaces(&inside)
+        .map_err(|e| format!("cannot read {}: {e}", inside.display()))
+        .and_then(|c| {
+            let h = interfaces(Path::new("/sys/class/net"))
+                .map_err(|e| format!("cannot read /sys/class/net: {e}"))?;
+            host_peer(&c, &h)
+        });
+    match found {
+        Ok((host_if, container_if)) => Ok(CapturePoint {
+            ns: None,
+            describe: format!(
+                "host end {host_if} of the container's {container_if} (outside the container)"
+            ),
+            iface: host_if,
+            host_side: true,
+        }),
+        Err(why) => Ok(CapturePoint {
+            ns: Some(sandbox::netns_of_pid(pid)?),
+            iface: "any".into(),
+            host_side: false,
+            describe: format!(
+                "every interface inside the container's network namespace, from a thread of airgap-check ({why})"
+            ),
+        }),
+    }
+}
+
+/// The IPv4 default gateway of the namespace of `pid` (from /proc/PID/net/route).
+pub fn default_gateway(pid: u32) -> Option<Ipv4Addr> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/route")).ok()?;
+    parse_default_gateway(&table)
+}
+
+fn parse_default_gateway(table: &str) -> Option<Ipv4Addr> {
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 || f[1] != "00000000" || f[7] != "00000000" {
+            return None;
+        }
+        // Little-endian hex, as the kernel prints it.
+        let gw = u32::from_str_radix(f[2], 16).ok()?;
+        (gw != 0).then(|| Ipv4Addr::from(gw.swap_bytes()))
+    })
+}
+
+/// The addresses of this process's own namespace.
+pub fn local_addresses() -> Vec<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|it| {
+            it.filter_map(|a| {
+                let a = a.address?;
+                if let Some(v4) = a.as_sockaddr_in() {
+                    Some(IpAddr::V4(v4.ip()))
+                } else {
+                    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                }
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The addresses of the network namespace `ns`, loopback left out.
+pub fn addresses_in(ns: &File) -> Result<Vec<IpAddr>, SandboxError> {
+    let mut v = sandbox::in_netns(ns, local_addresses)?;
+    v.retain(|a| !a.is_loopback());
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// Where a canary sent from inside `ns` to `to` leaves from (no packet is sent to find out).
+pub fn canary_path(ns: &File, to: SocketAddr) -> Result<(IpAddr, SocketAddr), SandboxError> {
+    sandbox::in_netns(ns, || {
+        let bind: SocketAddr = if to.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let s = std::net::UdpSocket::bind(bind)?;
+        s.connect(to)?;
+        s.local_addr().map(|l| (l.ip(), to))
+    })?
+    .map_err(|e| SandboxError {
+        step: "canary",
+        reason: format!("no route from the container to {to}: {e}"),
+    })
+}
+
+/// Send `payload` from inside `ns` to each target (one datagram each).
+pub fn send_from(ns: &File, targets: &[SocketAddr], payload: &[u8]) -> Result<(), SandboxError> {
+    sandbox::in_netns(ns, || {
+        for to in targets {
+            let bind: SocketAddr = if to.is_ipv4() {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            if let Ok(s) = std::net::UdpSocket::bind(bind) {
+                let _ = s.send_to(payload, to);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn i(name: &str, ifindex: u32, iflink: u32) -> Iface {
+        Iface {
+            name: name.into(),
+            ifindex,
+            iflink,
+        }
+    }
+
+    #[test]
+    fn the_host_end_is_the_one_that_names_the_container_end_back() {
+        let c = [i("eth0", 7, 8)];
+        let host = [i("docker0", 3, 3), i("vethb", 9, 7), i("vetha", 8, 7)];
+        assert_eq!(
+            host_peer(&c, &host).unwrap(),
+            ("vetha".into(), "eth0".into())
+        );
+        // Same index on the host, but it does not point back: the peer is elsewhere.
+        let host = [i("vethx", 8, 42)];
+        assert!(host_peer(&c, &host)
+            .unwrap_err()
+            .contains("not in this namespace"));
+        // macvlan: iflink is the parent in another namespace; ipvlan/others: iflink == ifindex.
+        assert!(host_peer(&[i("eth0", 2, 2)], &host)
+            .unwrap_err()
+            .contains("not one end of a pair"));
+        assert!(host_peer(&[c[0].clone(), i("eth1", 10, 11)], &host)
+            .unwrap_err()
+            .contains("2 network interfaces"));
+        assert!(host_peer(&[], &host).unwrap_err().contains("0 network"));
+    }
+
+    #[test]
+    fn default_gateway_from_proc_net_route() {
+        let t =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 eth0\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                 eth0\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        assert_eq!(parse_default_gateway(t), Some(Ipv4Addr::new(172, 18, 0, 1)));
+        let t = "Iface\tDestination\tGateway\n eth0\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\n";
+        assert_eq!(parse_default_gateway(t), None);
+    }
+}

@@ -1,0 +1,587 @@
+//! Integration tests of observe mode (`--network bridge|NAME`), `watch CONTAINER` and `--filter`:
+//! the real binary and the real Docker engine. Every packet goes to a container the test started on
+//! a network the test created (subnets in 198.18.0.0/15, outside the private ranges, so the default
+//! allowlist flags them), or to that network's own gateway on this host (the canary). Needs root
+//! and Docker, like tests/stage.rs.
+
+#[path = "support/stack.rs"]
+mod stack;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use stack::{root, STACK_IMAGE};
+
+fn ensure_stack() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(stack::build_stack) {
+        panic!("cannot build the fixture stack: {e}");
+    }
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs")
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A Docker network of the test's own, with containers on it; all removed on drop.
+struct TestNet {
+    name: String,
+    /// "198.18.N" — the /24 this network holds.
+    prefix: String,
+    containers: Vec<String>,
+}
+
+impl TestNet {
+    /// `n` picks the subnet (198.18.n.0/24): one per test, so tests can run in parallel.
+    fn new(n: u8) -> TestNet {
+        ensure_stack();
+        let name = format!("agc-test-{}-{n}", std::process::id());
+        let prefix = format!("198.18.{n}");
+        let _ = docker(&["network", "rm", &name]);
+        docker_ok(&[
+            "network",
+            "create",
+            "--subnet",
+            &format!("{prefix}.0/24"),
+            "--label",
+            "io.airgap-check.test=1",
+            &name,
+        ]);
+        TestNet {
+            name,
+            prefix,
+            containers: Vec::new(),
+        }
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("{}.{host}", self.prefix)
+    }
+
+    /// Start a container of the fixture stack on this network at .host, running `script`.
+    fn run(&mut self, role: &str, host: u8, script: &str) -> String {
+        let name = format!("{}-{role}", self.name);
+        let _ = docker(&["rm", "-f", &name]);
+        docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.name,
+            "--ip",
+            &self.addr(host),
+            "--label",
+            "io.airgap-check.test=1",
+            "--entrypoint",
+            "/bin/sh",
+            STACK_IMAGE,
+            "-c",
+            script,
+        ]);
+        self.containers.push(name.clone());
+        name
+    }
+
+    /// An HTTP responder at .10 (busybox httpd).
+    fn responder(&mut self) -> String {
+        self.run(
+            "responder",
+            10,
+            "mkdir -p /www && echo hello-from-the-responder > /www/index.html && exec httpd -f -p 80 -h /www",
+        )
+    }
+
+    /// A client at .host that asks the responder for a page with this Host every second.
+    fn client(&mut self, host: u8, host_header: &str) -> String {
+        let script = format!(
+            "while true; do printf 'GET /index.html HTTP/1.0\\r\\nHost: {host_header}\\r\\n\\r\\n' | nc -w 2 {} 80 >/dev/null; sleep 1; done",
+            self.addr(10)
+        );
+        self.run("client", host, &script)
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", c]);
+        }
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    json: Option<Value>,
+    dir: tempfile::TempDir,
+}
+
+impl Ran {
+    fn json(&self) -> &Value {
+        self.json.as_ref().unwrap_or_else(|| {
+            panic!(
+                "no JSON report; exit {}\n{}\n{}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// (protocol, remote, remote_port, names) of every disallowed flow.
+    fn disallowed(&self) -> Vec<(String, String, u64, Vec<String>)> {
+        self.json()["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["allowed"] == false)
+            .map(|f| {
+                (
+                    f["protocol"].as_str().unwrap().to_string(),
+                    f["remote"].as_str().unwrap().to_string(),
+                    f["remote_port"].as_u64().unwrap_or(0),
+                    f["names"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_str().unwrap().to_string())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn path(&self, f: &str) -> std::path::PathBuf {
+        self.dir.path().join(f)
+    }
+}
+
+fn airgap(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("airgap-check").unwrap();
+    cmd.current_dir(root()).args(args).env("NO_COLOR", "1");
+    cmd
+}
+
+/// Run with --json/--junit/--pcap into a temp dir.
+fn run_with_reports(args: &[&str]) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = airgap(args);
+    cmd.arg("--json")
+        .arg(dir.path().join("r.json"))
+        .arg("--junit")
+        .arg(dir.path().join("r.xml"))
+        .arg("--pcap")
+        .arg(dir.path().join("r.pcap"));
+    let out = assert_cmd::Command::from_std(cmd)
+        .timeout(Duration::from_secs(240))
+        .output()
+        .unwrap();
+    finish(out, dir)
+}
+
+fn finish(out: Output, dir: tempfile::TempDir) -> Ran {
+    let json = std::fs::read_to_string(dir.path().join("r.json"))
+        .ok()
+        .map(|s| serde_json::from_str(&s).expect("the JSON report parses"));
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        json,
+        dir,
+    }
+}
+
+fn stage_args<'a>(bp: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--app",
+        "fixtures/apps/hello",
+        "--buildpack",
+        bp,
+        "--stack-image",
+        STACK_IMAGE,
+        "--timeout",
+        "120s",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Nothing of this run is left: containers, images, networks carrying its label.
+fn assert_nothing_left(run_id: &str) {
+    let label = format!("label=io.airgap-check.run={run_id}");
+    for what in [
+        &["ps", "-aq", "--filter", &label][..],
+        &["images", "-aq", "--filter", &label][..],
+        &["network", "ls", "-q", "--filter", &label][..],
+    ] {
+        let left = docker_ok(what);
+        assert!(left.is_empty(), "run {run_id} left {what:?}: {left}");
+    }
+}
+
+fn assert_junit_valid(path: &std::path::Path) {
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(root().join("tests/schemas/junit-10.xsd"))
+        .arg(path)
+        .output()
+        .expect("xmllint runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn observe_on_a_per_run_bridge_passes_a_clean_buildpack_and_removes_its_network() {
+    ensure_stack();
+    let r = run_with_reports(&stage_args(
+        "fixtures/buildpacks/clean",
+        &["--network", "bridge"],
+    ));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    let net = j["stage"]["network"].as_str().unwrap();
+    assert!(net.starts_with("airgap-check-"), "{net}");
+    assert_eq!(j["capture"]["canary_seen"], true);
+    assert_eq!(j["capture"]["dropped"], 0);
+    let point = j["capture"]["point"].as_str().unwrap();
+    assert!(point.starts_with("host end veth"), "{point}");
+    // The canary and the gateway's answer to it are not flows.
+    assert!(r.disallowed().is_empty(), "{:?}", r.disallowed());
+    assert!(r.stderr.contains("observing on network airgap-check-"));
+    assert_nothing_left(j["stage"]["run_id"].as_str().unwrap());
+    let nets = docker_ok(&["network", "ls", "-q", "--filter", &format!("name={net}")]);
+    assert!(nets.is_empty(), "the per-run network is gone: {nets}");
+}
+
+#[test]
+fn observe_on_a_network_of_ones_own_catches_a_fetch_with_its_name_and_phase() {
+    let mut net = TestNet::new(1);
+    net.responder();
+    let (addr, env_addr) = (net.addr(10), format!("FETCH_ADDR={}", net.addr(10)));
+    let r = run_with_reports(&stage_args(
+        "fixtures/buildpacks/fetch-env",
+        &[
+            "--network",
+            &net.name,
+            "--env",
+            &env_addr,
+            "--env",
+            "FETCH_HOST=mirror.example.org",
+        ],
+    ));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    assert_eq!(j["stage"]["network"], net.name.as_str());
+    let flows: Vec<&Value> = j["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["remote"] == addr.as_str())
+        .collect();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = flows[0];
+    assert_eq!(f["remote_port"], 80);
+    assert_eq!(f["phase"], "supply");
+    assert_eq!(f["allowed"], false);
+    assert_eq!(f["names"][0], "mirror.example.org");
+    // The responder really answered: this ran on a real network, not a sinkhole.
+    assert_eq!(f["state"], "data");
+    assert!(f["packets_in"].as_u64().unwrap() > 0, "{f}");
+    assert!(r.stdout.contains("mirror.example.org"), "{}", r.stdout);
+    assert_junit_valid(&r.path("r.xml"));
+    // The network was the user's: it stays; the run's own things do not.
+    assert_eq!(
+        docker_ok(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^{}$", net.name)
+        ])
+        .len(),
+        12
+    );
+    assert_nothing_left(j["stage"]["run_id"].as_str().unwrap());
+}
+
+#[test]
+fn filter_limits_what_is_captured_and_says_so() {
+    let mut net = TestNet::new(2);
+    net.responder();
+    let env_addr = format!("FETCH_ADDR={}", net.addr(10));
+    let r = run_with_reports(&stage_args(
+        "fixtures/buildpacks/fetch-env",
+        &[
+            "--network",
+            &net.name,
+            "--env",
+            &env_addr,
+            "--filter",
+            "not tcp port 80",
+        ],
+    ));
+    // The fetch is outside the filter: unseen, so the verdict covers the rest only, and says so.
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    assert_eq!(j["capture"]["filter"], "not tcp port 80");
+    assert!(r.disallowed().is_empty());
+    assert!(
+        r.stdout.contains("only packets that pass the filter"),
+        "{}",
+        r.stdout
+    );
+    // A filter that also hides the canary cannot give a pass.
+    let r = run_with_reports(&stage_args(
+        "fixtures/buildpacks/clean",
+        &["--network", &net.name, "--filter", "tcp"],
+    ));
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["capture"]["canary_seen"], false);
+}
+
+#[test]
+fn a_bad_filter_or_network_is_exit_2_with_one_line_and_nothing_created() {
+    ensure_stack();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            stage_args("fixtures/buildpacks/clean", &["--filter", "port nonsense"]),
+            "--filter \"port nonsense\"",
+        ),
+        (
+            vec![
+                "analyze",
+                "--pcap",
+                "fixtures/pcap/leaky.pcap",
+                "--filter",
+                "tcp and and",
+            ],
+            "libpcap says",
+        ),
+        (
+            vec!["watch", "whatever", "--filter", "host 999.1.1.1"],
+            "expected a libpcap filter expression",
+        ),
+        (
+            stage_args("fixtures/buildpacks/clean", &["--network", "host"]),
+            "--network \"host\"",
+        ),
+        (
+            stage_args(
+                "fixtures/buildpacks/clean",
+                &["--network", "no-such-net-agc"],
+            ),
+            "no Docker network has this name",
+        ),
+        (
+            vec!["watch", "no-such-container-agc"],
+            "no container has this name or id",
+        ),
+        (
+            vec!["watch", "x", "--duration", "soon"],
+            "--duration \"soon\"",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = airgap(&args).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("airgap-check: error:"))
+                .count(),
+            1,
+            "{args:?}: one error line: {err}"
+        );
+        assert!(
+            !err.contains("building"),
+            "{args:?}: nothing was built: {err}"
+        );
+        // A run that got as far as an id left nothing carrying it.
+        if let Some(id) = err
+            .split("run ")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .filter(|id| id.len() == 12)
+        {
+            assert_nothing_left(id);
+        }
+    }
+}
+
+#[test]
+fn watch_judges_a_running_container_until_duration() {
+    let mut net = TestNet::new(3);
+    net.responder();
+    let client = net.client(11, "watch.example.org");
+    let r = run_with_reports(&["watch", &client, "--duration", "3s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    assert_eq!(j["mode"], "watch");
+    assert_eq!(j["capture"]["canary_seen"], true);
+    assert!(j["capture"]["point"]
+        .as_str()
+        .unwrap()
+        .starts_with("host end veth"));
+    assert_eq!(j["local"][0], net.addr(11).as_str());
+    let d = r.disallowed();
+    assert!(d.len() >= 2, "a request a second for 3 s: {d:?}");
+    for (proto, remote, port, names) in &d {
+        assert_eq!(
+            (proto.as_str(), remote.as_str(), *port),
+            ("tcp", net.addr(10).as_str(), 80)
+        );
+        assert_eq!(names, &vec!["watch.example.org".to_string()]);
+    }
+    assert!(r.stdout.contains("until --duration 3s"), "{}", r.stdout);
+    assert_junit_valid(&r.path("r.xml"));
+    // The pcap it wrote judges the same offline.
+    let out = airgap(&["analyze", "--pcap", r.path("r.pcap").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("watch.example.org"));
+    // Watching does not disturb the container.
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.State.Running}}", &client]),
+        "true"
+    );
+}
+
+#[test]
+fn watch_ends_when_the_container_exits() {
+    let mut net = TestNet::new(4);
+    net.responder();
+    let script = format!(
+        "sleep 2; printf 'GET / HTTP/1.0\\r\\nHost: once.example.org\\r\\n\\r\\n' | nc -w 2 {} 80 >/dev/null; sleep 1; exit 7",
+        net.addr(10)
+    );
+    let c = net.run("once", 12, &script);
+    let t = Instant::now();
+    let r = run_with_reports(&["watch", &c, "--duration", "60s"]);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("the container exited (code 7)"),
+        "{}",
+        r.stdout
+    );
+    // Its interface went with it, and that is not a capture failure.
+    assert!(r.json()["capture"]["dropped"].is_u64());
+    let d = r.disallowed();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].3, vec!["once.example.org".to_string()]);
+}
+
+#[test]
+fn watch_stops_on_ctrl_c_and_a_quiet_container_passes() {
+    let mut net = TestNet::new(5);
+    let quiet = net.run("quiet", 13, "exec sleep 300");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = airgap(&["watch", &quiet])
+        .arg("--json")
+        .arg(dir.path().join("r.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for it to be armed, then Ctrl-C.
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let r = finish(out, dir);
+    // The canary proves the capture saw the container; nothing else came: an earned pass.
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("until Ctrl-C"), "{}", r.stdout);
+    assert_eq!(r.json()["capture"]["canary_seen"], true);
+}
+
+#[test]
+fn watch_captures_inside_the_namespace_when_the_container_has_two_interfaces() {
+    let mut net = TestNet::new(6);
+    net.responder();
+    let client = net.client(14, "twoif.example.org");
+    let other = format!("{}-second", net.name);
+    let _ = docker(&["network", "rm", &other]);
+    docker_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "198.19.6.0/24",
+        "--label",
+        "io.airgap-check.test=1",
+        &other,
+    ]);
+    docker_ok(&["network", "connect", &other, &client]);
+    let r = run_with_reports(&["watch", &client, "--duration", "3s"]);
+    let _ = docker(&["network", "disconnect", "-f", &other, &client]);
+    let _ = docker(&["network", "rm", &other]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let j = r.json();
+    let point = j["capture"]["point"].as_str().unwrap();
+    assert!(
+        point.contains("inside the container's network namespace")
+            && point.contains("2 network interfaces"),
+        "{point}"
+    );
+    assert_eq!(j["capture"]["link_type"], "LINUX_SLL");
+    assert_eq!(j["capture"]["canary_seen"], true);
+    assert!(r
+        .disallowed()
+        .iter()
+        .any(|d| d.3 == vec!["twoif.example.org".to_string()]));
+}
+
+#[test]
+fn prune_removes_a_network_a_dead_run_left() {
+    ensure_stack();
+    // A network labelled as a killed run's (a pid that is not airgap-check) goes; a live one stays.
+    let dead = "agc-test-prune-dead";
+    let _ = docker(&["network", "rm", dead]);
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        "io.airgap-check=1",
+        "--label",
+        "io.airgap-check.run=deadbeef0000",
+        "--label",
+        "io.airgap-check.pid=999999999",
+        dead,
+    ]);
+    let out = airgap(&["prune"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed network"));
+    assert!(docker_ok(&["network", "ls", "-q", "--filter", &format!("name=^{dead}$")]).is_empty());
+}
