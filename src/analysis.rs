@@ -138,6 +138,8 @@ pub struct PhaseRecord {
     pub timed_out: bool,
     /// Whether a non-zero exit fails staging (detect's does not).
     pub must_succeed: bool,
+    /// The kernel's out-of-memory killer killed a process of the container during the phase.
+    pub oom_killed: bool,
     /// The last lines of its output (stdout and stderr together).
     pub output_tail: Vec<String>,
 }
@@ -145,6 +147,16 @@ pub struct PhaseRecord {
 impl PhaseRecord {
     pub fn failed(&self) -> bool {
         self.must_succeed && (self.timed_out || self.exit_code != Some(0))
+    }
+
+    /// "exited 1", or "exited 137 (out of memory)" when the OOM killer struck during the phase.
+    pub fn exited(&self) -> String {
+        let c = self.exit_code.unwrap_or(-1);
+        if self.oom_killed {
+            format!("exited {c} (out of memory: the kernel killed a process for lack of memory)")
+        } else {
+            format!("exited {c}")
+        }
     }
 
     /// "supply (buildpack 0: go-buildpack)".

@@ -144,6 +144,9 @@ pub struct LiveResult {
     pub dropped: Option<u64>,
     /// A capture error that ended the capture early.
     pub error: Option<String>,
+    /// The capture file (`save`) could not be written whole (a full disk): what went wrong. The
+    /// flows are unaffected; the file is not to be kept.
+    pub save_error: Option<String>,
     /// The drop counters could not be read at the end (the interface had gone): `dropped` is
     /// as read at most a second before the capture ended.
     pub stats_stale: bool,
@@ -208,6 +211,7 @@ impl LiveCapture {
                     first_ts: None,
                     dropped: None,
                     error: None,
+                    save_error: None,
                     stats_stale: false,
                     link_type: String::new(),
                     canary_v4: false,
@@ -260,6 +264,9 @@ impl LiveCapture {
                 };
                 let _ = ready_tx.send(Ok(()));
                 let mut draining = false;
+                // Bytes the capture file should hold: libpcap's writes are buffered and report no
+                // error, so a full disk is found by comparing this with the file's size.
+                let mut saved: u64 = 24;
                 // Drop counters, read as the capture goes: if the interface disappears (a watched
                 // container that exits), the last reading is what is known.
                 let mut last_stats: Option<u64> = None;
@@ -269,6 +276,7 @@ impl LiveCapture {
                         Ok(p) => {
                             if let Some(s) = saver.as_mut() {
                                 s.write(&p);
+                                saved += 16 + u64::from(p.header.caplen);
                             }
                             let ts = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
                             out.first_ts.get_or_insert(ts);
@@ -341,10 +349,18 @@ impl LiveCapture {
                     }
                 }
                 if let Some(s) = saver.as_mut() {
-                    if let Err(e) = s.flush() {
-                        out.error
-                            .get_or_insert(format!("writing the capture file: {e}"));
-                    }
+                    let flushed = s.flush();
+                    let size = save
+                        .as_deref()
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map_or(0, |m| m.len());
+                    out.save_error = match flushed {
+                        Err(e) => Some(e.to_string()),
+                        Ok(()) if size != saved => Some(format!(
+                            "{size} of {saved} bytes written (is the disk full?)"
+                        )),
+                        Ok(()) => None,
+                    };
                 }
                 match cap.stats() {
                     Ok(st) => out.dropped = Some(u64::from(st.dropped) + u64::from(st.if_dropped)),

@@ -71,6 +71,10 @@ pub struct StageArgs {
     /// then covers those packets only.
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
+    /// The staging container's memory limit (e.g. 512m, 2g); the phases see it as MEMORY_LIMIT.
+    /// A phase the kernel kills for lack of memory fails staging, and the reports say so.
+    #[arg(long, value_name = "SIZE", default_value = "1g")]
+    pub memory: String,
     /// Keep the image built for the run (it is removed by default).
     #[arg(long)]
     pub keep_image: bool,
@@ -169,6 +173,27 @@ pub fn parse_duration_for(
             option,
             value: s.to_string(),
             expected: "expected a duration such as 30s, 10m or 1h".into(),
+        })
+}
+
+/// A memory size: bytes, or a number with k, m or g (binary units), at least 6m (Docker's floor).
+pub fn parse_memory(s: &str) -> Result<u64, crate::error::Error> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|b| *b >= 6 << 20)
+        .ok_or_else(|| crate::error::Error::BadArgument {
+            option: "--memory",
+            value: s.to_string(),
+            expected: "expected a size of at least 6m, such as 512m or 2g".into(),
         })
 }
 

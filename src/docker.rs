@@ -25,7 +25,28 @@ pub const LABEL_PID: &str = "io.airgap-check.pid";
 fn derr(op: &'static str) -> impl FnOnce(bollard::errors::Error) -> Error {
     move |e| Error::Docker {
         op,
-        reason: e.to_string(),
+        reason: describe(&e),
+    }
+}
+
+/// Where the engine is: DOCKER_HOST, or Docker's default socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+/// The engine's error, or, when the connection itself is gone, what that means for the run.
+fn describe(e: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as B;
+    match e {
+        B::HyperLegacyError { .. }
+        | B::IOError { .. }
+        | B::RequestTimeoutError
+        | B::SocketNotFoundError(_)
+        | B::HyperResponseError { .. } => format!(
+            "lost the connection to the Docker engine at {} ({e}); the run cannot go on, and what it created may remain: run `airgap-check prune` once the engine answers again",
+            docker_host()
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -39,8 +60,7 @@ pub fn labels(run_id: &str) -> HashMap<String, String> {
 
 /// Connect (honouring DOCKER_HOST), agree on an API version with the engine, and check it answers.
 pub async fn connect() -> Result<Docker> {
-    let where_ =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let where_ = docker_host();
     let unreachable = |e: bollard::errors::Error| {
         Error::Docker {
         op: "connect",
@@ -188,6 +208,7 @@ pub async fn create_idle_container(
     name: &str,
     network: Option<&str>,
     dns: Option<&str>,
+    memory: u64,
     labels: &HashMap<String, String>,
 ) -> Result<String> {
     let body = ContainerCreateBody {
@@ -200,6 +221,9 @@ pub async fn create_idle_container(
         host_config: Some(HostConfig {
             network_mode: Some(network.unwrap_or("none").into()),
             dns: dns.map(|d| vec![d.to_string()]),
+            // No swap beyond the limit: a phase that needs more memory is killed, not slowed.
+            memory: Some(memory as i64),
+            memory_swap: Some(memory as i64),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -499,6 +523,33 @@ pub async fn labelled_networks(docker: &Docker) -> Result<Vec<(String, Option<u3
             n.id.map(|id| (id, pid))
         })
         .collect())
+}
+
+/// How many processes the kernel's out-of-memory killer has killed in the memory cgroup of the
+/// process `pid` (cgroup v2 `memory.events`, or v1 `memory.oom_control`); `None` if unreadable.
+pub fn oom_kills(pid: u32) -> Option<u64> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let counter = |file: &str| -> Option<u64> {
+        std::fs::read_to_string(file)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    for l in cgroups.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        if controllers.split(',').any(|c| c == "memory") {
+            if let Some(n) = counter(&format!("/sys/fs/cgroup/memory{path}/memory.oom_control")) {
+                return Some(n);
+            }
+        } else if controllers.is_empty() {
+            if let Some(n) = counter(&format!("/sys/fs/cgroup{path}/memory.events")) {
+                return Some(n);
+            }
+        }
+    }
+    None
 }
 
 /// Kill processes of a container by their host pids (as `docker top` lists them), leaving its first

@@ -50,8 +50,24 @@ pub struct StageConfig {
     pub verbose: bool,
     pub network: Network,
     pub filter: Option<String>,
+    /// The container's memory limit, bytes.
+    pub memory: u64,
     /// Holds extracted zips and the build context; removed on drop.
     pub scratch: tempfile::TempDir,
+}
+
+impl StageConfig {
+    /// The memory limit as the user would write it: "1g", "64m", "7000k".
+    pub fn memory_label(&self) -> String {
+        let m = self.memory;
+        if m % (1 << 30) == 0 {
+            format!("{}g", m >> 30)
+        } else if m % (1 << 20) == 0 {
+            format!("{}m", m >> 20)
+        } else {
+            format!("{}k", m >> 10)
+        }
+    }
 }
 
 /// Where the phases run.
@@ -205,6 +221,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         verbose: a.verbose,
         network,
         filter: a.filter.clone(),
+        memory: crate::cli::parse_memory(&a.memory)?,
         scratch,
     })
 }
@@ -262,28 +279,38 @@ struct Leftovers {
 impl Leftovers {
     async fn clean(&mut self, log: &Progress) {
         let Some(d) = self.docker.clone() else { return };
+        // What could not be removed, and the first reason: one line for the reader, not one per
+        // object (an engine that is gone fails them all for the same reason).
+        let mut left: Vec<String> = Vec::new();
+        let mut why: Option<String> = None;
+        let mut failed = |what: String, e: Error| {
+            left.push(what);
+            why.get_or_insert(e.to_string());
+        };
         if let Some(c) = self.container.take() {
             if let Err(e) = docker::remove_container(&d, &c).await {
-                log.warn(&format!(
-                    "could not remove container {c}: {e} (run `airgap-check prune`)"
-                ));
+                failed(format!("container {}", short(&c)), e);
             }
         }
         if let Some(n) = self.network.take() {
             if let Err(e) = docker::remove_network(&d, &n).await {
-                log.warn(&format!(
-                    "could not remove network {n}: {e} (run `airgap-check prune`)"
-                ));
+                failed(format!("network {n}"), e);
             }
         }
         if let Some(i) = self.image.take() {
             if self.keep_image {
                 log.line(&format!("kept image {i}"));
             } else if let Err(e) = docker::remove_image(&d, &i).await {
-                log.warn(&format!(
-                    "could not remove image {i}: {e} (run `airgap-check prune`)"
-                ));
+                failed(format!("image {}", short(&i)), e);
             }
+        }
+        if !left.is_empty() {
+            log.warn(&format!(
+                "could not remove {} ({}); run `airgap-check prune` once the Docker engine answers",
+                left.join(", "),
+                why.unwrap_or_default()
+            ));
+            return;
         }
         // A build cut short (an error, a signal) leaves untagged layers: they carry the run label.
         // The engine may still be committing the step it was on, so look again for a moment.
@@ -506,6 +533,7 @@ async fn stage(
         &format!("airgap-check-{id}"),
         network.as_deref(),
         network.is_none().then_some(sink_dns.as_str()),
+        cfg.memory,
         &labels,
     )
     .await?;
@@ -568,6 +596,7 @@ async fn stage(
                 bp.name()
             ));
             let started = now_micros();
+            let ooms_before = docker::oom_kills(pid);
             let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
             let name = spec.name;
             let out = docker::exec(&d, &container, &spec.argv, &user, &env, deadline, |line| {
@@ -591,6 +620,10 @@ async fn stage(
                 exit_code: out.exit_code,
                 timed_out: out.exit_code.is_none(),
                 must_succeed: spec.must_succeed,
+                oom_killed: matches!(
+                    (ooms_before, docker::oom_kills(pid)),
+                    (Some(a), Some(b)) if b > a
+                ),
                 output_tail: tail.into_iter().collect(),
             };
             let secs = (rec.ended - rec.started) as f64 / 1e6;
@@ -599,6 +632,11 @@ async fn stage(
                     "{} timed out (--timeout {:?})",
                     rec.label(),
                     cfg.timeout
+                )),
+                (Some(c), _) if rec.oom_killed => log.warn(&format!(
+                    "{} exit {c} in {secs:.1}s: the kernel killed a process of it for lack of memory (--memory {})",
+                    rec.label(),
+                    cfg.memory_label()
                 )),
                 (Some(0), _) => log.line(&format!("  exit 0 in {secs:.1}s")),
                 (Some(c), _) => log.line(&format!("  exit {c} in {secs:.1}s")),
@@ -611,6 +649,13 @@ async fn stage(
                         "staging timed out after {:?} in {}",
                         cfg.timeout,
                         rec.label()
+                    )
+                } else if rec.oom_killed {
+                    format!(
+                        "{} exited {} after the kernel killed a process of it for lack of memory (the container's limit, --memory, is {})",
+                        rec.label(),
+                        rec.exit_code.unwrap_or(-1),
+                        cfg.memory_label()
                     )
                 } else {
                     format!("{} exited {}", rec.label(), rec.exit_code.unwrap_or(-1))
@@ -693,6 +738,9 @@ async fn stage(
     let queries = dns_queries(&dns_seen, &records);
 
     let mut notes = Vec::new();
+    if let Some(e) = &staging_error {
+        notes.push(format!("staging failed: {e}"));
+    }
     if !canary_ok {
         notes.push(format!(
             "the canary was not seen ({}): the capture did not see the container, so nothing was staged",
@@ -702,6 +750,10 @@ async fn stage(
     if let Some(e) = &live.error {
         notes.push(format!("the capture failed: {e}"));
     }
+    notes.extend(crate::report::pcap_save_note(
+        cfg.pcap.as_deref(),
+        &live.save_error,
+    ));
     if let Some(e) = &tcp_sink_error {
         notes.push(format!(
             "TCP connections were refused rather than accepted ({e}): attempts are judged, but their TLS SNI and HTTP Host are unknown"
@@ -753,7 +805,10 @@ async fn stage(
     };
     let mut verdict = verdict_with_staging(&flows, &health, staging_error.is_some());
     if verdict == crate::verdict::Verdict::Pass
-        && (!decoding_problems(&counts).is_empty() || unwatched || counts.non_ip > 0)
+        && (!decoding_problems(&counts).is_empty()
+            || unwatched
+            || counts.non_ip > 0
+            || live.save_error.is_some())
     {
         verdict = crate::verdict::Verdict::Inconclusive;
     }
@@ -794,7 +849,7 @@ async fn stage(
         cfg.junit.as_deref(),
         cfg.suggest_allowlist.as_deref(),
     )?;
-    if let (Some(p), Some(t)) = (&cfg.pcap, pcap_tmp) {
+    if let (Some(p), Some(t), None) = (&cfg.pcap, pcap_tmp, &live.save_error) {
         t.persist(p).map_err(|e| Error::Write {
             path: p.clone(),
             reason: e.error.to_string(),
@@ -816,7 +871,7 @@ fn phase_env(cfg: &StageConfig) -> Vec<String> {
         format!("CF_STACK={}", cfg.stack),
         "VCAP_APPLICATION={\"application_name\":\"app\",\"name\":\"app\",\"space_name\":\"airgap-check\",\"limits\":{\"mem\":1024,\"disk\":4096}}".to_string(),
         "VCAP_SERVICES={}".to_string(),
-        "MEMORY_LIMIT=1024m".to_string(),
+        format!("MEMORY_LIMIT={}m", cfg.memory >> 20),
         "CF_INSTANCE_INDEX=0".to_string(),
     ];
     env.extend(cfg.env.iter().map(|(k, v)| format!("{k}={v}")));

@@ -287,6 +287,7 @@ async fn watch(
     if let Some(e) = &error {
         notes.push(format!("the capture failed: {e}"));
     }
+    notes.extend(report::pcap_save_note(a.pcap.as_deref(), &live.save_error));
     if let Some(f) = &a.filter {
         notes.push(format!(
             "only packets that pass the filter {f:?} were captured and judged"
@@ -316,15 +317,17 @@ async fn watch(
         point: point.describe.clone(),
         filter: a.filter.clone(),
     };
-    let verdict = if canary_seen.is_some() {
-        match verdict_with_staging(&flows, &health, false) {
-            crate::verdict::Verdict::Pass if !decoding_problems(&counts).is_empty() => {
-                crate::verdict::Verdict::Inconclusive
-            }
-            v => v,
-        }
+    let verdict = match if canary_seen.is_some() {
+        verdict_with_staging(&flows, &health, false)
     } else {
         verdict_for_capture(&flows, &health, &counts)
+    } {
+        crate::verdict::Verdict::Pass
+            if !decoding_problems(&counts).is_empty() || live.save_error.is_some() =>
+        {
+            crate::verdict::Verdict::Inconclusive
+        }
+        v => v,
     };
     let analysis = Analysis {
         mode: "watch",
@@ -347,7 +350,7 @@ async fn watch(
         a.junit.as_deref(),
         a.suggest_allowlist.as_deref(),
     )?;
-    if let (Some(p), Some(t)) = (&a.pcap, pcap_tmp) {
+    if let (Some(p), Some(t), None) = (&a.pcap, pcap_tmp, &live.save_error) {
         t.persist(p).map_err(|e| Error::Write {
             path: p.clone(),
             reason: e.error.to_string(),

@@ -254,12 +254,10 @@ fn labelled_with_run(id: &str) -> (Vec<String>, Vec<String>) {
     })
 }
 
-fn flow(
-    proto: &str,
-    remote: &str,
-    port: Option<u16>,
-    phase: &str,
-) -> (String, String, Value, String) {
+/// (protocol, remote, remote_port, phase) of a flow.
+type Flow = (String, String, Value, String);
+
+fn flow(proto: &str, remote: &str, port: Option<u16>, phase: &str) -> Flow {
     (
         proto.into(),
         remote.into(),
@@ -549,17 +547,419 @@ fn zipped_buildpack_stages_like_its_directory() {
 }
 
 #[test]
-fn concurrent_runs_see_only_their_own_traffic() {
-    let a = std::thread::spawn(|| stage(&["leak-udp"]).run());
-    let b = std::thread::spawn(|| stage(&["leak-metadata"]).run());
-    let (a, b) = (a.join().unwrap(), b.join().unwrap());
-    assert_eq!(
-        a.disallowed(),
-        vec![flow("udp", "203.0.113.30", Some(69), "supply")]
+fn ten_concurrent_runs_each_see_only_their_own_traffic() {
+    let cases: Vec<(&str, Vec<Flow>)> = vec![
+        (
+            "leak-udp",
+            vec![flow("udp", "203.0.113.30", Some(69), "supply")],
+        ),
+        (
+            "leak-metadata",
+            vec![flow("tcp", "169.254.169.254", Some(80), "finalize")],
+        ),
+        ("clean", vec![]),
+        (
+            "leak-first-instant",
+            vec![flow("tcp", "203.0.113.5", Some(443), "detect")],
+        ),
+        (
+            "leak-ipv6",
+            vec![flow("tcp", "2001:db8::7", Some(80), "supply")],
+        ),
+        (
+            "leak-dns",
+            vec![flow("tcp", "198.18.0.1", Some(443), "supply")],
+        ),
+        (
+            "leak-compile",
+            vec![flow("tcp", "203.0.113.50", Some(80), "compile")],
+        ),
+        (
+            "leak-port53",
+            vec![flow("tcp", "203.0.113.40", Some(53), "supply")],
+        ),
+        ("clean", vec![]),
+        (
+            "leak-udp",
+            vec![flow("udp", "203.0.113.30", Some(69), "supply")],
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .iter()
+        .map(|(bp, _)| {
+            let bp = bp.to_string();
+            std::thread::spawn(move || stage(&[bp.as_str()]).timeout("300s").run())
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for ((bp, want), run) in cases.into_iter().zip(runs) {
+        let s = run.join().unwrap();
+        assert_eq!(
+            s.code,
+            if want.is_empty() { 0 } else { 1 },
+            "{bp}: {}\n{}",
+            s.stdout,
+            s.stderr
+        );
+        assert_eq!(s.disallowed(), want, "{bp}");
+        assert_eq!(s.json()["capture"]["dropped"], 0, "{bp}");
+        assert!(ids.insert(s.run_id().unwrap()), "run ids are unique");
+    }
+}
+
+#[test]
+fn an_out_of_memory_kill_fails_staging_and_says_so() {
+    let s = stage(&["oom"]).arg("--memory").arg("64m").run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let supply = &s.json()["phases"][1];
+    assert_eq!(supply["name"], "supply");
+    assert_eq!(supply["oom_killed"], true, "{supply}");
+    assert_eq!(supply["exit_code"], 137);
+    assert_eq!(s.json()["phases"][0]["oom_killed"], false);
+    assert!(s.stdout.contains("out of memory"), "{}", s.stdout);
+    assert!(
+        s.json()["notes"].to_string().contains("--memory, is 64m"),
+        "{}",
+        s.json()["notes"]
     );
+    assert!(s.junit.as_deref().unwrap().contains("out of memory"));
+    s.assert_junit_valid();
+    // The limit is what the buildpacks are told.
+    let out = stage(&["clean"])
+        .arg("--memory")
+        .arg("5m")
+        .no_reports()
+        .run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--memory \"5m\""), "{}", out.stderr);
+}
+
+/// Start a staging run and return once its stderr has shown `marker`: the child, and a channel
+/// that carries everything it has printed so far.
+fn spawn_until(
+    s: &Stage,
+    env: &[(&str, &str)],
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    String,
+) {
+    let mut cmd = s.command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut all = String::new();
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(all.clone());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        assert!(
+            Instant::now() < deadline,
+            "never reached {marker:?}: {seen}"
+        );
+        if let Ok(s) = rx.recv_timeout(Duration::from_secs(1)) {
+            seen = s;
+        }
+    }
+    (child, rx, seen)
+}
+
+fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+/// What the engine holds with this run's label: containers, images, networks.
+fn docker_objects_of(id: &str) -> Vec<String> {
+    let label = format!("label=io.airgap-check.run={id}");
+    let mut left = Vec::new();
+    for what in [
+        &["ps", "-aq", "--filter", &label][..],
+        &["images", "-aq", "--filter", &label][..],
+        &["network", "ls", "-q", "--filter", &label][..],
+    ] {
+        let out = Command::new("docker").args(what).output().unwrap();
+        left.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|s| format!("{} {s}", what[0])),
+        );
+    }
+    left
+}
+
+fn agc_interfaces() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("agc"))
+        .collect()
+}
+
+#[test]
+fn sigint_stops_the_run_and_removes_everything() {
+    let s = stage(&["hang"]).no_reports();
+    let (mut child, rx, mut seen) = spawn_until(&s, &[], "supply (buildpack 0: hang)");
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(s) = rx.try_recv() {
+        seen = s;
+    }
+    assert!(seen.contains("interrupted by SIGINT"), "{seen}");
+    let id = run_id_in(&seen).expect("the run id is printed");
+    assert_eq!(docker_objects_of(&id), Vec::<String>::new());
+}
+
+#[test]
+fn sigkill_leaves_only_what_prune_removes() {
+    for network in ["sealed", "bridge"] {
+        let s = stage(&["hang"]).arg("--network").arg(network).no_reports();
+        let (mut child, _rx, seen) = spawn_until(&s, &[], "supply (buildpack 0: hang)");
+        let pid = child.id();
+        signal(&child, nix::sys::signal::Signal::SIGKILL);
+        child.wait().unwrap();
+        let id = run_id_in(&seen).expect("the run id is printed");
+        // The kernel removed the namespaces and veths with the process; Docker's objects and the
+        // temporary folder wait for prune.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(agc_interfaces(), Vec::<String>::new(), "{network}");
+        let left = docker_objects_of(&id);
+        assert!(
+            left.iter().any(|l| l.starts_with("ps ")),
+            "{network}: the container is still there before prune: {left:?}"
+        );
+        if network == "bridge" {
+            assert!(left.iter().any(|l| l.starts_with("network ")), "{left:?}");
+        }
+        let tmp = |pid: u32| {
+            std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("airgap-check-{pid}-"))
+                })
+                .count()
+        };
+        assert_eq!(tmp(pid), 1, "{network}: its temporary folder is left");
+        let out = Command::cargo_bin("airgap-check")
+            .unwrap()
+            .arg("prune")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(docker_objects_of(&id), Vec::<String>::new(), "{network}");
+        assert_eq!(tmp(pid), 0, "{network}");
+    }
+}
+
+/// A relay between a Unix socket of the test's and the Docker engine's, which the test can cut:
+/// the engine itself is never touched.
+struct Relay {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let engine = UnixStream::connect("/var/run/docker.sock").unwrap();
+                {
+                    let mut c = conns2.lock().unwrap();
+                    c.push(client.try_clone().unwrap());
+                    c.push(engine.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                    (engine, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay {
+            path,
+            stop,
+            conns,
+            _dir: dir,
+        }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Lose the connection: every open one is cut, and no new one is accepted.
+    fn cut(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::fs::remove_file(&self.path);
+        for c in self.conns.lock().unwrap().iter() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn losing_the_docker_connection_mid_run_is_exit_3_with_a_way_to_clean_up() {
+    let relay = Relay::start();
+    let s = stage(&["hang"]).no_reports();
+    let host = relay.docker_host();
+    let (mut child, rx, mut seen) = spawn_until(
+        &s,
+        &[("DOCKER_HOST", host.as_str())],
+        "supply (buildpack 0: hang)",
+    );
+    relay.cut();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let code = child.wait().unwrap().code();
+    std::thread::sleep(Duration::from_millis(200));
+    while let Ok(s) = rx.try_recv() {
+        seen = s;
+    }
+    assert_eq!(code, Some(3), "{seen}");
+    assert!(t.elapsed() < Duration::from_secs(60), "it noticed: {seen}");
+    let errors: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("airgap-check: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{seen}");
+    assert!(errors[0].contains("docker"), "{seen}");
+    assert!(
+        seen.contains("airgap-check prune"),
+        "says how to clean up: {seen}"
+    );
+    // What the kernel holds went with the process; what the engine holds, prune removes.
+    assert_eq!(agc_interfaces(), Vec::<String>::new());
+    let id = run_id_in(&seen).expect("the run id is printed");
+    let out = Command::cargo_bin("airgap-check")
+        .unwrap()
+        .arg("prune")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(docker_objects_of(&id), Vec::<String>::new());
+}
+
+/// A tmpfs mounted for one test (root): read-only, or full.
+struct Mount {
+    dir: tempfile::TempDir,
+}
+
+impl Mount {
+    fn tmpfs(opts: &str) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs {opts}");
+        Mount { dir }
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.path().join(f).display().to_string()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn pcap_to_a_read_only_or_full_place() {
+    // Read-only: exit 2 before anything is created.
+    let ro = Mount::tmpfs("ro,size=64k");
+    let s = stage(&["clean"])
+        .arg("--pcap")
+        .arg(&ro.path("r.pcap"))
+        .no_reports()
+        .run();
+    assert_eq!(s.code, 2, "{}", s.stderr);
+    assert!(
+        s.stderr.contains(&ro.path("r.pcap")) && s.stderr.contains("Read-only file system"),
+        "{}",
+        s.stderr
+    );
+    assert!(!s.stderr.contains("building"), "{}", s.stderr);
+    // Full: the flows are judged, the half-written capture is not kept, and it is not a pass.
+    let full = Mount::tmpfs("size=64k");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", full.path("filler")))
+        .stderr(Stdio::null())
+        .status();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let s = stage(&["clean"])
+        .arg("--pcap")
+        .arg(&full.path("r.pcap"))
+        .arg("--json")
+        .arg(json.to_str().unwrap())
+        .no_reports()
+        .run();
+    assert_eq!(s.code, 3, "{}\n{}", s.stdout, s.stderr);
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["verdict"], "inconclusive");
+    assert!(
+        j["notes"].to_string().contains("No space left on device"),
+        "{}",
+        j["notes"]
+    );
+    let kept: Vec<_> = std::fs::read_dir(full.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
-        b.disallowed(),
-        vec![flow("tcp", "169.254.169.254", Some(80), "finalize")]
+        kept,
+        vec!["filler".to_string()],
+        "nothing half-written is left"
     );
 }
 

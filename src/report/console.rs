@@ -36,6 +36,7 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
             let status = match (p.exit_code, p.timed_out) {
                 (_, true) => "timed out".to_string(),
                 (Some(c), _) if c != 0 && !p.must_succeed => format!("exit {c} (not fatal)"),
+                (Some(c), _) if p.oom_killed => format!("exit {c} (OOM)"),
                 (Some(c), _) => format!("exit {c}"),
                 (None, _) => "no exit code".to_string(),
             };
@@ -187,7 +188,7 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
                 why.push(if p.timed_out {
                     format!("staging timed out in {}", p.label())
                 } else {
-                    format!("{} exited {}", p.label(), p.exit_code.unwrap_or(-1))
+                    format!("{} {}", p.label(), p.exited())
                 });
             }
             if !bad.is_empty() {

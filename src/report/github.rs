@@ -248,7 +248,7 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flow::Micros>) -
 fn phase_failure(p: &PhaseRecord) -> String {
     let mut msg = match (p.timed_out, p.exit_code) {
         (true, _) => format!("{} timed out", p.label()),
-        (false, Some(c)) => format!("{} exited {c}", p.label()),
+        (false, Some(_)) => format!("{} {}", p.label(), p.exited()),
         (false, None) => format!("{} ended with no exit code", p.label()),
     };
     let skip = p.output_tail.len().saturating_sub(MAX_TAIL_LINES);
@@ -263,6 +263,9 @@ fn phase_result(p: &PhaseRecord) -> String {
     match (p.timed_out, p.exit_code) {
         (true, _) => "**timed out**".into(),
         (false, Some(0)) => "exit 0".into(),
+        (false, Some(c)) if p.must_succeed && p.oom_killed => {
+            format!("**exit {c} (out of memory)**")
+        }
         (false, Some(c)) if p.must_succeed => format!("**exit {c}**"),
         (false, Some(c)) => format!("exit {c} (not fatal)"),
         (false, None) => "**no exit code**".into(),
@@ -427,6 +430,7 @@ mod tests {
             exit_code: exit,
             timed_out: exit.is_none(),
             must_succeed: name != "detect",
+            oom_killed: false,
             output_tail: Vec::new(),
         }
     }

@@ -73,6 +73,8 @@ pub struct JsonPhase<'a> {
     pub timed_out: bool,
     /// Whether a non-zero exit fails staging (false for detect).
     pub must_succeed: bool,
+    /// The out-of-memory killer killed a process of the container during the phase.
+    pub oom_killed: bool,
     pub failed: bool,
     pub disallowed_flows: usize,
     pub output_tail: &'a [String],
@@ -222,6 +224,7 @@ impl<'a> JsonReport<'a> {
                         exit_code: p.exit_code,
                         timed_out: p.timed_out,
                         must_succeed: p.must_succeed,
+                        oom_killed: p.oom_killed,
                         failed: p.failed(),
                         disallowed_flows: a
                             .flows

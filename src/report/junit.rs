@@ -267,7 +267,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             reasons.push(if p.timed_out {
                 format!("{label} timed out")
             } else {
-                format!("{label} exited {}", p.exit_code.unwrap_or(-1))
+                format!("{label} {}", p.exited())
             });
         }
         if !bad.is_empty() {

@@ -60,6 +60,16 @@ pub fn pcap_tempfile(pcap: &Path) -> Result<tempfile::NamedTempFile> {
         })
 }
 
+/// The note for a capture file that could not be written whole: it is not kept, and the run cannot
+/// pass without the evidence asked for.
+pub fn pcap_save_note(pcap: Option<&Path>, save_error: &Option<String>) -> Option<String> {
+    let (p, e) = (pcap?, save_error.as_ref()?);
+    Some(format!(
+        "the capture file {} could not be written ({e}); it was not kept, and a run missing the evidence asked for is not a pass (the flows above were judged in full)",
+        p.display()
+    ))
+}
+
 /// Fail early, before any work, when a report could not be written.
 pub fn check_writable(path: &Path) -> Result<()> {
     let parent = match path.parent() {
@@ -78,7 +88,21 @@ pub fn check_writable(path: &Path) -> Result<()> {
             reason: format!("directory {} does not exist", parent.display()),
         });
     }
-    Ok(())
+    // A read-only file system or a folder this user may not write to: say so now, not after the
+    // run. (A full disk is found when the file is written.)
+    tempfile::Builder::new()
+        .prefix(".airgap-check-probe-")
+        .tempfile_in(parent)
+        .map(drop)
+        .map_err(|e| {
+            let e = e
+                .raw_os_error()
+                .map_or(e, std::io::Error::from_raw_os_error);
+            Error::Write {
+                path: path.to_path_buf(),
+                reason: format!("cannot create files in {}: {e}", parent.display()),
+            }
+        })
 }
 
 /// Fills one report.
