@@ -340,7 +340,8 @@ impl LiveCapture {
                                 }
                                 stats_at = std::time::Instant::now();
                             }
-                            wait_readable(&cap, 100);
+                            // Draining: the packets in flight are already queued; a short look.
+                            wait_readable(&cap, if draining { 20 } else { 100 });
                         }
                         Err(e) => {
                             out.error = Some(e.to_string());

@@ -299,6 +299,26 @@ pub async fn kill_container(docker: &Docker, id: &str) -> Result<()> {
     }
 }
 
+/// Wait (at most `max`) until the container no longer runs.
+pub async fn wait_stopped(docker: &Docker, id: &str, max: Duration) {
+    let until = tokio::time::Instant::now() + max;
+    while tokio::time::Instant::now() < until {
+        let running = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running);
+        if running != Some(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every image carrying this run's label, intermediate build layers included (a build cut short
 /// leaves them untagged).
 pub async fn images_of_run(docker: &Docker, run_id: &str) -> Result<Vec<String>> {
@@ -374,12 +394,18 @@ pub async fn exec(
         }
     };
     let mut poll = tokio::time::interval(Duration::from_millis(100));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut output_open = true;
     let exit_code = loop {
         tokio::select! {
             chunk = output.next(), if output_open => match chunk {
                 Some(Ok(log)) => emit(&log.into_bytes(), &mut on_line),
-                _ => output_open = false,
+                // The output ends when the process exits (or a daemon it left closes it too):
+                // look now rather than at the next tick.
+                _ => {
+                    output_open = false;
+                    poll.reset_immediately();
+                }
             },
             _ = poll.tick() => {
                 let i = docker.inspect_exec(&created.id).await.map_err(derr("inspect exec"))?;

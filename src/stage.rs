@@ -539,7 +539,11 @@ async fn stage(
     .await?;
     leftovers.lock().await.container = Some(container.clone());
     let pid = docker::start_container(&d, &container).await?;
-    let user = docker::read_file(&d, &container, "/tmp/.airgap-check-user").await?;
+    // From the container's root through /proc (symlinks resolved inside it); an exec otherwise.
+    let user = match read_in_root(pid, "tmp/.airgap-check-user") {
+        Some(u) => u,
+        None => docker::read_file(&d, &container, "/tmp/.airgap-check-user").await?,
+    };
 
     let pcap_tmp = cfg.pcap.as_deref().map(report::pcap_tempfile).transpose()?;
     let save = pcap_tmp.as_ref().map(|t| t.path().to_path_buf());
@@ -718,10 +722,12 @@ async fn stage(
             }
         } else {
             docker::kill_container(&d, &container).await?;
+            docker::wait_stopped(&d, &container, Duration::from_secs(5)).await;
         }
     }
-    // Let the last packets land, then stop.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No process is left to start anything new; what a dead one queued (a TCP FIN, a
+    // retransmission) belongs to flows already seen. A moment for those, then stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let capture = sensor.capture;
     let live = tokio::task::spawn_blocking(move || capture.finish())
         .await
@@ -858,6 +864,28 @@ async fn stage(
     log.done();
     report::print_summary(&analysis);
     Ok(analysis.verdict.exit_code())
+}
+
+/// A small file of the container whose first process is `pid`, read from the host with every
+/// symlink resolved inside the container's root (openat2 RESOLVE_IN_ROOT): never a host file.
+fn read_in_root(pid: u32, path: &str) -> Option<String> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::io::Read;
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+    let fd = openat2(
+        &root,
+        path,
+        OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+    .ok()?;
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(4096)
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s.trim().to_string())
 }
 
 fn short(id: &str) -> &str {
