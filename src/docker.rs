@@ -196,6 +196,9 @@ pub async fn build_image(
 }
 
 /// The idle first process of the staging container (so it can be told apart from the buildpack's).
+/// The most processes the staging container may hold.
+pub const PIDS_LIMIT: i64 = 4096;
+
 pub const IDLE_CMD: &str = "sleep 2147483647";
 
 /// Create the staging container with an idle first process, so that nothing of the buildpack runs
@@ -224,6 +227,8 @@ pub async fn create_idle_container(
             // No swap beyond the limit: a phase that needs more memory is killed, not slowed.
             memory: Some(memory as i64),
             memory_swap: Some(memory as i64),
+            // A fork bomb in a buildpack stops at the container, not at the host.
+            pids_limit: Some(PIDS_LIMIT),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
