@@ -2,13 +2,14 @@
 # A port scan of many distinct flows: wall time and peak memory of airgap-check, two ways.
 #
 # 1. analyze: captures of a SYN scan with FLOWS distinct flows (examples/gen_scan_capture.rs,
-#    generated here, 2.1 packets a flow), `airgap-check analyze` with and without --json/--junit;
-#    the smallest capture is the baseline the others are compared with (linear: time and memory
-#    above the baseline grow like the flow count).
+#    generated here, 2.1 packets a flow), `airgap-check analyze` printing its console summary only,
+#    then writing --json, then --junit; the smallest capture is the baseline the others are compared
+#    with (linear: time and memory above the baseline grow like the flow count).
 # 2. live (LIVE=0 to skip; needs root and Docker): sealed runs whose supply phase connect-scans
 #    LIVE_HOSTS x 1,000 (address, port) pairs (examples/tcp_scan.rs, built statically, copied into a
 #    temporary copy of bench/buildpacks/scan; every address is the sink's, nothing leaves the
-#    machine); 0 hosts is the baseline: the same run with nothing scanned.
+#    machine; the sink accepts, so each pair is a whole connection of six packets); 0 hosts is the
+#    baseline: the same run with nothing scanned.
 #
 #   bench/scan.sh
 #   FLOWS="25000 100000" RUNS=5 LIVE=0 bench/scan.sh
@@ -52,29 +53,41 @@ timed() {
 }
 
 echo "== analyze: SYN-scan captures, median of $RUNS runs"
-printf '%-8s %9s %8s | %9s %9s %9s %9s | %9s %9s %9s %9s\n' flows packets MiB \
-  "s" "RSS MiB" "s/base" "RSS/base" "s+rep" "RSS MiB" "s/base" "RSS/base"
-base_flows="" base_s="" base_rss="" base_rs="" base_rrss=""
+modes=("console" "--json" "--junit")
+printf '%-8s %9s %6s  %-8s %8s %9s %7s %9s %13s\n' flows packets MiB report seconds "RSS MiB" "s/base" "RSS/base" "KiB/flow>base"
+declare -A base_s base_rss
+base_flows=""
 for f in $FLOWS; do
   cap=$work/scan-$f.pcap
   target/release/examples/gen_scan_capture --flows "$f" --out "$cap" 2>/dev/null
   cat "$cap" >/dev/null # from the page cache
   packets=$(((f * 21 + 9) / 10))
   size=$(du -m "$cap" | cut -f1)
-  # exit 1: every flow of the scan is disallowed
-  read -r s rss < <(timed "$RUNS" 1 "$agc" analyze --pcap "$cap")
-  read -r rs rrss < <(timed "$RUNS" 1 "$agc" analyze --pcap "$cap" --json "$work/r.json" --junit "$work/r.xml")
-  got=$(jq .summary.flows "$work/r.json")
-  [ "$got" = "$f" ] || { echo "error: the report has $got flows, expected $f" >&2; exit 1; }
-  rm -f "$cap" "$work/r.json" "$work/r.xml"
-  if [ -z "$base_flows" ]; then base_flows=$f base_s=$s base_rss=$rss base_rs=$rs base_rrss=$rrss; fi
-  awk -v f="$f" -v p="$packets" -v m="$size" -v s="$s" -v r="$rss" -v rs="$rs" -v rr="$rrss" \
-    -v bs="$base_s" -v br="$base_rss" -v brs="$base_rs" -v brr="$base_rrss" 'BEGIN {
-      if (bs <= 0) bs = 0.01; if (brs <= 0) brs = 0.01;
-      printf "%-8d %9d %8d | %9.2f %9.1f %9.2f %9.2f | %9.2f %9.1f %9.2f %9.2f\n",
-        f, p, m, s, r / 1024, s / bs, r / br, rs, rr / 1024, rs / brs, rr / brr }'
+  for m in "${modes[@]}"; do
+    extra=()
+    case $m in
+      --json) extra=(--json "$work/r.json") ;;
+      --junit) extra=(--junit "$work/r.xml") ;;
+    esac
+    # exit 1: every flow of the scan is disallowed
+    read -r s rss < <(timed "$RUNS" 1 "$agc" analyze --pcap "$cap" "${extra[@]}")
+    if [ "$m" = --json ]; then
+      got=$(jq .summary.flows "$work/r.json")
+      [ "$got" = "$f" ] || { echo "error: the report has $got flows, expected $f" >&2; exit 1; }
+    fi
+    rm -f "$work/r.json" "$work/r.xml"
+    if [ -z "${base_s[$m]:-}" ]; then base_s[$m]=$s base_rss[$m]=$rss; fi
+    awk -v f="$f" -v p="$packets" -v mb="$size" -v m="$m" -v s="$s" -v r="$rss" \
+      -v bs="${base_s[$m]}" -v br="${base_rss[$m]}" -v bf="${base_flows:-$f}" 'BEGIN {
+        if (bs <= 0) bs = 0.01;
+        per = (f > bf) ? sprintf("%.2f", (r - br) / (f - bf)) : "-";
+        printf "%-8d %9d %6d  %-8s %8.2f %9.1f %7.2f %9.2f %13s\n",
+          f, p, mb, m, s, r / 1024, s / bs, r / br, per }'
+  done
+  [ -n "$base_flows" ] || base_flows=$f
+  rm -f "$cap"
 done
-echo "(s/base, RSS/base: against $base_flows flows; \"+rep\": with --json and --junit written)"
+echo "(s/base, RSS/base: against the same report at $base_flows flows; KiB/flow>base: peak RSS above that, per extra flow)"
 
 [ "$LIVE" = 1 ] || exit 0
 [ "$(id -u)" = 0 ] || { echo "error: the live scan needs root (LIVE=0 to skip it)" >&2; exit 2; }

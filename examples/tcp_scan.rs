@@ -1,6 +1,7 @@
 //! A TCP connect scan of `--hosts` addresses from `--base` times `--ports` ports from 1000: one
-//! non-blocking connect() per (address, port) pair, closed at once (the SYN has left by then; the
-//! target's SYN-ACK is answered with a RST by the kernel). The sender of `bench/scan.sh`, run inside
+//! non-blocking connect() per (address, port) pair, closed at once. In the sealed run the sink
+//! accepts every connection and, over the veth, the handshake completes within connect(), so each
+//! pair is a whole connection: SYN, SYN-ACK, ACK, then FIN both ways (six packets). The sender of `bench/scan.sh`, run inside
 //! a sealed staging container, where every address is the sink's: nothing leaves the machine. Do
 //! not run it anywhere else.
 //!
