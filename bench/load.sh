@@ -13,6 +13,7 @@
 #   bench/load.sh                          rates 0 (as fast as possible), 10k, 50k, 100k pkt/s; 3 runs each
 #   RATES="0 200000" RUNS=5 bench/load.sh
 #   TARGET=198.18.0.1:7777 bench/load.sh   a disallowed destination: every run fails (exit 1)
+#   AGC=/tmp/other/airgap-check bench/load.sh   another build of airgap-check (default: this tree's)
 #
 # TARGET defaults to 10.200.0.1:7777, which the default allowlist allows, so a run passes when the
 # capture saw everything and must be inconclusive (exit 3) when it knows it did not: a run that
@@ -27,6 +28,7 @@ SECS=${SECS:-5}
 TARGET=${TARGET:-10.200.0.1:7777}
 STACK=airgap-check-fixture-stack:busybox
 PORT=${TARGET##*:}
+AGC=${AGC:-target/release/airgap-check}
 
 [ "$(id -u)" = 0 ] || { echo "error: needs root (nsenter, tcpdump, the sealed run)" >&2; exit 2; }
 for t in tcpdump jq nsenter ip docker; do
@@ -70,7 +72,7 @@ counters() {
 one_run() {
   local rate=$1 d=$2 cid="" cpid="" i
   mkdir -p "$d"
-  target/release/airgap-check --app fixtures/apps/hello --buildpack "$work/flood" \
+  "$AGC" --app fixtures/apps/hello --buildpack "$work/flood" \
     --stack-image "$STACK" --env "FLOOD_RATE=$rate" --env "FLOOD_TO=$TARGET" \
     --env "FLOOD_SECS=$SECS" --json "$d/report.json" >"$d/out" 2>&1 &
   agc_pid=$!
