@@ -10,7 +10,7 @@
 #             namespace just after the sender ends;
 #   airgap    airgap-check's JSON report: the flood flow's packets, capture.dropped, the verdict.
 #
-#   bench/load.sh                          rates 0 (as fast as possible), 10k, 50k, 100k pkt/s; 3 runs each
+#   bench/load.sh                          rates 0 (as fast as possible), 10k, 50k, 100k, 150k pkt/s; 3 runs each
 #   RATES="0 200000" RUNS=5 bench/load.sh
 #   TARGET=198.18.0.1:7777 bench/load.sh   a disallowed destination: every run fails (exit 1)
 #   AGC=/tmp/other/airgap-check bench/load.sh   another build of airgap-check (default: this tree's)
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATES=${RATES:-"0 10000 50000 100000"}
+RATES=${RATES:-"0 10000 50000 100000 150000"}
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 TARGET=${TARGET:-10.200.0.1:7777}

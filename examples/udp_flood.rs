@@ -9,13 +9,13 @@
 //! rebuild every dependency of the crate):
 //! `rustc --edition 2021 -O -C target-feature=+crt-static examples/udp_flood.rs -o udp_flood`
 //!
-//! The socket has IP_RECVERR on, so the kernel reports a datagram the interface dropped
-//! (a full backlog on the veth: ENOBUFS) instead of calling it sent. The last line of output is
-//! machine-readable:
-//! `FLOOD sent=N enobufs=N refused=N secs=S rate=R`
+//! The socket has IP_RECVERR on, so the kernel reports a datagram it dropped on the way out
+//! (e.g. a full backlog behind the veth) as ENOBUFS instead of calling it sent. The last line of
+//! output is machine-readable:
+//! `FLOOD sent=N enobufs=N refused=N other=N secs=S rate=R`
 //! - sent: datagrams the kernel accepted and handed on (what the far end of the link can see);
-//! - enobufs: datagrams that left the socket but the interface dropped (a capture on the sending
-//!   side still sees them);
+//! - enobufs: datagrams that left the socket but were dropped on the way out (a capture on the
+//!   sending side may still have seen them);
 //! - refused: sends that failed with an ICMP error queued from an earlier datagram (nothing sent;
 //!   tried again).
 //!
@@ -136,7 +136,7 @@ fn main() {
     }
     let took = start.elapsed().as_secs_f64();
     println!(
-        "udp_flood: {sent} datagrams sent to {to} in {took:.2} s ({:.0}/s); {enobufs} dropped by the interface (ENOBUFS), {refused} refused, {other} other errors",
+        "udp_flood: {sent} datagrams sent to {to} in {took:.2} s ({:.0}/s); {enobufs} dropped on the way out (ENOBUFS), {refused} refused, {other} other errors",
         sent as f64 / took
     );
     println!("FLOOD sent={sent} enobufs={enobufs} refused={refused} other={other} secs={took:.3} rate={rate}");
