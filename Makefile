@@ -1,5 +1,5 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage prune clean
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-load bench-scan prune clean
 
 CARGO ?= cargo
 # The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
@@ -57,3 +57,13 @@ clean:
 bench-stage: deps
 	scripts/install-deps.sh bench
 	$(SUDO) bench/stage.sh
+
+## Capture under load: a sealed run floods UDP; the sender, tcpdump in the container and airgap-check count.
+bench-load: deps
+	scripts/install-deps.sh bench
+	$(SUDO) bench/load.sh
+
+## A port scan: analyze on 25k-200k-flow SYN-scan captures, and sealed runs that connect-scan up to 100k pairs.
+bench-scan: deps
+	scripts/install-deps.sh bench
+	$(SUDO) bench/scan.sh

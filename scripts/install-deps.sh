@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the system packages airgap-check needs, idempotently (Debian/Ubuntu).
 #   scripts/install-deps.sh            what building and testing need
-#   scripts/install-deps.sh bench      plus what the benchmarks compare against (tcpdump, tshark, time)
+#   scripts/install-deps.sh bench      plus what the benchmarks use (tcpdump, tshark, GNU time, bc, jq)
 set -euo pipefail
 
 need=(libpcap-dev pkg-config libxml2-utils busybox-static)
 if [ "${1:-}" = bench ]; then
-  need+=(tcpdump tshark time bc)
+  need+=(tcpdump tshark time bc jq)
 fi
 
 missing=()

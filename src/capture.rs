@@ -175,6 +175,20 @@ pub struct LiveCapture {
 
 const CANARY_V4: u8 = 1;
 const CANARY_V6: u8 = 2;
+/// The longest the kernel keeps captured packets in a ring block before handing it over (ms).
+const BLOCK_MS: i32 = 20;
+/// How long a stopping capture waits for the last packets: more than two block timeouts.
+const DRAIN_MS: u16 = 100;
+const _: () = assert!(DRAIN_MS as i32 > 2 * BLOCK_MS);
+
+/// Packets the socket took in between two libpcap statistics readings `(received, dropped)` but
+/// that were not among the `read` packets read in between. libpcap's `received` includes the
+/// dropped; both counters are 32-bit and may wrap.
+fn unread(base: (u32, u32), end: (u32, u32), read: u64) -> u64 {
+    let received = u64::from(end.0.wrapping_sub(base.0));
+    let dropped = u64::from(end.1.wrapping_sub(base.1));
+    received.saturating_sub(dropped).saturating_sub(read)
+}
 
 impl LiveCapture {
     /// Open the capture on `iface` (inside namespace `ns`, if given) and return once it is armed:
@@ -223,15 +237,21 @@ impl LiveCapture {
                         return out;
                     }
                 }
+                // No immediate mode: libpcap then uses TPACKET_V3, which packs packets into the
+                // ring's blocks (the 32 MiB hold about 200,000 small ones). Immediate mode means
+                // TPACKET_V2, one fixed frame per packet sized for the largest the veth can hand
+                // over (64 KiB with its offloads): about 500 packets, which a burst fills within
+                // milliseconds (bench/load.sh). The kernel hands a block over when it is full or
+                // after BLOCK_MS, so a packet is readable within 2 × BLOCK_MS.
                 let opened = pcap::Capture::from_device(name.as_str()).and_then(|c| {
-                    c.immediate_mode(true)
+                    c.immediate_mode(false)
                         .snaplen(262_144)
                         .buffer_size(32 << 20)
-                        .timeout(100)
+                        .timeout(BLOCK_MS)
                         .open()
                 });
-                // Non-blocking, with our own bounded poll: in immediate mode libpcap does not
-                // honour its read timeout, and a stop request must not wait for a packet.
+                // Non-blocking, with our own bounded poll: a stop request must not wait for a
+                // packet.
                 let mut cap = match opened.and_then(|c| c.setnonblock()) {
                     Ok(c) => c,
                     Err(e) => {
@@ -262,8 +282,13 @@ impl LiveCapture {
                     ))));
                     return out;
                 };
+                // What the socket had taken in before the first read (a packet may arrive between
+                // binding and ring setup, and would never be readable): the check at the end
+                // counts from here.
+                let base = cap.stats().ok();
                 let _ = ready_tx.send(Ok(()));
                 let mut draining = false;
+                let mut read = 0u64;
                 // Bytes the capture file should hold: libpcap's writes are buffered and report no
                 // error, so a full disk is found by comparing this with the file's size.
                 let mut saved: u64 = 24;
@@ -274,6 +299,7 @@ impl LiveCapture {
                 loop {
                     match cap.next_packet() {
                         Ok(p) => {
+                            read += 1;
                             if let Some(s) = saver.as_mut() {
                                 s.write(&p);
                                 saved += 16 + u64::from(p.header.caplen);
@@ -326,7 +352,8 @@ impl LiveCapture {
                         }
                         Err(pcap::Error::TimeoutExpired) => {
                             // Nothing buffered. Asked to stop: one more look after a short wait
-                            // for packets in flight, then end.
+                            // for packets in flight (longer than a block takes to be handed
+                            // over), then end.
                             if draining {
                                 break;
                             }
@@ -340,8 +367,7 @@ impl LiveCapture {
                                 }
                                 stats_at = std::time::Instant::now();
                             }
-                            // Draining: the packets in flight are already queued; a short look.
-                            wait_readable(&cap, if draining { 20 } else { 100 });
+                            wait_readable(&cap, DRAIN_MS);
                         }
                         Err(e) => {
                             out.error = Some(e.to_string());
@@ -364,7 +390,15 @@ impl LiveCapture {
                     };
                 }
                 match cap.stats() {
-                    Ok(st) => out.dropped = Some(u64::from(st.dropped) + u64::from(st.if_dropped)),
+                    Ok(st) => {
+                        // Packets the ring took but nobody read (a block not yet handed over when
+                        // the capture stopped) are as unknown as dropped ones.
+                        let missing = base.map_or(0, |b| {
+                            unread((b.received, b.dropped), (st.received, st.dropped), read)
+                        });
+                        out.dropped =
+                            Some(u64::from(st.dropped) + u64::from(st.if_dropped) + missing);
+                    }
                     Err(_) if out.error.is_some() && last_stats.is_some() => {
                         // The interface went away (the error above says so): the last reading.
                         out.dropped = last_stats;
@@ -452,6 +486,19 @@ mod tests {
         assert_eq!(ts_micros(253_402_300_800, 0), (MAX_MICROS, true));
         assert_eq!(ts_micros(-62_167_219_201, 0), (MIN_MICROS, true));
         assert!(ts_micros(i64::MAX / 1_000_000, 0).1);
+    }
+
+    #[test]
+    fn packets_taken_but_never_read_are_counted() {
+        // Everything taken was read or dropped.
+        assert_eq!(unread((3, 0), (1003, 10), 990), 0);
+        // Packets in the ring before the first read are read, not missing.
+        assert_eq!(unread((3, 0), (1003, 0), 1003), 0);
+        // Forty packets still in a block when the capture stopped.
+        assert_eq!(unread((0, 0), (1000, 10), 950), 40);
+        // The 32-bit counters wrapped.
+        assert_eq!(unread((u32::MAX - 9, 5), (90, 5), 100), 0);
+        assert_eq!(unread((u32::MAX - 9, 5), (90, 5), 60), 40);
     }
 
     #[test]
