@@ -163,6 +163,33 @@ pub fn addresses_in(ns: &File) -> Result<Vec<IpAddr>, SandboxError> {
     Ok(v)
 }
 
+/// Packets the interfaces of namespace `ns` (loopback left out) dropped on their way out: a veth
+/// whose peer's backlog is full drops there, before any capture on the other end could see them.
+pub fn tx_dropped_in(ns: &File) -> Option<u64> {
+    sandbox::in_netns(ns, || {
+        std::fs::read_to_string("/proc/thread-self/net/dev")
+            .ok()
+            .map(|t| parse_tx_dropped(&t))
+    })
+    .ok()
+    .flatten()
+}
+
+fn parse_tx_dropped(table: &str) -> u64 {
+    table
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, counters) = l.split_once(':')?;
+            if name.trim() == "lo" {
+                return None;
+            }
+            // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop
+            counters.split_whitespace().nth(11)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
 /// Where a canary sent from inside `ns` to `to` leaves from (no packet is sent to find out).
 pub fn canary_path(ns: &File, to: SocketAddr) -> Result<(IpAddr, SocketAddr), SandboxError> {
     sandbox::in_netns(ns, || {
@@ -230,6 +257,16 @@ mod tests {
             .unwrap_err()
             .contains("2 network interfaces"));
         assert!(host_peer(&[], &host).unwrap_err().contains("0 network"));
+    }
+
+    #[test]
+    fn tx_drops_from_proc_net_dev() {
+        let t = "Inter-|   Receive                                                |  Transmit\n\
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+    lo:    4193      49    0    0    0     0          0         0     4193      49    0    9    0     0       0          0\n\
+  eth0: 1000 10 0 5 0 0 0 0 2000 20 0 7 0 0 0 0\n\
+  eth1: 1000 10 0 0 0 0 0 0 2000 20 0 1 0 0 0 0\n";
+        assert_eq!(parse_tx_dropped(t), 8);
     }
 
     #[test]

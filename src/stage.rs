@@ -566,6 +566,8 @@ async fn stage(
     let wanted = |family_v4: bool| sensor.canary_to.iter().any(|t| t.is_ipv4() == family_v4);
     let canary_ok = !sensor.canary_to.is_empty() && (v4 || !wanted(true)) && (v6 || !wanted(false));
     let canary_problem = sensor.canary_problem(v4, v6);
+    // Packets the container's interface drops on the way out never reach the capture: counted.
+    let tx_dropped_before = crate::observe::tx_dropped_in(&sensor.container_ns);
     if canary_ok {
         log.line(&format!(
             "canary seen ({}): the capture sees the container",
@@ -735,8 +737,23 @@ async fn stage(
             iface: "sink".into(),
             reason: e.to_string(),
         })??;
+    let tx_dropped = match (
+        tx_dropped_before,
+        crate::observe::tx_dropped_in(&sensor.container_ns),
+    ) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     let (point, local) = (sensor.point, sensor.local);
     stop_sealed(sensor.sealed);
+    let mut live = live;
+    if let Some(n) = tx_dropped.filter(|n| *n > 0) {
+        live.dropped = live.dropped.map(|d| d + n);
+    }
+    if tx_dropped.is_none() {
+        live.error
+            .get_or_insert("the container interface's drop counter could not be read".into());
+    }
 
     let (flows, counts, dns_seen) = live.table.finish();
     let (mut flows, local) = judge_with_names(flows, &cfg.allowlist, &local, &dns, &dns_seen);
@@ -786,7 +803,13 @@ async fn stage(
     match live.dropped {
         Some(0) => {}
         Some(n) => notes.push(format!(
-            "the capture dropped {n} packets: what they held is unknown"
+            "the capture dropped {n} packets{}: what they held is unknown",
+            match tx_dropped {
+                Some(t) if t > 0 => format!(
+                    " ({t} of them dropped by the container's interface before the capture)"
+                ),
+                _ => String::new(),
+            }
         )),
         None => notes.push("the capture's drop counters could not be read".into()),
     }
