@@ -1,5 +1,5 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-load bench-scan prune clean
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-load bench-scan prune clean fuzz
 
 CARGO ?= cargo
 # The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
@@ -52,6 +52,11 @@ bench-analyze: deps
 
 clean:
 	$(CARGO) clean
+
+## Every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each over the committed corpus (nightly, or RUSTC_BOOTSTRAP=1).
+FUZZ_SECONDS ?= 20
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## Cost of a sealed run against a bare docker build + docker run --network none of the same phases.
 bench-stage: deps

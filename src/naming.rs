@@ -326,7 +326,9 @@ fn strip_port(host: &[u8]) -> &[u8] {
 const MAX_NAME: usize = 255;
 
 /// A name from the wire as the reports show it: lowercase printable ASCII without a trailing dot,
-/// other bytes escaped; `None` when empty.
+/// other bytes escaped; `None` when empty. The root's dot is dropped ("example.com." is
+/// example.com); a dot still last after that, or after the cut at [`MAX_NAME`], is escaped
+/// (`\x2e`), so the name neither ends with a dot nor passes for the one without it.
 fn clean_name(raw: &[u8]) -> Option<String> {
     let raw = raw.strip_suffix(b".").unwrap_or(raw);
     let raw = &raw[..raw.len().min(MAX_NAME)];
@@ -334,8 +336,9 @@ fn clean_name(raw: &[u8]) -> Option<String> {
         return None;
     }
     let mut s = String::with_capacity(raw.len());
-    for &b in raw {
-        if b.is_ascii_graphic() && b != b'\\' {
+    for (i, &b) in raw.iter().enumerate() {
+        let last_dot = b == b'.' && i + 1 == raw.len();
+        if b.is_ascii_graphic() && b != b'\\' && !last_dot {
             s.push(b.to_ascii_lowercase() as char);
         } else {
             s.push_str(&format!("\\x{b:02x}"));
@@ -581,5 +584,29 @@ mod tests {
             panic!()
         };
         assert_eq!(h, "a\\xffb\\x5cc");
+    }
+
+    /// Found by the naming fuzz target (fuzz/corpus/naming/host-trailing-dots): a Host that ends
+    /// in two dots, or whose 255-byte cut ends in one, kept a trailing dot.
+    #[test]
+    fn names_never_end_with_a_dot() {
+        let host = |raw: &[u8]| {
+            let mut r = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+            r.extend_from_slice(raw);
+            r.extend_from_slice(b"\r\n\r\n");
+            match http_request(&r) {
+                Http::Found { host, .. } => host,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(host(b"example.com.").as_deref(), Some("example.com"));
+        // The second dot is not the root's: kept, escaped, so the name stays distinct.
+        assert_eq!(host(b"example.com..").as_deref(), Some("example.com\\x2e"));
+        assert_eq!(host(b".").as_deref(), None);
+        assert_eq!(host(b"..").as_deref(), Some("\\x2e"));
+        let mut long = vec![b'a'; MAX_NAME - 1];
+        long.extend_from_slice(b".example.com");
+        let h = host(&long).unwrap();
+        assert!(h.ends_with("a\\x2e") && h.len() == MAX_NAME - 1 + 4, "{h}");
     }
 }

@@ -194,6 +194,12 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         .enumerate()
         .map(|(i, p)| context::load_buildpack(p, scratch.path(), i))
         .collect::<Result<Vec<_>>>()?;
+    // Every directory listable and every file readable before anything is created (exit 2 naming
+    // the entry otherwise); FIFOs, sockets and devices are skipped later, with a warning each.
+    context::check_tree(&app)?;
+    for bp in &buildpacks {
+        context::check_tree(&bp.dir)?;
+    }
     let scripts: Vec<_> = buildpacks.iter().map(|b| b.scripts).collect();
     let phases = lifecycle::plan(&scripts).map_err(|(i, reason)| Error::BadInput {
         path: buildpacks[i].source.clone(),
@@ -486,7 +492,7 @@ async fn stage(
         &label_pairs,
     );
     let tar_path = cfg.scratch.path().join("context.tar");
-    {
+    let skipped = {
         let (tar_path, app, bps) = (tar_path.clone(), cfg.app.clone(), cfg.buildpacks.clone());
         tokio::task::spawn_blocking(move || {
             context::write_context(&tar_path, &dockerfile, &app, &bps)
@@ -495,7 +501,10 @@ async fn stage(
         .map_err(|e| Error::Docker {
             op: "build context",
             reason: e.to_string(),
-        })??;
+        })??
+    };
+    for s in &skipped {
+        log.warn(&s.describe());
     }
     let tag = format!("airgap-check-run:{id}");
     log.line("building the staging image (no network during the build)");
@@ -760,7 +769,7 @@ async fn stage(
     attribute_phases(&mut flows, &records);
     let queries = dns_queries(&dns_seen, &records);
 
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = skipped.iter().map(context::Skipped::describe).collect();
     if let Some(e) = &staging_error {
         notes.push(format!("staging failed: {e}"));
     }

@@ -1468,3 +1468,246 @@ fn sigterm_during_the_build_leaves_no_layer_behind() {
     let (cs, is) = labelled_with_run(&id);
     assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}: {seen}");
 }
+
+// Hostile app directories: what goes into the build context (src/context.rs).
+
+/// A buildpack whose supply runs `check` (sh, `$1` the build dir) and fails staging when it fails.
+fn checking_buildpack(dir: &std::path::Path, check: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bp = dir.join("checking-bp");
+    std::fs::create_dir_all(bp.join("bin")).unwrap();
+    for (name, body) in [
+        ("detect", "echo checking"),
+        ("supply", check),
+        ("finalize", "true"),
+        ("release", "echo '---'"),
+    ] {
+        let p = bp.join("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bp
+}
+
+fn stage_app(app: &std::path::Path, bp: &std::path::Path) -> Stage {
+    ensure_stack();
+    Stage {
+        args: vec![
+            "--app".into(),
+            app.display().to_string(),
+            "--buildpack".into(),
+            bp.display().to_string(),
+            "--stack-image".into(),
+            STACK_IMAGE.into(),
+        ],
+        timeout: "120s",
+        dir: tempfile::tempdir().unwrap(),
+        reports: true,
+    }
+}
+
+#[test]
+fn hostile_app_links_special_files_and_odd_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "HOST-SECRET-b41c7e";
+    let secret = dir.path().join("outside/secret");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, marker).unwrap();
+    let app = dir.path().join("a/app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.html"), "hello").unwrap();
+    // Links out of the app: stored as links, resolved (to nothing) inside the container only.
+    symlink(&secret, app.join("abs-link")).unwrap();
+    symlink("../../outside/secret", app.join("rel-link")).unwrap();
+    symlink("../../outside", app.join("dir-link")).unwrap();
+    // Special files: skipped with a warning each.
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(&app.join("fifo"), mode).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(app.join("socket")).unwrap();
+    nix::sys::stat::mknod(
+        &app.join("sda"),
+        nix::sys::stat::SFlag::S_IFBLK,
+        mode,
+        nix::sys::stat::makedev(8, 0),
+    )
+    .expect("mknod needs root");
+    // Odd names: staged byte for byte.
+    let long = "l".repeat(200);
+    std::fs::create_dir(app.join("d".repeat(120))).unwrap();
+    for n in [
+        &b"new\nline"[..],
+        b"bad\xffname",
+        b"-rf",
+        long.as_bytes(),
+        format!("{}/{long}", "d".repeat(120)).as_bytes(),
+    ] {
+        std::fs::write(app.join(OsStr::from_bytes(n)), "odd").unwrap();
+    }
+    let long_target = format!("/{}", "t".repeat(150));
+    symlink(&long_target, app.join("long-link")).unwrap();
+
+    let check = format!(
+        r#"b="$1"
+test "$(readlink "$b/abs-link")" = "{secret}"
+test "$(readlink "$b/rel-link")" = ../../outside/secret
+test "$(readlink "$b/dir-link")" = ../../outside
+test "$(readlink "$b/long-link")" = "{long_target}"
+test ! -e "$b/abs-link" && test ! -e "$b/rel-link" && test ! -e "$b/dir-link"
+for f in fifo socket sda; do test ! -e "$b/$f" && test ! -L "$b/$f"; done
+test "$(cat "$b/$(printf 'new\nline')")" = odd
+test "$(cat "$b/$(printf 'bad\377name')")" = odd
+test "$(cat "$b/-rf")" = odd
+test "$(cat "$b/{long}")" = odd
+test "$(cat "$b/{dirs}/{long}")" = odd
+if find "$b" -type f -exec cat {{}} + | grep -q {marker}; then echo "secret staged"; exit 1; fi
+echo hostile-app-checked"#,
+        secret = secret.display(),
+        dirs = "d".repeat(120),
+    );
+    let bp = checking_buildpack(dir.path(), &check);
+    let s = stage_app(&app, &bp).arg("-v").run();
+    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    assert!(s.stderr.contains("hostile-app-checked"), "{}", s.stderr);
+    for (name, kind) in [
+        ("fifo", "a FIFO (named pipe)"),
+        ("socket", "a unix socket"),
+        ("sda", "a block device"),
+    ] {
+        let line = format!("warning: {}: not staged: {kind};", app.join(name).display());
+        assert!(s.stderr.contains(&line), "{line} in\n{}", s.stderr);
+        let notes = s.json()["notes"].to_string();
+        assert!(
+            notes.contains(&format!("/a/app/{name}: not staged")),
+            "{notes}"
+        );
+    }
+}
+
+/// Run a stage to its end: (exit code, peak RSS in KiB from wait4, stderr). Checks that nothing
+/// of the run is left.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its peak RSS
+fn run_for_peak_rss(s: Stage) -> (i32, u64, String) {
+    let mut child = s
+        .command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as i32);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let stderr = reader.join().unwrap();
+    if let Some(id) = run_id_in(&stderr) {
+        let (cs, is) = labelled_with_run(&id);
+        assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}");
+    }
+    (code, ru.ru_maxrss as u64, stderr)
+}
+
+#[test]
+fn hostile_huge_app_streams_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    // 256 MiB sparse (written out whole: Docker takes no sparse tar entries), 64 MiB of data and
+    // 2,000 small files.
+    std::fs::File::create(app.join("sparse"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(app.join("data")).unwrap();
+        for _ in 0..64 {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    for i in 0..2000 {
+        std::fs::write(app.join(format!("f{i}")), i.to_string()).unwrap();
+    }
+    let check = r#"test "$(wc -c < "$1/sparse")" -eq 268435456
+test "$(wc -c < "$1/data")" -eq 67108864
+test "$(ls "$1" | wc -l)" -eq 2002
+echo huge-app-checked"#;
+    let bp = checking_buildpack(dir.path(), check);
+    let (code, huge, stderr) = run_for_peak_rss(stage_app(&app, &bp).arg("-v").no_reports());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("huge-app-checked"), "{stderr}");
+    // The same run with the 1-file hello app: what a run costs whatever the app.
+    let (code, base, stderr) = run_for_peak_rss(stage(&["clean"]).no_reports());
+    assert_eq!(code, 0, "{stderr}");
+    eprintln!("peak RSS: {huge} KiB with a 320 MiB app, {base} KiB with the hello app");
+    assert!(
+        huge < base + 32 * 1024,
+        "the 320 MiB app took {huge} KiB at peak, the hello app {base} KiB: the context is not streamed"
+    );
+}
+
+#[test]
+fn hostile_app_path_too_long_is_exit_2_naming_it_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    let seg = "s".repeat(250);
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o755);
+    let mut fd = nix::fcntl::open(
+        &app,
+        nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..18 {
+        nix::sys::stat::mkdirat(&fd, seg.as_str(), mode).unwrap();
+        fd = nix::fcntl::openat(
+            &fd,
+            seg.as_str(),
+            nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+    }
+    drop(fd);
+    let child = stage_app(&app, &root().join("fixtures/buildpacks/clean"))
+        .no_reports()
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot read {}/{seg}/", app.display()))
+            && stderr.contains("too long"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("run "), "nothing was started: {stderr}");
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("airgap-check-{pid}-"))
+        });
+    assert!(!left, "a temporary folder of the run survived");
+}
