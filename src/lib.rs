@@ -121,15 +121,14 @@ fn analyze(args: &AnalyzeArgs) -> Result<i32> {
         dns_queries: dns_queries(&dns, &[]),
     };
     // All reports or none: a run that fails to write one must not leave the others behind.
-    report::write_reports(
+    report::deliver(
         &analysis,
         &allowlist,
         args.json.as_deref(),
         args.junit.as_deref(),
         args.suggest_allowlist.as_deref(),
-    )?;
-    report::print_summary(&analysis);
-    Ok(analysis.verdict.exit_code())
+        None,
+    )
 }
 
 /// Remove what killed runs left: labelled containers and images whose airgap-check process is gone,

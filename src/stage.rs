@@ -880,22 +880,20 @@ async fn stage(
         dns_queries: queries,
     };
 
-    report::write_reports(
+    log.done();
+    // A capture file that could not be written whole is not kept (dropping it removes it).
+    let keep = cfg
+        .pcap
+        .as_deref()
+        .zip(pcap_tmp.filter(|_| live.save_error.is_none()));
+    report::deliver(
         &analysis,
         &cfg.allowlist,
         cfg.json.as_deref(),
         cfg.junit.as_deref(),
         cfg.suggest_allowlist.as_deref(),
-    )?;
-    if let (Some(p), Some(t), None) = (&cfg.pcap, pcap_tmp, &live.save_error) {
-        t.persist(p).map_err(|e| Error::Write {
-            path: p.clone(),
-            reason: e.error.to_string(),
-        })?;
-    }
-    log.done();
-    report::print_summary(&analysis);
-    Ok(analysis.verdict.exit_code())
+        keep,
+    )
 }
 
 /// A small file of the container whose first process is `pid`, read from the host with every

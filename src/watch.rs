@@ -343,20 +343,18 @@ async fn watch(
         stage: None,
         dns_queries: dns_queries(&dns_seen, &[]),
     };
-    report::write_reports(
+    log.done();
+    // A capture file that could not be written whole is not kept (dropping it removes it).
+    let keep = a
+        .pcap
+        .as_deref()
+        .zip(pcap_tmp.filter(|_| live.save_error.is_none()));
+    report::deliver(
         &analysis,
         &allowlist,
         a.json.as_deref(),
         a.junit.as_deref(),
         a.suggest_allowlist.as_deref(),
-    )?;
-    if let (Some(p), Some(t), None) = (&a.pcap, pcap_tmp, &live.save_error) {
-        t.persist(p).map_err(|e| Error::Write {
-            path: p.clone(),
-            reason: e.error.to_string(),
-        })?;
-    }
-    log.done();
-    report::print_summary(&analysis);
-    Ok(analysis.verdict.exit_code())
+        keep,
+    )
 }

@@ -715,17 +715,23 @@ fn agc_interfaces() -> Vec<String> {
 
 #[test]
 fn sigint_stops_the_run_and_removes_everything() {
+    interrupted_in_supply(nix::sys::signal::Signal::SIGINT, "SIGINT");
+}
+
+/// A run stopped by `sig` while a phase runs: exit 3, "interrupted", nothing of it left.
+fn interrupted_in_supply(sig: nix::sys::signal::Signal, name: &str) {
     let s = stage(&["hang"]).no_reports();
     let (mut child, rx, mut seen) = spawn_until(&s, &[], "supply (buildpack 0: hang)");
-    signal(&child, nix::sys::signal::Signal::SIGINT);
+    signal(&child, sig);
     assert_eq!(child.wait().unwrap().code(), Some(3));
     std::thread::sleep(Duration::from_millis(200));
     while let Ok(s) = rx.try_recv() {
         seen = s;
     }
-    assert!(seen.contains("interrupted by SIGINT"), "{seen}");
+    assert!(seen.contains(&format!("interrupted by {name}")), "{seen}");
     let id = run_id_in(&seen).expect("the run id is printed");
     assert_eq!(docker_objects_of(&id), Vec::<String>::new());
+    assert_eq!(agc_interfaces(), Vec::<String>::new());
 }
 
 #[test]
@@ -965,51 +971,7 @@ fn pcap_to_a_read_only_or_full_place() {
 
 #[test]
 fn sigterm_stops_the_run_and_removes_everything() {
-    let s = stage(&["hang"]).no_reports();
-    let mut child = s
-        .command()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        let mut all = String::new();
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.push_str(&String::from_utf8_lossy(&buf[..n]));
-            let _ = tx.send(all.clone());
-        }
-    });
-    // Wait until supply (the hang) is running.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut seen = String::new();
-    while !seen.contains("supply (buildpack 0: hang)") {
-        assert!(Instant::now() < deadline, "never reached supply: {seen}");
-        if let Ok(s) = rx.recv_timeout(Duration::from_secs(1)) {
-            seen = s;
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
-    std::thread::sleep(Duration::from_millis(200));
-    while let Ok(s) = rx.try_recv() {
-        seen = s;
-    }
-    assert!(seen.contains("interrupted by SIGTERM"), "{seen}");
-    let id = run_id_in(&seen).expect("the run id is printed");
-    let (cs, is) = labelled_with_run(&id);
-    assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}");
+    interrupted_in_supply(nix::sys::signal::Signal::SIGTERM, "SIGTERM");
 }
 
 #[test]

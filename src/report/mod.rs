@@ -164,6 +164,27 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
 
 /// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none
 /// ([`write_together`]). `base` is the allowlist the run judged with.
+/// The end of every command: the reports (all or none), the capture file moved into place when
+/// there is one to keep, the summary on stdout; the exit code is the verdict's.
+pub fn deliver(
+    a: &crate::analysis::Analysis,
+    base: &crate::policy::Allowlist,
+    json: Option<&Path>,
+    junit: Option<&Path>,
+    suggest: Option<&Path>,
+    pcap: Option<(&Path, tempfile::NamedTempFile)>,
+) -> Result<i32> {
+    write_reports(a, base, json, junit, suggest)?;
+    if let Some((p, t)) = pcap {
+        t.persist(p).map_err(|e| Error::Write {
+            path: p.to_path_buf(),
+            reason: e.error.to_string(),
+        })?;
+    }
+    print_summary(a);
+    Ok(a.verdict.exit_code())
+}
+
 pub fn write_reports(
     a: &crate::analysis::Analysis,
     base: &crate::policy::Allowlist,
