@@ -144,6 +144,12 @@ pub struct LiveResult {
     pub dropped: Option<u64>,
     /// A capture error that ended the capture early.
     pub error: Option<String>,
+    /// Frames seen leaving an interface other than loopback (cooked "any" captures only; 0 for
+    /// others): compared with the interfaces' own transmit counters, it finds frames a socket
+    /// sent past every capture in its namespace (PACKET_QDISC_BYPASS).
+    pub sent_out: u64,
+    /// When the capture stopped on `error`.
+    pub error_at: Option<std::time::SystemTime>,
     /// The capture file (`save`) could not be written whole (a full disk): what went wrong. The
     /// flows are unaffected; the file is not to be kept.
     pub save_error: Option<String>,
@@ -169,12 +175,16 @@ pub struct Canary {
 pub struct LiveCapture {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     seen: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// The time window (µs since the epoch, inclusive) whose outgoing frames `sent_out` counts.
+    window: std::sync::Arc<[std::sync::atomic::AtomicI64; 2]>,
     thread: Option<std::thread::JoinHandle<LiveResult>>,
     iface: String,
 }
 
 const CANARY_V4: u8 = 1;
 const CANARY_V6: u8 = 2;
+/// Set when the capture loop stopped on an error (the interface went away, …).
+const FAILED: u8 = 4;
 /// The longest the kernel keeps captured packets in a ring block before handing it over (ms).
 const BLOCK_MS: i32 = 20;
 /// How long a stopping capture waits for the last packets: more than two block timeouts.
@@ -217,6 +227,11 @@ impl LiveCapture {
             }
         };
         let (stop2, seen2) = (stop.clone(), seen.clone());
+        let window = std::sync::Arc::new([
+            std::sync::atomic::AtomicI64::new(i64::MIN),
+            std::sync::atomic::AtomicI64::new(i64::MAX),
+        ]);
+        let window2 = window.clone();
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
@@ -225,6 +240,8 @@ impl LiveCapture {
                     first_ts: None,
                     dropped: None,
                     error: None,
+                    sent_out: 0,
+                    error_at: None,
                     save_error: None,
                     stats_stale: false,
                     link_type: String::new(),
@@ -289,6 +306,7 @@ impl LiveCapture {
                 let _ = ready_tx.send(Ok(()));
                 let mut draining = false;
                 let mut read = 0u64;
+                let mut last_canary: Option<Micros> = None;
                 // Bytes the capture file should hold: libpcap's writes are buffered and report no
                 // error, so a full disk is found by comparing this with the file's size.
                 let mut saved: u64 = 24;
@@ -300,6 +318,14 @@ impl LiveCapture {
                     match cap.next_packet() {
                         Ok(p) => {
                             read += 1;
+                            if outgoing_not_loopback(link, p.data) {
+                                let t = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
+                                let (from, until) = (
+                                    window2[0].load(Ordering::SeqCst),
+                                    window2[1].load(Ordering::SeqCst),
+                                );
+                                out.sent_out += u64::from((from..=until).contains(&t));
+                            }
                             if let Some(s) = saver.as_mut() {
                                 s.write(&p);
                                 saved += 16 + u64::from(p.header.caplen);
@@ -317,6 +343,7 @@ impl LiveCapture {
                                 ) && ip.payload == c.payload.as_slice()
                                     && c.paths.contains(&(ip.src, ip.dst))
                                 {
+                                    last_canary = Some(ts);
                                     seen2.fetch_or(
                                         if ip.src.is_ipv4() {
                                             CANARY_V4
@@ -329,7 +356,8 @@ impl LiveCapture {
                                 }
                                 // The canary's target may answer with an ICMP error (nothing
                                 // listens on the discard port of a real gateway): part of the
-                                // canary, not a flow.
+                                // canary, not a flow — within a second of a canary only, so it
+                                // cannot become a channel of its own.
                                 if let crate::decode::Transport::Icmp {
                                     about:
                                         Some(crate::decode::Embedded {
@@ -343,6 +371,8 @@ impl LiveCapture {
                                 {
                                     if c.paths.contains(&(src, dst))
                                         && (ip.src, ip.dst) == (dst, src)
+                                        && last_canary
+                                            .is_some_and(|t| (0..=1_000_000).contains(&(ts - t)))
                                     {
                                         continue;
                                     }
@@ -371,6 +401,8 @@ impl LiveCapture {
                         }
                         Err(e) => {
                             out.error = Some(e.to_string());
+                            out.error_at = Some(std::time::SystemTime::now());
+                            seen2.fetch_or(FAILED, Ordering::SeqCst);
                             break;
                         }
                     }
@@ -422,6 +454,7 @@ impl LiveCapture {
             Ok(Ok(())) => Ok(LiveCapture {
                 stop,
                 seen,
+                window,
                 thread: Some(thread),
                 iface: iface.to_string(),
             }),
@@ -442,6 +475,22 @@ impl LiveCapture {
         (bits & CANARY_V4 != 0, bits & CANARY_V6 != 0)
     }
 
+    /// Count outgoing frames (`LiveResult::sent_out`) from now on: call just before reading the
+    /// interfaces' transmit counters they are to be compared with.
+    pub fn count_sent_from_now(&self) {
+        self.window[0].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stop counting outgoing frames after now: call just after the last counter reading.
+    pub fn count_sent_until_now(&self) {
+        self.window[1].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the capture has stopped on an error while running (see `LiveResult::error`).
+    pub fn failed(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst) & FAILED != 0
+    }
+
     /// Stop, drain what is buffered, and hand back the result.
     pub fn finish(mut self) -> Result<LiveResult> {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -458,6 +507,31 @@ impl Drop for LiveCapture {
         // A run that ends early (error, signal) still stops its capture thread.
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as Micros)
+        .unwrap_or(0)
+}
+
+/// Whether a cooked-capture frame ("any" device) left an interface that is not loopback.
+/// SLL: packet type at bytes 0-1, ARPHRD type at 2-3; SLL2: ARPHRD at 8-9, packet type at 10.
+fn outgoing_not_loopback(link: LinkKind, frame: &[u8]) -> bool {
+    const OUTGOING: u16 = 4;
+    const ARPHRD_LOOPBACK: u16 = 772;
+    let be = |i: usize| {
+        frame
+            .get(i..i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (ptype, hatype) = match link {
+        LinkKind::LinuxSll => (be(0), be(2)),
+        LinkKind::LinuxSll2 => (frame.get(10).map(|b| u16::from(*b)), be(8)),
+        _ => return false,
+    };
+    ptype == Some(OUTGOING) && hatype.is_some_and(|h| h != ARPHRD_LOOPBACK)
 }
 
 /// Wait until the capture has something to read, or `ms` milliseconds.
@@ -499,6 +573,25 @@ mod tests {
         // The 32-bit counters wrapped.
         assert_eq!(unread((u32::MAX - 9, 5), (90, 5), 100), 0);
         assert_eq!(unread((u32::MAX - 9, 5), (90, 5), 60), 40);
+    }
+
+    #[test]
+    fn cooked_frames_leaving_an_interface_other_than_loopback() {
+        let sll = |ptype: u16, hatype: u16| {
+            let mut f = ptype.to_be_bytes().to_vec();
+            f.extend(hatype.to_be_bytes());
+            f.extend([0u8; 12]);
+            f
+        };
+        assert!(outgoing_not_loopback(LinkKind::LinuxSll, &sll(4, 1)));
+        assert!(!outgoing_not_loopback(LinkKind::LinuxSll, &sll(4, 772)));
+        assert!(!outgoing_not_loopback(LinkKind::LinuxSll, &sll(0, 1)));
+        assert!(!outgoing_not_loopback(LinkKind::LinuxSll, &[0, 4]));
+        let mut sll2 = vec![0u8; 20];
+        sll2[8..10].copy_from_slice(&1u16.to_be_bytes());
+        sll2[10] = 4;
+        assert!(outgoing_not_loopback(LinkKind::LinuxSll2, &sll2));
+        assert!(!outgoing_not_loopback(LinkKind::Ethernet, &sll2));
     }
 
     #[test]

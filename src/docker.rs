@@ -267,8 +267,10 @@ pub async fn start_container(docker: &Docker, id: &str) -> Result<u32> {
     Ok(pid as u32)
 }
 
-/// The container's processes other than its idle first one: "pid command" strings.
-pub async fn leftover_processes(docker: &Docker, id: &str) -> Result<Vec<String>> {
+/// The container's processes other than its idle first one (host pid `init`): "pid command"
+/// strings. The first process is told by its pid, never by its command line, which a buildpack's
+/// process could copy to hide among the idle.
+pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<Vec<String>> {
     let top = docker
         .top_processes(
             id,
@@ -284,8 +286,8 @@ pub async fn leftover_processes(docker: &Docker, id: &str) -> Result<Vec<String>
         .processes
         .unwrap_or_default()
         .into_iter()
+        .filter(|row| row.first().and_then(|p| p.trim().parse::<u32>().ok()) != Some(init))
         .map(|row| row.join(" "))
-        .filter(|line| !line.trim_end().ends_with(IDLE_CMD))
         .collect())
 }
 
@@ -584,14 +586,22 @@ pub fn oom_kills(pid: u32) -> Option<u64> {
 }
 
 /// Kill processes of a container by their host pids (as `docker top` lists them), leaving its first
-/// process, and with it the container's network, in place.
-pub fn kill_host_pids(lines: &[String]) {
+/// process (host pid `init`), and with it the container's network, in place. A pid is killed only
+/// while it is still in the first process's cgroups: a pid the host reused is left alone.
+pub fn kill_host_pids(init: u32, lines: &[String]) {
+    let cgroups = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
+    let Some(ours) = cgroups(init as i32) else {
+        return;
+    };
     for l in lines {
         if let Some(pid) = l
             .split_whitespace()
             .next()
             .and_then(|p| p.parse::<i32>().ok())
         {
+            if pid == init as i32 || cgroups(pid).as_ref() != Some(&ours) {
+                continue;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

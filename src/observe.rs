@@ -163,19 +163,56 @@ pub fn addresses_in(ns: &File) -> Result<Vec<IpAddr>, SandboxError> {
     Ok(v)
 }
 
-/// Packets the interfaces of namespace `ns` (loopback left out) dropped on their way out: a veth
-/// whose peer's backlog is full drops there, before any capture on the other end could see them.
-pub fn tx_dropped_in(ns: &File) -> Option<u64> {
+/// The transmit counters of the interfaces of namespace `ns`, loopback left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    /// Packets sent.
+    pub packets: u64,
+    /// Packets dropped on their way out: a veth whose peer's backlog is full drops there, before
+    /// any capture on the other end could see them.
+    pub dropped: u64,
+}
+
+impl TxCounters {
+    /// What happened between `self` and a later reading.
+    pub fn since(self, earlier: TxCounters) -> TxCounters {
+        TxCounters {
+            packets: self.packets.saturating_sub(earlier.packets),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+        }
+    }
+}
+
+/// Frames the container's interfaces sent that a capture inside its namespace never saw (sent
+/// with PACKET_QDISC_BYPASS, past every packet socket there): 0 for captures outside it.
+pub fn unseen_by(
+    tx: Option<TxCounters>,
+    live: &crate::capture::LiveResult,
+    host_side: bool,
+) -> u64 {
+    match tx {
+        Some(t) if !host_side => t.packets.saturating_sub(live.sent_out),
+        _ => 0,
+    }
+}
+
+pub fn unseen_note(n: u64) -> String {
+    format!(
+        "the container's interfaces sent {n} frame(s) more than the capture inside its namespace saw (a raw socket can bypass every capture there): counted as dropped"
+    )
+}
+
+pub fn tx_counters_in(ns: &File) -> Option<TxCounters> {
     sandbox::in_netns(ns, || {
         std::fs::read_to_string("/proc/thread-self/net/dev")
             .ok()
-            .map(|t| parse_tx_dropped(&t))
+            .map(|t| parse_tx(&t))
     })
     .ok()
     .flatten()
 }
 
-fn parse_tx_dropped(table: &str) -> u64 {
+fn parse_tx(table: &str) -> TxCounters {
     table
         .lines()
         .skip(2)
@@ -185,9 +222,19 @@ fn parse_tx_dropped(table: &str) -> u64 {
                 return None;
             }
             // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop
-            counters.split_whitespace().nth(11)?.parse::<u64>().ok()
+            let f: Vec<u64> = counters
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0))
+                .collect();
+            Some(TxCounters {
+                packets: *f.get(9)?,
+                dropped: *f.get(11)?,
+            })
         })
-        .sum()
+        .fold(TxCounters::default(), |a, b| TxCounters {
+            packets: a.packets + b.packets,
+            dropped: a.dropped + b.dropped,
+        })
 }
 
 /// Where a canary sent from inside `ns` to `to` leaves from (no packet is sent to find out).
@@ -266,7 +313,13 @@ mod tests {
     lo:    4193      49    0    0    0     0          0         0     4193      49    0    9    0     0       0          0\n\
   eth0: 1000 10 0 5 0 0 0 0 2000 20 0 7 0 0 0 0\n\
   eth1: 1000 10 0 0 0 0 0 0 2000 20 0 1 0 0 0 0\n";
-        assert_eq!(parse_tx_dropped(t), 8);
+        assert_eq!(
+            parse_tx(t),
+            TxCounters {
+                packets: 40,
+                dropped: 8
+            }
+        );
     }
 
     #[test]

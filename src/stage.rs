@@ -576,7 +576,8 @@ async fn stage(
     let canary_ok = !sensor.canary_to.is_empty() && (v4 || !wanted(true)) && (v6 || !wanted(false));
     let canary_problem = sensor.canary_problem(v4, v6);
     // Packets the container's interface drops on the way out never reach the capture: counted.
-    let tx_dropped_before = crate::observe::tx_dropped_in(&sensor.container_ns);
+    sensor.capture.count_sent_from_now();
+    let tx_before = crate::observe::tx_counters_in(&sensor.container_ns);
     if canary_ok {
         log.line(&format!(
             "canary seen ({}): the capture sees the container",
@@ -696,7 +697,7 @@ async fn stage(
     if canary_ok {
         let until = Instant::now() + LINGER;
         loop {
-            leftover = docker::leftover_processes(&d, &container)
+            leftover = docker::leftover_processes(&d, &container, pid)
                 .await
                 .unwrap_or_default();
             if leftover.is_empty() || staging_error.is_some() || Instant::now() >= until {
@@ -715,16 +716,16 @@ async fn stage(
             // Observe mode: kill them by their host pids and keep the idle first process, and
             // with it the veth the capture is on; the whole container only if that fails.
             for _ in 0..20 {
-                let now = docker::leftover_processes(&d, &container)
+                let now = docker::leftover_processes(&d, &container, pid)
                     .await
                     .unwrap_or_default();
                 if now.is_empty() {
                     break;
                 }
-                docker::kill_host_pids(&now);
+                docker::kill_host_pids(pid, &now);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if !docker::leftover_processes(&d, &container)
+            if !docker::leftover_processes(&d, &container, pid)
                 .await
                 .unwrap_or_default()
                 .is_empty()
@@ -739,6 +740,12 @@ async fn stage(
     // No process is left to start anything new; what a dead one queued (a TCP FIN, a
     // retransmission) belongs to flows already seen. A moment for those, then stop.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    // The container's own transmit counters, read before the capture drains: everything they
+    // count was sent before, so a capture that sees it all has seen at least as much.
+    let tx = tx_before
+        .zip(crate::observe::tx_counters_in(&sensor.container_ns))
+        .map(|(a, b)| b.since(a));
+    sensor.capture.count_sent_until_now();
     let capture = sensor.capture;
     let live = tokio::task::spawn_blocking(move || capture.finish())
         .await
@@ -746,22 +753,15 @@ async fn stage(
             iface: "sink".into(),
             reason: e.to_string(),
         })??;
-    let tx_dropped = match (
-        tx_dropped_before,
-        crate::observe::tx_dropped_in(&sensor.container_ns),
-    ) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
     let (point, local) = (sensor.point, sensor.local);
     stop_sealed(sensor.sealed);
     let mut live = live;
-    if let Some(n) = tx_dropped.filter(|n| *n > 0) {
-        live.dropped = live.dropped.map(|d| d + n);
-    }
-    if tx_dropped.is_none() {
+    let tx_dropped = tx.map(|t| t.dropped);
+    let unseen = crate::observe::unseen_by(tx, &live, sensor.host_side);
+    live.dropped = live.dropped.map(|d| d + tx_dropped.unwrap_or(0) + unseen);
+    if tx.is_none() {
         live.error
-            .get_or_insert("the container interface's drop counter could not be read".into());
+            .get_or_insert("the container interface's counters could not be read".into());
     }
 
     let (flows, counts, dns_seen) = live.table.finish();
@@ -772,6 +772,9 @@ async fn stage(
     let mut notes: Vec<String> = skipped.iter().map(context::Skipped::describe).collect();
     if let Some(e) = &staging_error {
         notes.push(format!("staging failed: {e}"));
+    }
+    if unseen > 0 {
+        notes.push(crate::observe::unseen_note(unseen));
     }
     if !canary_ok {
         notes.push(format!(
@@ -1003,6 +1006,8 @@ struct Sensor {
     local: Vec<ipnet::IpNet>,
     /// Where the capture runs, for the reports.
     point: String,
+    /// The capture is outside the container's namespace (the sink, or a host-side veth).
+    host_side: bool,
     tcp_sink_error: Option<String>,
     /// Sealed runs: the sandbox and the sinkhole's stop switch, kept until the capture is done.
     sealed: Option<(Sandbox, tokio::sync::oneshot::Sender<()>)>,
@@ -1156,6 +1161,7 @@ async fn arm_sealed(
             "sink end {} of the sealed container's veth (outside the container)",
             sandbox.sink_if
         ),
+        host_side: true,
         tcp_sink_error: sandbox.tcp_sink_error.clone(),
         sealed: Some((sandbox, stop_tx)),
     })
@@ -1194,6 +1200,7 @@ async fn arm_observe(
         canary_to,
         no_canary,
         local: local.into_iter().map(ipnet::IpNet::from).collect(),
+        host_side: point.host_side,
         point: point.describe,
         tcp_sink_error: None,
         sealed: None,

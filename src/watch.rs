@@ -16,12 +16,39 @@ use crate::policy::Allowlist;
 use crate::stage::{canary_for, preflight_privileges, run_id, send_canary, Progress};
 use crate::{docker, observe, report, sandbox};
 
+/// The container's exit, if it has exited.
+async fn exited(d: &bollard::Docker, id: &str) -> Option<Ended> {
+    let st = d
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|i| i.state);
+    match st {
+        Some(s) if s.running == Some(true) => None,
+        Some(s) => Some(Ended::Exited(
+            s.exit_code,
+            s.finished_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+        )),
+        None => Some(Ended::Exited(None, None)),
+    }
+}
+
 /// How a watch ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ended {
     Duration,
     Signal(&'static str),
-    Exited(Option<i64>),
+    /// The container exited: its exit code and when (Docker's State.FinishedAt).
+    Exited(Option<i64>, Option<std::time::SystemTime>),
+    /// The canary was not seen: there is nothing to watch with.
+    NoCanary,
+    /// The capture stopped while the container still ran (its interface was replaced, …).
+    CaptureFailed,
 }
 
 impl Ended {
@@ -32,8 +59,10 @@ impl Ended {
                 humantime::format_duration(d.unwrap_or_default())
             ),
             Ended::Signal(s) => format!("{s} (stopped by the user)"),
-            Ended::Exited(Some(c)) => format!("the container exited (code {c})"),
-            Ended::Exited(None) => "the container stopped".into(),
+            Ended::Exited(Some(c), _) => format!("the container exited (code {c})"),
+            Ended::Exited(None, _) => "the container stopped".into(),
+            Ended::NoCanary => "the canary was not seen".into(),
+            Ended::CaptureFailed => "the capture failed while the container still ran".into(),
         }
     }
 }
@@ -199,9 +228,26 @@ async fn watch(
         (None, None) => {}
     }
 
+    // The container's transmit counters (drops before the capture; frames sent past a capture
+    // inside its namespace), read while it runs: an exited container's interfaces are gone, so the
+    // last reading before the exit is what is known then.
+    // Frames the capture sees leaving are counted over the same window as the counters.
+    capture.count_sent_from_now();
+    let tx_base = observe::tx_counters_in(&ns);
+    let mut tx_last = tx_base;
+    let read_tx = |last: &mut Option<observe::TxCounters>| {
+        if let Some(now) = observe::tx_counters_in(&ns) {
+            // An interface that vanished between the two looks (an exit) must not lower them.
+            if last.is_none_or(|l| now.packets >= l.packets && now.dropped >= l.dropped) {
+                *last = Some(now);
+                capture.count_sent_until_now();
+            }
+        }
+    };
+
     // Wait for the end: Ctrl-C, SIGTERM, --duration, or the container's exit.
     let ended = if canary_seen == Some(false) {
-        Ended::Signal("the missing canary")
+        Ended::NoCanary
     } else {
         let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
         loop {
@@ -216,30 +262,40 @@ async fn watch(
                     }
                 } => break Ended::Duration,
                 _ = tick => {
-                    let st = d
-                        .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>)
-                        .await
-                        .ok()
-                        .and_then(|i| i.state);
-                    match st {
-                        Some(s) if s.running == Some(true) => {}
-                        Some(s) => break Ended::Exited(s.exit_code),
-                        None => break Ended::Exited(None),
+                    match exited(&d, &id).await {
+                        Some(e) => break e,
+                        // The capture died under a running container: give the exit that took
+                        // the interface away a second to show; otherwise stop, inconclusive.
+                        None if capture.failed() => {
+                            let mut end = Ended::CaptureFailed;
+                            for _ in 0..10 {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                if let Some(e) = exited(&d, &id).await {
+                                    end = e;
+                                    break;
+                                }
+                            }
+                            break end;
+                        }
+                        None => read_tx(&mut tx_last),
                     }
                 }
             }
         }
     };
-    let exited = matches!(ended, Ended::Exited(_));
+    let exited = matches!(ended, Ended::Exited(..));
     let watched = started.elapsed().as_secs_f64();
     log.line(&format!(
         "stopped after {watched:.1}s: {}",
         ended.describe(duration)
     ));
     if !exited {
-        // Let the last packets land.
+        // Let the last packets land; the counters are read before the capture drains, so it has
+        // had everything they count.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        read_tx(&mut tx_last);
     }
+    let tx = tx_base.zip(tx_last).map(|(a, b)| b.since(a));
     let live = tokio::task::spawn_blocking(move || capture.finish())
         .await
         .map_err(|e| Error::Capture {
@@ -247,6 +303,11 @@ async fn watch(
             reason: e.to_string(),
         })??;
 
+    let mut live = live;
+    let unseen = observe::unseen_by(tx, &live, point.host_side);
+    live.dropped = live
+        .dropped
+        .map(|d| d + tx.map_or(0, |t| t.dropped) + unseen);
     let (flows, counts, dns_seen) = live.table.finish();
     let local_nets: Vec<ipnet::IpNet> = local.iter().copied().map(ipnet::IpNet::from).collect();
     let (flows, local) = judge_named(flows, &allowlist, &local_nets, &|flow, addr: IpAddr| {
@@ -258,17 +319,30 @@ async fn watch(
         ended.describe(duration)
     )];
     // A container that exits takes its interface with it: the capture ends there, having read
-    // everything that crossed it.
+    // everything that crossed it. Only then: a capture that failed before the exit (an interface
+    // swapped under a running container) missed what came after, and stays a failure.
     let mut error = live.error.clone();
-    if exited
-        && error
-            .as_deref()
-            .is_some_and(|e| e.contains("interface") || e.contains("device"))
-    {
+    let at_exit = match (&ended, live.error_at) {
+        (Ended::Exited(_, Some(finished)), Some(failed)) => {
+            failed + Duration::from_millis(250) >= *finished
+        }
+        _ => false,
+    };
+    if at_exit {
         notes.push(format!(
             "the capture ended when the container's interface went away ({})",
             error.take().unwrap_or_default()
         ));
+    }
+    if unseen > 0 {
+        notes.push(observe::unseen_note(unseen));
+    }
+    if tx.is_none() {
+        error.get_or_insert("the container interface's counters could not be read".into());
+    } else if exited {
+        notes.push(
+            "the container's transmit counters are as read at most 250 ms before it exited".into(),
+        );
     }
     if live.stats_stale {
         notes.push(

@@ -585,3 +585,121 @@ fn prune_removes_a_network_a_dead_run_left() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("removed network"));
     assert!(docker_ok(&["network", "ls", "-q", "--filter", &format!("name=^{dead}$")]).is_empty());
 }
+
+#[test]
+fn watch_is_inconclusive_when_the_capture_dies_under_a_running_container() {
+    // The container's interface is replaced mid-watch (disconnect, reconnect): the capture on the
+    // old one ends, the container goes on. That is not the end of the container, and no pass.
+    let mut net = TestNet::new(7);
+    let quiet = net.run("swapped", 15, "exec sleep 300");
+    let dir = tempfile::tempdir().unwrap();
+    let child = airgap(&["watch", &quiet, "--duration", "20s"])
+        .arg("--json")
+        .arg(dir.path().join("r.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    docker_ok(&["network", "disconnect", &net.name, &quiet]);
+    docker_ok(&["network", "connect", &net.name, &quiet]);
+    let out = child.wait_with_output().unwrap();
+    let r = finish(out, dir);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("the capture failed while the container still ran"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.json()["verdict"], "inconclusive");
+}
+
+#[test]
+fn frames_sent_past_a_capture_inside_the_namespace_are_not_a_pass() {
+    // A container with two interfaces is captured from inside its namespace; a raw socket with
+    // PACKET_QDISC_BYPASS sends past every capture there. Its interface counters give it away.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bypass");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&bin)
+        .arg(root().join("tests/support/bypass.c"))
+        .output()
+        .expect("gcc runs");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let mut net = TestNet::new(8);
+    // The frames go to the responder's address: a host of the test's own.
+    net.responder();
+    let name = format!("{}-raw", net.name);
+    let _ = docker(&["rm", "-f", &name]);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--user",
+        "root",
+        "--network",
+        &net.name,
+        "--ip",
+        &net.addr(16),
+        "--label",
+        "io.airgap-check.test=1",
+        "--entrypoint",
+        "/bin/sh",
+        STACK_IMAGE,
+        "-c",
+        "exec sleep 300",
+    ]);
+    net.containers.push(name.clone());
+    let other = format!("{}-second", net.name);
+    let _ = docker(&["network", "rm", &other]);
+    docker_ok(&["network", "create", "--subnet", "198.19.8.0/24", &other]);
+    docker_ok(&["network", "connect", &other, &name]);
+    docker_ok(&["cp", bin.to_str().unwrap(), &format!("{name}:/bypass")]);
+    let send = |bypass: &str| {
+        docker_ok(&[
+            "exec",
+            &name,
+            "/bypass",
+            "eth0",
+            &net.addr(16),
+            &net.addr(10),
+            bypass,
+            "ff:ff:ff:ff:ff:ff",
+        ])
+    };
+    let watch = |bypass: &'static str| {
+        let dir = tempfile::tempdir().unwrap();
+        let child = airgap(&["watch", &name, "--duration", "4s"])
+            .arg("--json")
+            .arg(dir.path().join("r.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        send(bypass);
+        finish(child.wait_with_output().unwrap(), dir)
+    };
+    // Without the bypass the frames are seen, and judged: 198.18.8.10 is not allowed.
+    let r = watch("0");
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["capture"]["link_type"], "LINUX_SLL");
+    // With it they are not seen; the counters say something was sent: not a pass.
+    let r = watch("1");
+    let _ = docker(&["network", "disconnect", "-f", &other, &name]);
+    let _ = docker(&["network", "rm", &other]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("more than the capture inside its namespace saw"),
+        "{}",
+        r.stdout
+    );
+}

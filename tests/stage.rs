@@ -1368,6 +1368,13 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
         s.disallowed(),
         vec![flow("tcp", "203.0.113.70", Some(80), "release")]
     );
+    // Dressed as the idle first process: told apart by its pid, watched, caught.
+    let s = stage(&["hide-as-idle"]).run();
+    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    assert_eq!(
+        s.disallowed(),
+        vec![flow("tcp", "203.0.113.71", Some(80), "release")]
+    );
     // It does nothing visible before the watch window ends: killed, and the run cannot pass.
     let s = stage(&["linger"]).run();
     assert_eq!(s.code, 3, "{}\n{}", s.stdout, s.stderr);
