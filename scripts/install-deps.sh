@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh bench      plus what the benchmarks use (tcpdump, tshark, GNU time, bc, jq)
 set -euo pipefail
 
-need=(libpcap-dev pkg-config libxml2-utils busybox-static)
+need=(libpcap-dev pkg-config libxml2-utils busybox-static gcc libc6-dev)
 if [ "${1:-}" = bench ]; then
   need+=(tcpdump tshark time bc jq)
 fi
