@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use airgap_check::decode::{decode, Decoded, LinkKind};
+use airgap_check::flows::decode::{decode, Decoded, LinkKind};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 

@@ -61,7 +61,7 @@ pub enum Error {
 
     /// Building or using the sealed network failed.
     #[error(transparent)]
-    Sandbox(#[from] crate::sandbox::SandboxError),
+    Sandbox(#[from] crate::capture::sandbox::SandboxError),
 
     /// Live capture could not be opened or failed.
     #[error("capture on {iface}: {reason}")]

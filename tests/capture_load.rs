@@ -7,8 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use airgap_check::capture::sandbox::{in_netns, Sandbox};
 use airgap_check::capture::LiveCapture;
-use airgap_check::sandbox::{in_netns, Sandbox};
 
 /// A `sleep` in a new network namespace, killed on drop.
 struct Stand(Child);

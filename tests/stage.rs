@@ -226,8 +226,8 @@ fn labelled_with_run(id: &str) -> (Vec<String>, Vec<String>) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let d = airgap_check::docker::connect().await.unwrap();
-        let label = format!("{}={id}", airgap_check::docker::LABEL_RUN);
+        let d = airgap_check::staging::engine::connect().await.unwrap();
+        let label = format!("{}={id}", airgap_check::staging::engine::LABEL_RUN);
         let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
         let cs = d
             .list_containers(Some(
@@ -1265,12 +1265,21 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     };
     let make = |run: &str, pid: u32| {
         let labels = std::collections::HashMap::from([
-            (airgap_check::docker::LABEL.to_string(), "1".to_string()),
-            (airgap_check::docker::LABEL_RUN.to_string(), run.to_string()),
-            (airgap_check::docker::LABEL_PID.to_string(), pid.to_string()),
+            (
+                airgap_check::staging::engine::LABEL.to_string(),
+                "1".to_string(),
+            ),
+            (
+                airgap_check::staging::engine::LABEL_RUN.to_string(),
+                run.to_string(),
+            ),
+            (
+                airgap_check::staging::engine::LABEL_PID.to_string(),
+                pid.to_string(),
+            ),
         ]);
         rt.block_on(async {
-            let d = airgap_check::docker::connect().await.unwrap();
+            let d = airgap_check::staging::engine::connect().await.unwrap();
             let body = ContainerCreateBody {
                 image: Some(STACK_IMAGE.into()),
                 cmd: Some(vec!["true".into()]),

@@ -2,7 +2,7 @@
 //! Whatever the bytes, `decode` returns (no panic, no overflow), and what it returns holds together.
 #![no_main]
 
-use airgap_check::decode::{decode, has_ports, proto_label, Decoded, LinkKind, Transport};
+use airgap_check::flows::decode::{decode, has_ports, proto_label, Decoded, LinkKind, Transport};
 use libfuzzer_sys::fuzz_target;
 
 const LINKS: [LinkKind; 8] = [

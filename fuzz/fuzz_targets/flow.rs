@@ -7,14 +7,14 @@
 
 use std::sync::LazyLock;
 
-use airgap_check::analysis::{
+use airgap_check::verdict::analysis::{
     decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
     verdict_for_capture, Analysis, CaptureHealth,
 };
 use airgap_check::capture::ts_micros;
-use airgap_check::decode::{decode, LinkKind};
-use airgap_check::flow::{FlowTable, Micros};
-use airgap_check::policy::Allowlist;
+use airgap_check::flows::decode::{decode, LinkKind};
+use airgap_check::flows::{FlowTable, Micros};
+use airgap_check::verdict::policy::Allowlist;
 use airgap_check::report::{console, github, json, junit, suggest};
 use libfuzzer_sys::fuzz_target;
 use pcap_file::pcap::PcapReader;

@@ -4,7 +4,7 @@
 //! terminal of whoever reads the report.
 #![no_main]
 
-use airgap_check::naming::{dns, http_request, http_request_cut, tls_sni, Http, Sni};
+use airgap_check::flows::naming::{dns, http_request, http_request_cut, tls_sni, Http, Sni};
 use libfuzzer_sys::fuzz_target;
 
 fn check_name(what: &str, n: &str) {

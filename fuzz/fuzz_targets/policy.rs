@@ -5,9 +5,9 @@
 
 use std::net::IpAddr;
 
-use airgap_check::analysis::{Analysis, CaptureHealth};
-use airgap_check::flow::Counts;
-use airgap_check::policy::{Allowlist, Remote};
+use airgap_check::verdict::analysis::{Analysis, CaptureHealth};
+use airgap_check::flows::Counts;
+use airgap_check::verdict::policy::{Allowlist, Remote};
 use airgap_check::report::suggest;
 use airgap_check::verdict::Verdict;
 use libfuzzer_sys::fuzz_target;

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 
-use crate::analysis::{by_destination, Analysis};
-use crate::decode::proto_label;
+use crate::flows::decode::proto_label;
 use crate::report::relative;
+use crate::verdict::analysis::{by_destination, Analysis};
 use crate::verdict::Verdict;
 
 /// At most this many rows; the JSON report has them all.

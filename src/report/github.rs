@@ -8,9 +8,9 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::analysis::{by_destination, Analysis, Judged, PhaseRecord};
-use crate::decode::proto_label;
+use crate::flows::decode::proto_label;
 use crate::report::{endpoint, relative};
+use crate::verdict::analysis::{by_destination, Analysis, Judged, PhaseRecord};
 use crate::verdict::Verdict;
 
 /// At most this many flow annotations; GitHub shows only the first few of a step anyway, and the
@@ -215,7 +215,7 @@ pub fn step_summary(a: &Analysis) -> String {
 
 /// "supply contacted tcp 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at
 /// +0.301s"; analyze runs have no phase: "contacted …".
-fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flow::Micros>) -> String {
+fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) -> String {
     let who = match (&f.phase, f.phase_buildpack) {
         (Some(phase), Some(i)) if a.stage.as_ref().is_some_and(|s| s.buildpacks.len() > 1) => {
             let name = a
@@ -362,8 +362,8 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::analysis::{CaptureHealth, StageInfo};
-    use crate::flow::{Counts, Flow, FlowTable, Micros};
+    use crate::flows::{Counts, Flow, FlowTable, Micros};
+    use crate::verdict::analysis::{CaptureHealth, StageInfo};
 
     const T0: Micros = 1_700_000_000_000_000;
 
@@ -397,7 +397,7 @@ mod tests {
     fn flows(packets: &[(i64, Vec<u8>)]) -> Vec<Flow> {
         let mut t = FlowTable::new();
         for (at, p) in packets {
-            let d = crate::decode::decode(crate::decode::LinkKind::RawIp, p);
+            let d = crate::flows::decode::decode(crate::flows::decode::LinkKind::RawIp, p);
             t.add(T0 + at, p.len() as u32, &d);
         }
         t.finish().0

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::analysis::Analysis;
-use crate::decode::{has_ports, proto_name};
-use crate::flow::{Counts, FlowState};
+use crate::flows::decode::{has_ports, proto_name};
+use crate::flows::{Counts, FlowState};
 use crate::report::timestamp;
+use crate::verdict::analysis::Analysis;
 use crate::verdict::Verdict;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -159,7 +159,7 @@ impl<'a> JsonReport<'a> {
     pub fn new(a: &'a Analysis) -> JsonReport<'a> {
         let c: &Counts = &a.counts;
         let disallowed = a.flows.iter().filter(|f| !f.allowed()).count();
-        let destinations_disallowed = crate::analysis::by_destination(&a.flows)
+        let destinations_disallowed = crate::verdict::analysis::by_destination(&a.flows)
             .iter()
             .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
             .count();

@@ -4,9 +4,9 @@
 
 use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuiteBuilder};
 
-use crate::analysis::{by_destination, Analysis};
-use crate::decode::proto_label;
+use crate::flows::decode::proto_label;
 use crate::report::{endpoint, relative, timestamp};
+use crate::verdict::analysis::{by_destination, Analysis};
 use crate::verdict::Verdict;
 
 /// Remove characters XML 1.0 cannot carry and split any `]]>` so it cannot end a CDATA section.
@@ -39,7 +39,7 @@ fn names_text(names: &[String]) -> String {
 }
 
 /// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request.
-fn request_text(f: &crate::analysis::Judged) -> String {
+fn request_text(f: &crate::verdict::analysis::Judged) -> String {
     f.flow
         .app
         .as_ref()
@@ -205,7 +205,7 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
 }
 
 /// One line per flow, for system-out and failure bodies.
-fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
+fn flow_line(f: &crate::verdict::analysis::Judged, start: Option<i64>) -> String {
     let k = &f.flow.key;
     format!(
         "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){}{}",
@@ -231,13 +231,13 @@ fn flow_line(f: &crate::analysis::Judged, start: Option<i64>) -> String {
 fn phase_cases(a: &Analysis) -> Vec<TestCase> {
     let start = a.start_ts();
     let mut cases = Vec::new();
-    let mut units: Vec<(String, Option<&crate::analysis::PhaseRecord>)> =
+    let mut units: Vec<(String, Option<&crate::verdict::analysis::PhaseRecord>)> =
         a.phases.iter().map(|p| (p.label(), Some(p))).collect();
     if a.flows.iter().any(|f| f.phase.as_deref() == Some("setup")) {
         units.insert(0, ("setup (before the first phase)".into(), None));
     }
     for (label, phase) in units {
-        let flows: Vec<&crate::analysis::Judged> = a
+        let flows: Vec<&crate::verdict::analysis::Judged> = a
             .flows
             .iter()
             .filter(|f| match phase {

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::flow::Micros;
+use crate::flows::Micros;
 
 /// "203.0.113.5:443", "[2001:db8::7]:80", or the bare address when there is no port.
 pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
@@ -167,8 +167,8 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
 /// The end of every command: the reports (all or none), the capture file moved into place when
 /// there is one to keep, the summary on stdout; the exit code is the verdict's.
 pub fn deliver(
-    a: &crate::analysis::Analysis,
-    base: &crate::policy::Allowlist,
+    a: &crate::verdict::analysis::Analysis,
+    base: &crate::verdict::policy::Allowlist,
     json: Option<&Path>,
     junit: Option<&Path>,
     suggest: Option<&Path>,
@@ -186,8 +186,8 @@ pub fn deliver(
 }
 
 pub fn write_reports(
-    a: &crate::analysis::Analysis,
-    base: &crate::policy::Allowlist,
+    a: &crate::verdict::analysis::Analysis,
+    base: &crate::verdict::policy::Allowlist,
     json: Option<&Path>,
     junit: Option<&Path>,
     suggest: Option<&Path>,
@@ -206,7 +206,7 @@ pub fn write_reports(
 }
 
 /// The console summary on stdout, then, on GitHub Actions, annotations and the step summary.
-pub fn print_summary(a: &crate::analysis::Analysis) {
+pub fn print_summary(a: &crate::verdict::analysis::Analysis) {
     let mut out = anstream::stdout().lock();
     let _ = console::write(a, &mut out);
     let _ = out.flush();
@@ -217,7 +217,7 @@ pub fn print_summary(a: &crate::analysis::Analysis) {
 /// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), and
 /// a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set. Failing to write the summary
 /// is a warning, not a reason to change the verdict.
-pub fn github_actions(a: &crate::analysis::Analysis) {
+pub fn github_actions(a: &crate::verdict::analysis::Analysis) {
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
         let mut out = std::io::stdout().lock();
         let _ = github::annotations(a, &mut out);

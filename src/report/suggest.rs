@@ -5,18 +5,18 @@
 //! and how often it was contacted. A destination is named by a host when the flow has a name an
 //! allowlist can hold, by its address otherwise. Every string is written as a double-quoted YAML
 //! scalar with everything but printable ASCII escaped, so no name can break out of its value.
-//! The file reads back with [`Allowlist::load`](crate::policy::Allowlist::load) (tested).
+//! The file reads back with [`Allowlist::load`](crate::verdict::policy::Allowlist::load) (tested).
 
 use std::io::{self, Write};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::analysis::{Analysis, Judged};
-use crate::decode::{proto_label, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use crate::flow::Micros;
-use crate::policy::{Allowlist, HostPattern, PortRange, Protocol, Remote, Rule};
+use crate::flows::decode::{proto_label, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::flows::Micros;
 use crate::report::{relative, timestamp};
+use crate::verdict::analysis::{Analysis, Judged};
+use crate::verdict::policy::{Allowlist, HostPattern, PortRange, Protocol, Remote, Rule};
 
 /// Beyond this many suggested rules, ports are merged per destination; beyond it again, the rest
 /// is left out (and the file says so): an allowlist must stay under 1 MiB to be read back.
@@ -298,7 +298,7 @@ fn write_rule(w: &mut dyn Write, r: &Rule) -> io::Result<()> {
         let h: Vec<String> = r.hosts.iter().map(|h| quote(&h.to_string())).collect();
         writeln!(w, "    hosts: [{}]", h.join(", "))?;
     }
-    if r.content == Some(crate::policy::Content::Dns) {
+    if r.content == Some(crate::verdict::policy::Content::Dns) {
         writeln!(w, "    content: dns")?;
     }
     if r.protocol.is_none() && r.cidrs.is_empty() && r.ports.is_empty() && r.hosts.is_empty() {

@@ -37,7 +37,7 @@ pub fn build_stack() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let d = airgap_check::docker::connect()
+        let d = airgap_check::staging::engine::connect()
             .await
             .map_err(|e| e.to_string())?;
         let before = d.inspect_image(STACK_IMAGE).await.ok().and_then(|i| i.id);
@@ -45,7 +45,7 @@ pub fn build_stack() -> Result<(), String> {
             "io.airgap-check.fixture".to_string(),
             "stack".to_string(),
         )]);
-        let after = airgap_check::docker::build_image(
+        let after = airgap_check::staging::engine::build_image(
             &d,
             &tar_path,
             STACK_IMAGE,

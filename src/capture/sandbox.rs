@@ -150,7 +150,7 @@ pub struct Sandbox {
 /// iptables/ip6tables run inside the sink namespace (a child process inherits the namespace of the
 /// thread that starts it). Returns what went wrong, if anything.
 fn redirect_tcp(sink: &File, iface: &str) -> Option<String> {
-    let port = crate::sinkhole::TCP_SINK_PORT.to_string();
+    let port = crate::capture::sinkhole::TCP_SINK_PORT.to_string();
     let r = in_netns(sink, || {
         for tool in ["iptables", "ip6tables"] {
             let out = std::process::Command::new(tool)

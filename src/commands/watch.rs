@@ -5,16 +5,18 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::analysis::{
+use crate::capture::LiveCapture;
+use crate::capture::{point as observe, sandbox};
+use crate::cli::{parse_duration_for, WatchArgs};
+use crate::commands::stage::{canary_for, preflight_privileges, run_id, send_canary, Progress};
+use crate::error::{Error, Result};
+use crate::report;
+use crate::staging::engine as docker;
+use crate::verdict::analysis::{
     decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
     verdict_for_capture, verdict_with_staging, Analysis, CaptureHealth,
 };
-use crate::capture::LiveCapture;
-use crate::cli::{parse_duration_for, WatchArgs};
-use crate::error::{Error, Result};
-use crate::policy::Allowlist;
-use crate::stage::{canary_for, preflight_privileges, run_id, send_canary, Progress};
-use crate::{docker, observe, report, sandbox};
+use crate::verdict::policy::Allowlist;
 
 /// The container's exit, if it has exited.
 async fn exited(d: &bollard::Docker, id: &str) -> Option<Ended> {

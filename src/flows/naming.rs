@@ -483,7 +483,7 @@ mod tests {
         assert!(name.bytes().all(|b| b.is_ascii_graphic()), "{name}");
     }
 
-    const HELLO: &[u8] = include_bytes!("../fixtures/buildpacks/leak-tls/bin/clienthello.bin");
+    const HELLO: &[u8] = include_bytes!("../../fixtures/buildpacks/leak-tls/bin/clienthello.bin");
 
     #[test]
     fn sni_from_a_whole_and_a_split_client_hello() {

@@ -1,4 +1,9 @@
-//! The verdict of a run and its exit code.
+//! Flows → verdicts: the [`policy`] (allowlist), the [`judge`] that holds each flow against it,
+//! and the [`analysis`] every report is written from, with its verdict and exit code.
+
+pub mod analysis;
+pub mod judge;
+pub mod policy;
 
 use serde::Serialize;
 

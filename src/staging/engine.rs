@@ -370,7 +370,7 @@ pub async fn exec(
         cmd: Some(argv.to_vec()),
         env: Some(env.to_vec()),
         user: (!user.is_empty()).then(|| user.to_string()),
-        working_dir: Some(crate::lifecycle::BUILD_DIR.into()),
+        working_dir: Some(crate::staging::lifecycle::BUILD_DIR.into()),
         ..ExecConfig::default()
     };
     let created = docker

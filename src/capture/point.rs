@@ -12,7 +12,7 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use crate::sandbox::{self, SandboxError};
+use crate::capture::sandbox::{self, SandboxError};
 
 /// Where a capture of one container's traffic runs.
 #[derive(Debug)]

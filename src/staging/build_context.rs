@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::lifecycle::{self, Scripts};
+use crate::staging::lifecycle::{self, Scripts};
 
 /// A buildpack ready to go into the context.
 #[derive(Clone, Debug)]

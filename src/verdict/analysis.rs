@@ -4,11 +4,11 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::flow::{
-    is_loopback_flow, local_addresses, remote_end, Counts, DnsSeen, Flow, Micros, MAX_DNS_NAMES,
-    MAX_PENDING_BYTES,
+use crate::flows::{
+    is_loopback_flow, Counts, DnsSeen, Flow, Micros, MAX_DNS_NAMES, MAX_PENDING_BYTES,
 };
-use crate::policy::{Allowlist, Remote};
+use crate::verdict::judge::{local_addresses, remote_end};
+use crate::verdict::policy::{Allowlist, Remote};
 use crate::verdict::Verdict;
 
 /// One flow with its judgement.
@@ -456,7 +456,7 @@ pub fn by_destination(flows: &[Judged]) -> Vec<(Destination, Vec<&Judged>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FlowKey;
+    use crate::flows::FlowKey;
 
     fn judged(allowed: bool) -> Judged {
         let a: IpAddr = "10.1.0.2".parse().unwrap();
@@ -505,9 +505,9 @@ mod tests {
     }
 
     fn flows_of(packets: &[Vec<u8>]) -> Vec<Flow> {
-        let mut t = crate::flow::FlowTable::new();
+        let mut t = crate::flows::FlowTable::new();
         for (i, p) in packets.iter().enumerate() {
-            let d = crate::decode::decode(crate::decode::LinkKind::RawIp, p);
+            let d = crate::flows::decode::decode(crate::flows::decode::LinkKind::RawIp, p);
             t.add(i as i64, p.len() as u32, &d);
         }
         t.finish().0

@@ -11,11 +11,11 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use crate::decode::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::error::{Error, Result};
+use crate::flows::decode::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 /// The default allowlist, also shipped as allowlists/default.yaml.
-pub const DEFAULT_ALLOWLIST: &str = include_str!("../allowlists/default.yaml");
+pub const DEFAULT_ALLOWLIST: &str = include_str!("../../allowlists/default.yaml");
 
 /// Protocol criterion of a rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -649,7 +649,7 @@ mod tests {
 
     #[test]
     fn strict_allows_dns_to_private_resolvers_only() {
-        let a = Allowlist::parse(include_str!("../allowlists/strict.yaml"), "strict").unwrap();
+        let a = Allowlist::parse(include_str!("../../allowlists/strict.yaml"), "strict").unwrap();
         assert!(a.judge(&remote(PROTO_UDP, "10.1.0.1", Some(53))).is_some());
         assert!(a.judge(&remote(PROTO_TCP, "fd00::53", Some(53))).is_some());
         assert!(a.judge(&remote(PROTO_UDP, "8.8.8.8", Some(53))).is_none());
@@ -804,7 +804,7 @@ mod tests {
         let a = Allowlist::parse(&ok, "ok").unwrap();
         assert_eq!(a.allow.len(), 2);
         assert!(too_deep(DEFAULT_ALLOWLIST).is_none());
-        assert!(too_deep(include_str!("../allowlists/strict.yaml")).is_none());
+        assert!(too_deep(include_str!("../../allowlists/strict.yaml")).is_none());
         assert!(too_deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))).is_none());
     }
 }

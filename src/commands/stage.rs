@@ -11,20 +11,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::analysis::{
+use crate::capture::sandbox::{self, Sandbox, CONTAINER_V4, CONTAINER_V6, SINK_V4, SINK_V6};
+use crate::capture::sinkhole::{self, DnsLog, CANARY_PORT};
+use crate::capture::{Canary, LiveCapture};
+use crate::cli::{parse_duration, parse_env, StageArgs};
+use crate::error::{Error, Result};
+use crate::report;
+use crate::staging::build_context::{self as context, Buildpack};
+use crate::staging::engine as docker;
+use crate::staging::lifecycle::{self, PhaseSpec};
+use crate::verdict::analysis::{
     attribute_phases, decoding_problems, dns_queries, judge_named, local_notes, names_of,
     naming_notes, verdict_with_staging, Analysis, CaptureHealth, PhaseRecord, StageInfo,
 };
-use crate::capture::{Canary, LiveCapture};
-use crate::cli::{parse_duration, parse_env, StageArgs};
-use crate::context::{self, Buildpack};
-use crate::docker;
-use crate::error::{Error, Result};
-use crate::lifecycle::{self, PhaseSpec};
-use crate::policy::Allowlist;
-use crate::report;
-use crate::sandbox::{self, Sandbox, CONTAINER_V4, CONTAINER_V6, SINK_V4, SINK_V6};
-use crate::sinkhole::{self, DnsLog, CANARY_PORT};
+use crate::verdict::policy::Allowlist;
 
 /// Lines of each phase's output kept for the reports.
 const TAIL_LINES: usize = 40;
@@ -577,7 +577,7 @@ async fn stage(
     let canary_problem = sensor.canary_problem(v4, v6);
     // Packets the container's interface drops on the way out never reach the capture: counted.
     sensor.capture.count_sent_from_now();
-    let tx_before = crate::observe::tx_counters_in(&sensor.container_ns);
+    let tx_before = crate::capture::point::tx_counters_in(&sensor.container_ns);
     if canary_ok {
         log.line(&format!(
             "canary seen ({}): the capture sees the container",
@@ -743,7 +743,7 @@ async fn stage(
     // The container's own transmit counters, read before the capture drains: everything they
     // count was sent before, so a capture that sees it all has seen at least as much.
     let tx = tx_before
-        .zip(crate::observe::tx_counters_in(&sensor.container_ns))
+        .zip(crate::capture::point::tx_counters_in(&sensor.container_ns))
         .map(|(a, b)| b.since(a));
     sensor.capture.count_sent_until_now();
     let capture = sensor.capture;
@@ -757,7 +757,7 @@ async fn stage(
     stop_sealed(sensor.sealed);
     let mut live = live;
     let tx_dropped = tx.map(|t| t.dropped);
-    let unseen = crate::observe::unseen_by(tx, &live, sensor.host_side);
+    let unseen = crate::capture::point::unseen_by(tx, &live, sensor.host_side);
     live.dropped = live.dropped.map(|d| d + tx_dropped.unwrap_or(0) + unseen);
     if tx.is_none() {
         live.error
@@ -774,7 +774,7 @@ async fn stage(
         notes.push(format!("staging failed: {e}"));
     }
     if unseen > 0 {
-        notes.push(crate::observe::unseen_note(unseen));
+        notes.push(crate::capture::point::unseen_note(unseen));
     }
     if !canary_ok {
         notes.push(format!(
@@ -942,14 +942,14 @@ fn phase_env(cfg: &StageConfig) -> Vec<String> {
 /// Judge with the names the capture holds (SNI, Host, DNS answers: the sinkhole's answers cross the
 /// veth too) and, should a DNS exchange have been missed, the names the sinkhole handed out.
 fn judge_with_names(
-    flows: Vec<crate::flow::Flow>,
+    flows: Vec<crate::flows::Flow>,
     allowlist: &Allowlist,
     local: &[ipnet::IpNet],
     sinkhole: &Mutex<DnsLog>,
-    seen: &crate::flow::DnsSeen,
-) -> (Vec<crate::analysis::Judged>, Vec<IpAddr>) {
+    seen: &crate::flows::DnsSeen,
+) -> (Vec<crate::verdict::analysis::Judged>, Vec<IpAddr>) {
     let log = sinkhole.lock().map(|l| l.names.clone()).unwrap_or_default();
-    let names = |flow: &crate::flow::Flow, addr: IpAddr| -> Vec<String> {
+    let names = |flow: &crate::flows::Flow, addr: IpAddr| -> Vec<String> {
         let mut n = names_of(flow, addr, seen);
         for (name, l) in &log {
             let answered = l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr);
@@ -979,7 +979,7 @@ pub(crate) async fn send_canary(
     loop {
         let (ns2, p, to) = (ns.try_clone().ok(), payload.to_vec(), targets.to_vec());
         let sent = tokio::task::spawn_blocking(move || match ns2 {
-            Some(ns2) => crate::observe::send_from(&ns2, &to, &p),
+            Some(ns2) => crate::capture::point::send_from(&ns2, &to, &p),
             None => Ok(()),
         })
         .await;
@@ -1178,10 +1178,15 @@ async fn arm_observe(
     log: &Progress,
 ) -> Result<Sensor> {
     let (point, ns, local, gateway) = tokio::task::spawn_blocking(move || {
-        let point = crate::observe::capture_point(pid)?;
+        let point = crate::capture::point::capture_point(pid)?;
         let ns = sandbox::netns_of_pid(pid)?;
-        let local = crate::observe::addresses_in(&ns)?;
-        Ok::<_, Error>((point, ns, local, crate::observe::default_gateway(pid)))
+        let local = crate::capture::point::addresses_in(&ns)?;
+        Ok::<_, Error>((
+            point,
+            ns,
+            local,
+            crate::capture::point::default_gateway(pid),
+        ))
     })
     .await
     .map_err(|e| Error::Docker {
@@ -1221,7 +1226,7 @@ pub fn canary_for(
             Some("the container has no IPv4 default gateway to send a canary to".into()),
         ));
     };
-    if !crate::observe::local_addresses().contains(&IpAddr::V4(gw)) {
+    if !crate::capture::point::local_addresses().contains(&IpAddr::V4(gw)) {
         return Ok((
             None,
             Vec::new(),
@@ -1231,7 +1236,7 @@ pub fn canary_for(
         ));
     }
     let to = SocketAddr::from((gw, CANARY_PORT));
-    let (src, _) = crate::observe::canary_path(ns, to)?;
+    let (src, _) = crate::capture::point::canary_path(ns, to)?;
     Ok((
         Some(Canary {
             payload: payload.to_vec(),

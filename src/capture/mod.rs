@@ -1,0 +1,15 @@
+//! Packets in: a saved capture ([`file`]), or a live one ([`live`]) at a capture point — the sink
+//! end of a [`sandbox`] whose [`sinkhole`] answers every name, or a container's own interface on a
+//! real network ([`point`]) — proven on every run by a [`canary`].
+
+pub mod canary;
+pub mod file;
+pub mod filter;
+pub mod live;
+pub mod point;
+pub mod sandbox;
+pub mod sinkhole;
+
+pub use file::{describe_read_stop, read_file, ts_micros, ReadOutcome, MAX_MICROS, MIN_MICROS};
+pub use filter::check_filter;
+pub use live::{Canary, LiveCapture, LiveResult};

@@ -1,0 +1,7 @@
+//! One module per subcommand: [`stage`] (the main job, also observe mode), [`analyze`], [`watch`]
+//! and [`prune`].
+
+pub mod analyze;
+pub mod prune;
+pub mod stage;
+pub mod watch;
