@@ -37,22 +37,12 @@ pub struct StageArgs {
     /// CF_STACK for the buildpacks; default: derived from the stack image's name.
     #[arg(long, value_name = "NAME")]
     pub stack: Option<String>,
-    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
-    #[arg(long, value_name = "FILE")]
-    pub allowlist: Option<PathBuf>,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the JUnit XML report here (a testcase per phase).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write every captured packet here (pcap, for Wireshark or `airgap-check analyze`).
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-    /// Write the allowlist that would make this run pass here: the allowlist's rules, then one rule
-    /// per disallowed destination (by name where known), each to be reviewed.
-    #[arg(long, value_name = "FILE")]
-    pub suggest_allowlist: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub save: SaveArgs,
     /// Give up on staging after this long (e.g. 30s, 10m, 1h): verdict fail.
     #[arg(long, value_name = "DURATION", default_value = "15m")]
     pub timeout: String,
@@ -67,10 +57,6 @@ pub struct StageArgs {
     /// run, with the host's real way out), or the name of an existing Docker network to join.
     #[arg(long, value_name = "sealed|bridge|NETWORK", default_value = "sealed")]
     pub network: String,
-    /// Capture only what this libpcap filter expression passes (see pcap-filter(7)); the verdict
-    /// then covers those packets only.
-    #[arg(long, value_name = "BPF")]
-    pub filter: Option<String>,
     /// The staging container's memory limit (e.g. 512m, 2g); the phases see it as MEMORY_LIMIT.
     /// A phase the kernel kills for lack of memory fails staging, and the reports say so.
     #[arg(long, value_name = "SIZE", default_value = "1g")]
@@ -102,24 +88,12 @@ pub struct WatchArgs {
     /// Stop after this long (e.g. 30s, 10m); default: until Ctrl-C or the container exits.
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
-    /// Capture only what this libpcap filter expression passes (see pcap-filter(7)).
-    #[arg(long, value_name = "BPF")]
-    pub filter: Option<String>,
-    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
-    #[arg(long, value_name = "FILE")]
-    pub allowlist: Option<PathBuf>,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the JUnit XML report here (a testcase per destination).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write every captured packet here (pcap).
-    #[arg(long, value_name = "FILE")]
-    pub pcap: Option<PathBuf>,
-    /// Write the allowlist that would make this run pass here.
-    #[arg(long, value_name = "FILE")]
-    pub suggest_allowlist: Option<PathBuf>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub reports: ReportArgs,
+    #[command(flatten)]
+    pub save: SaveArgs,
 }
 
 #[derive(Debug, Args)]
@@ -127,25 +101,49 @@ pub struct AnalyzeArgs {
     /// The capture to judge (pcap or pcapng).
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
-    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
-    #[arg(long, value_name = "FILE")]
-    pub allowlist: Option<PathBuf>,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the JUnit XML report here.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Judge only the packets this libpcap filter expression passes (see pcap-filter(7)).
-    #[arg(long, value_name = "BPF")]
-    pub filter: Option<String>,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    #[command(flatten)]
+    pub reports: ReportArgs,
     /// Addresses that are "this host" (repeatable); default: the address present in every flow.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub local: Vec<IpNet>,
-    /// Write the allowlist that would make this capture pass here: the allowlist's rules, then one
+}
+
+/// How flows are judged: every command takes these.
+#[derive(Clone, Debug, Args)]
+pub struct JudgeArgs {
+    /// Allowlist YAML; default: the built-in allowlists/default.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub allowlist: Option<PathBuf>,
+    /// Look only at the packets this libpcap filter expression passes (see pcap-filter(7)); the
+    /// verdict then covers those packets only.
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+}
+
+/// The report files: every command can write these.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ReportArgs {
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the JUnit XML report here (a testcase per phase when staging, per destination
+    /// otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the allowlist that would make this run pass here: the allowlist's rules, then one
     /// rule per disallowed destination (by name where known), each to be reviewed.
     #[arg(long, value_name = "FILE")]
     pub suggest_allowlist: Option<PathBuf>,
+}
+
+/// Keeping the packets of a live capture.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SaveArgs {
+    /// Write every captured packet here (pcap, for Wireshark or `airgap-check analyze`).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// A CIDR, or a bare address taken as a host prefix.
@@ -221,4 +219,19 @@ where
     T: Into<OsString> + Clone,
 {
     Cli::try_parse_from(args)
+}
+
+impl JudgeArgs {
+    /// The allowlist to judge with (the built-in default when none is named), after checking the
+    /// filter expression: both before anything is created (exit 2 on a bad one).
+    pub fn load(&self) -> Result<crate::verdict::policy::Allowlist, crate::error::Error> {
+        let allowlist = match &self.allowlist {
+            Some(p) => crate::verdict::policy::Allowlist::load(p)?,
+            None => crate::verdict::policy::Allowlist::default_list(),
+        };
+        if let Some(f) = &self.filter {
+            crate::capture::check_filter(f)?;
+        }
+        Ok(allowlist)
+    }
 }

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use crate::staging::engine::EngineError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file the user named cannot be read.
@@ -48,8 +50,8 @@ pub enum Error {
     BadInput { path: PathBuf, reason: String },
 
     /// The Docker engine cannot be reached or refused an operation.
-    #[error("docker {op}: {reason}")]
-    Docker { op: &'static str, reason: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 
     /// The stack image is neither present nor pullable.
     #[error("stack image {image} is not present locally and could not be pulled ({reason}); build or load it first (docker build / docker load)")]
@@ -66,6 +68,21 @@ pub enum Error {
     /// Live capture could not be opened or failed.
     #[error("capture on {iface}: {reason}")]
     Capture { iface: String, reason: String },
+
+    /// The async runtime the run needs could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+
+    /// A signal handler could not be installed.
+    #[error("cannot watch for {signal}: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+
+    /// A bug: a panic or a task that died. What the run created was removed.
+    #[error("airgap-check hit an internal error ({0}); this is a bug, please report it; what the run created was removed")]
+    Internal(String),
 
     /// A signal (Ctrl-C, SIGTERM) stopped the run; everything created was removed.
     #[error("interrupted by {signal}; the run was stopped and everything it created removed")]
@@ -84,7 +101,10 @@ impl Error {
             | Error::Write { .. }
             | Error::BadInput { .. } => 2,
             Error::CaptureRead { .. }
-            | Error::Docker { .. }
+            | Error::Engine(_)
+            | Error::Runtime(_)
+            | Error::Signal { .. }
+            | Error::Internal(_)
             | Error::StackImage { .. }
             | Error::Privilege { .. }
             | Error::Sandbox(_)

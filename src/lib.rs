@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod flows;
+pub mod progress;
 pub mod report;
 pub mod staging;
 pub mod verdict;

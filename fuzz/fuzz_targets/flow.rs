@@ -7,15 +7,13 @@
 
 use std::sync::LazyLock;
 
-use airgap_check::verdict::analysis::{
-    decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
-    verdict_for_capture, Analysis, CaptureHealth,
-};
 use airgap_check::capture::ts_micros;
 use airgap_check::flows::decode::{decode, LinkKind};
 use airgap_check::flows::{FlowTable, Micros};
-use airgap_check::verdict::policy::Allowlist;
 use airgap_check::report::{console, github, json, junit, suggest};
+use airgap_check::verdict::analysis::{Analysis, CaptureHealth, Mode};
+use airgap_check::verdict::conclude::{conclude, Observation};
+use airgap_check::verdict::policy::Allowlist;
 use libfuzzer_sys::fuzz_target;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
@@ -64,6 +62,23 @@ fn frames(data: &[u8]) -> Option<(u32, Vec<Frame>)> {
     Some((dlt?, out))
 }
 
+/// Judge the frames as `airgap-check analyze` does.
+fn analyze(dlt: u32, link: LinkKind, frames: &[Frame], allowlist: &Allowlist) -> Analysis {
+    let mut table = FlowTable::new();
+    let mut first_ts: Option<Micros> = None;
+    for (ts, len, bytes) in frames {
+        first_ts = Some(first_ts.map_or(*ts, |f| f.min(*ts)));
+        table.add(*ts, *len, &decode(link, bytes));
+    }
+    let mut seen = Observation::new(Mode::Analyze, "fuzz".into(), allowlist, table);
+    seen.capture = CaptureHealth {
+        link_type: format!("DLT {dlt}"),
+        first_ts,
+        ..CaptureHealth::default()
+    };
+    conclude(seen)
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((dlt, frames)) = frames(data) else {
         return;
@@ -71,40 +86,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(link) = i32::try_from(dlt).ok().and_then(LinkKind::from_dlt) else {
         return;
     };
-    let mut table = FlowTable::new();
-    let mut first_ts: Option<Micros> = None;
-    for (ts, len, bytes) in &frames {
-        first_ts = Some(first_ts.map_or(*ts, |f| f.min(*ts)));
-        table.add(*ts, *len, &decode(link, bytes));
-    }
-    let (flows, counts, dns) = table.finish();
     let allowlist = &*DEFAULT;
-    let (flows, local) = judge_named(flows, allowlist, &[], &|flow, addr| {
-        names_of(flow, addr, &dns)
-    });
-    let mut notes = decoding_problems(&counts);
-    notes.extend(local_notes(&flows, &local, false));
-    notes.extend(naming_notes(&counts, &dns));
-    let health = CaptureHealth {
-        link_type: format!("DLT {dlt}"),
-        first_ts,
-        ..CaptureHealth::default()
-    };
-    let verdict = verdict_for_capture(&flows, &health, &counts);
-    let analysis = Analysis {
-        mode: "analyze",
-        input: "fuzz".into(),
-        allowlist: allowlist.source.clone(),
-        local,
-        flows,
-        counts,
-        capture: health,
-        verdict,
-        notes,
-        phases: Vec::new(),
-        stage: None,
-        dns_queries: dns_queries(&dns, &[]),
-    };
+    let analysis = analyze(dlt, link, &frames, allowlist);
 
     let mut buf = Vec::new();
     json::write(&analysis, &mut buf).unwrap();
@@ -124,11 +107,7 @@ fuzz_target!(|data: &[u8]| {
     let suggested = Allowlist::parse(&text, "suggested")
         .unwrap_or_else(|e| panic!("the suggested allowlist does not read back: {e}\n{text}"));
     if !text.contains("destinations were left out") {
-        let flows = analysis.flows.iter().map(|j| j.flow.clone()).collect();
-        let (rejudged, _) = judge_named(flows, &suggested, &[], &|flow, addr| {
-            names_of(flow, addr, &dns)
-        });
-        for j in &rejudged {
+        for j in &analyze(dlt, link, &frames, &suggested).flows {
             assert!(
                 j.allowed(),
                 "the suggested allowlist does not allow {:?} (remote {} {:?}, names {:?}):\n{text}",

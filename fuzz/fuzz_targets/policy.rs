@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use airgap_check::verdict::analysis::{Analysis, CaptureHealth};
 use airgap_check::flows::Counts;
-use airgap_check::verdict::policy::{Allowlist, Remote};
 use airgap_check::report::suggest;
+use airgap_check::verdict::analysis::{Analysis, CaptureHealth, Mode};
+use airgap_check::verdict::policy::{Allowlist, Remote};
 use airgap_check::verdict::Verdict;
 use libfuzzer_sys::fuzz_target;
 
@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let empty = Analysis {
-        mode: "analyze",
+        mode: Mode::Analyze,
         input: "fuzz".into(),
         allowlist: list.source.clone(),
         local: Vec::new(),

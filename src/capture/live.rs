@@ -1,11 +1,17 @@
 //! A live capture on its own thread (inside a network namespace, when given one), with the
 //! canary recognised and every drop counted.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::capture::canary::{Canary, CANARY_PORT};
 use crate::capture::file::ts_micros;
 use crate::capture::filter::bad_filter;
 use crate::error::{Error, Result};
-use crate::flows::decode::{decode, LinkKind};
-use crate::flows::{FlowTable, Micros};
+use crate::flows::decode::{decode, Decoded, Embedded, LinkKind, Transport};
+use crate::flows::{now_micros, FlowTable, Micros};
 
 /// What a live capture saw, handed back when it stops.
 pub struct LiveResult {
@@ -34,20 +40,9 @@ pub struct LiveResult {
     pub canary_v6: bool,
 }
 
-/// How the capture recognises the canary: `payload` as the UDP payload to port 9, from and to one
-/// of `paths` (source, destination). It is counted as the canary, not as a flow.
-#[derive(Clone, Debug)]
-pub struct Canary {
-    pub payload: Vec<u8>,
-    pub paths: Vec<(std::net::IpAddr, std::net::IpAddr)>,
-}
-
 /// A capture running on its own thread (inside a network namespace, when given one).
 pub struct LiveCapture {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    seen: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    /// The time window (µs since the epoch, inclusive) whose outgoing frames `sent_out` counts.
-    window: std::sync::Arc<[std::sync::atomic::AtomicI64; 2]>,
+    shared: Shared,
     thread: Option<std::thread::JoinHandle<LiveResult>>,
     iface: String,
 }
@@ -71,6 +66,16 @@ fn unread(base: (u32, u32), end: (u32, u32), read: u64) -> u64 {
     received.saturating_sub(dropped).saturating_sub(read)
 }
 
+/// What the capture thread shares with the handle.
+#[derive(Clone)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    /// CANARY_V4 | CANARY_V6 | FAILED.
+    seen: Arc<AtomicU8>,
+    /// The time window (µs since the epoch, inclusive) whose outgoing frames `sent_out` counts.
+    window: Arc<[AtomicI64; 2]>,
+}
+
 impl LiveCapture {
     /// Open the capture on `iface` (inside namespace `ns`, if given) and return once it is armed:
     /// every packet from then on is seen. Packets that match `canary` are counted as the canary and
@@ -80,253 +85,36 @@ impl LiveCapture {
         ns: Option<std::fs::File>,
         iface: &str,
         canary: Option<Canary>,
-        save: Option<std::path::PathBuf>,
+        save: Option<PathBuf>,
         filter: Option<&str>,
     ) -> Result<LiveCapture> {
-        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-        use std::sync::Arc;
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(AtomicU8::new(0));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<(), Error>>();
-        let name = iface.to_string();
-        let filter = filter.map(str::to_string);
-        let cap_err = {
-            let iface = iface.to_string();
-            move |reason: String| Error::Capture {
-                iface: iface.clone(),
-                reason,
-            }
+        let shared = Shared {
+            stop: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(AtomicU8::new(0)),
+            window: Arc::new([AtomicI64::new(i64::MIN), AtomicI64::new(i64::MAX)]),
         };
-        let (stop2, seen2) = (stop.clone(), seen.clone());
-        let window = std::sync::Arc::new([
-            std::sync::atomic::AtomicI64::new(i64::MIN),
-            std::sync::atomic::AtomicI64::new(i64::MAX),
-        ]);
-        let window2 = window.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let thread_shared = shared.clone();
+        let (name, filter) = (iface.to_string(), filter.map(str::to_string));
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                let mut out = LiveResult {
-                    table: FlowTable::new(),
-                    first_ts: None,
-                    dropped: None,
-                    error: None,
-                    sent_out: 0,
-                    error_at: None,
-                    save_error: None,
-                    stats_stale: false,
-                    link_type: String::new(),
-                    canary_v4: false,
-                    canary_v6: false,
-                };
-                if let Some(ns) = ns {
-                    if let Err(e) = crate::capture::sandbox::enter_netns(&ns) {
-                        let _ = ready_tx.send(Err(cap_err(e.to_string())));
-                        return out;
-                    }
-                }
-                // No immediate mode: libpcap then uses TPACKET_V3, which packs packets into the
-                // ring's blocks (the 32 MiB hold about 200,000 small ones). Immediate mode means
-                // TPACKET_V2, one fixed frame per packet sized for the largest the veth can hand
-                // over (64 KiB with its offloads): about 500 packets, which a burst fills within
-                // milliseconds (bench/load.sh). The kernel hands a block over when it is full or
-                // after BLOCK_MS, so a packet is readable within 2 × BLOCK_MS.
-                let opened = pcap::Capture::from_device(name.as_str()).and_then(|c| {
-                    c.immediate_mode(false)
-                        .snaplen(262_144)
-                        .buffer_size(32 << 20)
-                        .timeout(BLOCK_MS)
-                        .open()
-                });
-                // Non-blocking, with our own bounded poll: a stop request must not wait for a
-                // packet.
-                let mut cap = match opened.and_then(|c| c.setnonblock()) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(cap_err(e.to_string())));
-                        return out;
-                    }
-                };
-                if let Some(f) = &filter {
-                    if let Err(e) = cap.filter(f, true) {
-                        let _ = ready_tx.send(Err(bad_filter(f, &e.to_string())));
-                        return out;
-                    }
-                }
-                let mut saver = match save.as_deref().map(|p| cap.savefile(p)).transpose() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = ready_tx
-                            .send(Err(cap_err(format!("cannot write the capture file: {e}"))));
-                        return out;
-                    }
-                };
-                let dlt = cap.get_datalink();
-                out.link_type = dlt.get_name().unwrap_or_else(|_| format!("DLT_{}", dlt.0));
-                let Some(link) = LinkKind::from_dlt(dlt.0) else {
-                    let _ = ready_tx.send(Err(cap_err(format!(
-                        "unsupported link type {} ({})",
-                        out.link_type, dlt.0
-                    ))));
-                    return out;
-                };
-                // What the socket had taken in before the first read (a packet may arrive between
-                // binding and ring setup, and would never be readable): the check at the end
-                // counts from here.
-                let base = cap.stats().ok();
-                let _ = ready_tx.send(Ok(()));
-                let mut draining = false;
-                let mut read = 0u64;
-                let mut last_canary: Option<Micros> = None;
-                // Bytes the capture file should hold: libpcap's writes are buffered and report no
-                // error, so a full disk is found by comparing this with the file's size.
-                let mut saved: u64 = 24;
-                // Drop counters, read as the capture goes: if the interface disappears (a watched
-                // container that exits), the last reading is what is known.
-                let mut last_stats: Option<u64> = None;
-                let mut stats_at = std::time::Instant::now();
-                loop {
-                    match cap.next_packet() {
-                        Ok(p) => {
-                            read += 1;
-                            if outgoing_not_loopback(link, p.data) {
-                                let t = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
-                                let (from, until) = (
-                                    window2[0].load(Ordering::SeqCst),
-                                    window2[1].load(Ordering::SeqCst),
-                                );
-                                out.sent_out += u64::from((from..=until).contains(&t));
-                            }
-                            if let Some(s) = saver.as_mut() {
-                                s.write(&p);
-                                saved += 16 + u64::from(p.header.caplen);
-                            }
-                            let ts = ts_micros(p.header.ts.tv_sec, p.header.ts.tv_usec).0;
-                            out.first_ts.get_or_insert(ts);
-                            let d = decode(link, p.data);
-                            if let (crate::flows::decode::Decoded::Ip(ip), Some(c)) = (&d, &canary)
-                            {
-                                if matches!(
-                                    ip.transport,
-                                    crate::flows::decode::Transport::Udp {
-                                        dst_port: crate::capture::sinkhole::CANARY_PORT,
-                                        ..
-                                    }
-                                ) && ip.payload == c.payload.as_slice()
-                                    && c.paths.contains(&(ip.src, ip.dst))
-                                {
-                                    last_canary = Some(ts);
-                                    seen2.fetch_or(
-                                        if ip.src.is_ipv4() {
-                                            CANARY_V4
-                                        } else {
-                                            CANARY_V6
-                                        },
-                                        Ordering::SeqCst,
-                                    );
-                                    continue;
-                                }
-                                // The canary's target may answer with an ICMP error (nothing
-                                // listens on the discard port of a real gateway): part of the
-                                // canary, not a flow — within a second of a canary only, so it
-                                // cannot become a channel of its own.
-                                if let crate::flows::decode::Transport::Icmp {
-                                    about:
-                                        Some(crate::flows::decode::Embedded {
-                                            proto: 17,
-                                            src,
-                                            dst,
-                                            ports: Some((_, crate::capture::sinkhole::CANARY_PORT)),
-                                        }),
-                                    ..
-                                } = ip.transport
-                                {
-                                    if c.paths.contains(&(src, dst))
-                                        && (ip.src, ip.dst) == (dst, src)
-                                        && last_canary
-                                            .is_some_and(|t| (0..=1_000_000).contains(&(ts - t)))
-                                    {
-                                        continue;
-                                    }
-                                }
-                            }
-                            out.table.add(ts, p.header.len, &d);
-                        }
-                        Err(pcap::Error::TimeoutExpired) => {
-                            // Nothing buffered. Asked to stop: one more look after a short wait
-                            // for packets in flight (longer than a block takes to be handed
-                            // over), then end.
-                            if draining {
-                                break;
-                            }
-                            if stop2.load(Ordering::SeqCst) {
-                                draining = true;
-                            }
-                            if stats_at.elapsed() >= std::time::Duration::from_secs(1) {
-                                if let Ok(st) = cap.stats() {
-                                    last_stats =
-                                        Some(u64::from(st.dropped) + u64::from(st.if_dropped));
-                                }
-                                stats_at = std::time::Instant::now();
-                            }
-                            wait_readable(&cap, DRAIN_MS);
-                        }
-                        Err(e) => {
-                            out.error = Some(e.to_string());
-                            out.error_at = Some(std::time::SystemTime::now());
-                            seen2.fetch_or(FAILED, Ordering::SeqCst);
-                            break;
-                        }
-                    }
-                }
-                if let Some(s) = saver.as_mut() {
-                    let flushed = s.flush();
-                    let size = save
-                        .as_deref()
-                        .and_then(|p| std::fs::metadata(p).ok())
-                        .map_or(0, |m| m.len());
-                    out.save_error = match flushed {
-                        Err(e) => Some(e.to_string()),
-                        Ok(()) if size != saved => Some(format!(
-                            "{size} of {saved} bytes written (is the disk full?)"
-                        )),
-                        Ok(()) => None,
-                    };
-                }
-                match cap.stats() {
-                    Ok(st) => {
-                        // Packets the ring took but nobody read (a block not yet handed over when
-                        // the capture stopped) are as unknown as dropped ones.
-                        let missing = base.map_or(0, |b| {
-                            unread((b.received, b.dropped), (st.received, st.dropped), read)
-                        });
-                        out.dropped =
-                            Some(u64::from(st.dropped) + u64::from(st.if_dropped) + missing);
-                    }
-                    Err(_) if out.error.is_some() && last_stats.is_some() => {
-                        // The interface went away (the error above says so): the last reading.
-                        out.dropped = last_stats;
-                        out.stats_stale = true;
+                let opened = Opened::open(ns, &name, filter.as_deref(), save);
+                match opened {
+                    Ok(o) => {
+                        let _ = ready_tx.send(Ok(()));
+                        o.run(canary, thread_shared)
                     }
                     Err(e) => {
-                        out.error
-                            .get_or_insert(format!("reading drop counters: {e}"));
+                        let _ = ready_tx.send(Err(e));
+                        empty_result()
                     }
                 }
-                let bits = seen2.load(Ordering::SeqCst);
-                out.canary_v4 = bits & CANARY_V4 != 0;
-                out.canary_v6 = bits & CANARY_V6 != 0;
-                out
             })
-            .map_err(|e| Error::Capture {
-                iface: iface.to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| capture_error(iface, e.to_string()))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(LiveCapture {
-                stop,
-                seen,
-                window,
+                shared,
                 thread: Some(thread),
                 iface: iface.to_string(),
             }),
@@ -334,38 +122,40 @@ impl LiveCapture {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(Error::Capture {
-                iface: iface.to_string(),
-                reason: "the capture thread ended before it was armed".into(),
-            }),
+            Err(_) => Err(capture_error(
+                iface,
+                "the capture thread ended before it was armed".into(),
+            )),
         }
     }
 
     /// Whether the canary has been seen for both families so far.
     pub fn canary_seen(&self) -> (bool, bool) {
-        let bits = self.seen.load(std::sync::atomic::Ordering::SeqCst);
+        let bits = self.shared.seen.load(std::sync::atomic::Ordering::SeqCst);
         (bits & CANARY_V4 != 0, bits & CANARY_V6 != 0)
     }
 
     /// Count outgoing frames (`LiveResult::sent_out`) from now on: call just before reading the
     /// interfaces' transmit counters they are to be compared with.
     pub fn count_sent_from_now(&self) {
-        self.window[0].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
+        self.shared.window[0].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stop counting outgoing frames after now: call just after the last counter reading.
     pub fn count_sent_until_now(&self) {
-        self.window[1].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
+        self.shared.window[1].store(now_micros(), std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether the capture has stopped on an error while running (see `LiveResult::error`).
     pub fn failed(&self) -> bool {
-        self.seen.load(std::sync::atomic::Ordering::SeqCst) & FAILED != 0
+        self.shared.seen.load(std::sync::atomic::Ordering::SeqCst) & FAILED != 0
     }
 
     /// Stop, drain what is buffered, and hand back the result.
     pub fn finish(mut self) -> Result<LiveResult> {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let t = self.thread.take().expect("finish is called once");
         t.join().map_err(|_| Error::Capture {
             iface: self.iface.clone(),
@@ -377,15 +167,303 @@ impl LiveCapture {
 impl Drop for LiveCapture {
     fn drop(&mut self) {
         // A run that ends early (error, signal) still stops its capture thread.
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-fn now_micros() -> Micros {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as Micros)
-        .unwrap_or(0)
+fn capture_error(iface: &str, reason: String) -> Error {
+    Error::Capture {
+        iface: iface.to_string(),
+        reason,
+    }
+}
+
+fn empty_result() -> LiveResult {
+    LiveResult {
+        table: FlowTable::new(),
+        first_ts: None,
+        dropped: None,
+        error: None,
+        sent_out: 0,
+        error_at: None,
+        save_error: None,
+        stats_stale: false,
+        link_type: String::new(),
+        canary_v4: false,
+        canary_v6: false,
+    }
+}
+
+/// The capture, opened and armed on its thread.
+struct Opened {
+    cap: pcap::Capture<pcap::Active>,
+    link: LinkKind,
+    saver: Option<(pcap::Savefile, PathBuf)>,
+    out: LiveResult,
+    /// libpcap's (received, dropped) before the first read.
+    base: Option<(u32, u32)>,
+}
+
+impl Opened {
+    /// Enter the namespace, open the device, apply the filter, open the capture file.
+    fn open(
+        ns: Option<std::fs::File>,
+        iface: &str,
+        filter: Option<&str>,
+        save: Option<PathBuf>,
+    ) -> Result<Opened> {
+        if let Some(ns) = ns {
+            crate::capture::sandbox::enter_netns(&ns)
+                .map_err(|e| capture_error(iface, e.to_string()))?;
+        }
+        // No immediate mode: libpcap then uses TPACKET_V3, which packs packets into the ring's
+        // blocks (the 32 MiB hold about 200,000 small ones). Immediate mode means TPACKET_V2, one
+        // fixed frame per packet sized for the largest the veth can hand over (64 KiB with its
+        // offloads): about 500 packets, which a burst fills within milliseconds
+        // (bench/load.sh). The kernel hands a block over when it is full or after BLOCK_MS, so a
+        // packet is readable within 2 × BLOCK_MS. Non-blocking, with our own bounded poll: a stop
+        // request must not wait for a packet.
+        let mut cap = pcap::Capture::from_device(iface)
+            .and_then(|c| {
+                c.immediate_mode(false)
+                    .snaplen(262_144)
+                    .buffer_size(32 << 20)
+                    .timeout(BLOCK_MS)
+                    .open()
+            })
+            .and_then(|c| c.setnonblock())
+            .map_err(|e| capture_error(iface, e.to_string()))?;
+        if let Some(f) = filter {
+            cap.filter(f, true)
+                .map_err(|e| bad_filter(f, &e.to_string()))?;
+        }
+        let saver = match save {
+            Some(p) => {
+                let file = cap.savefile(&p).map_err(|e| {
+                    capture_error(iface, format!("cannot write the capture file: {e}"))
+                })?;
+                Some((file, p))
+            }
+            None => None,
+        };
+        let dlt = cap.get_datalink();
+        let mut out = empty_result();
+        out.link_type = dlt.get_name().unwrap_or_else(|_| format!("DLT_{}", dlt.0));
+        let Some(link) = LinkKind::from_dlt(dlt.0) else {
+            let why = format!("unsupported link type {} ({})", out.link_type, dlt.0);
+            return Err(capture_error(iface, why));
+        };
+        // What the socket had taken in before the first read (a packet may arrive between
+        // binding and ring setup, and would never be readable): the check at the end counts
+        // from here.
+        let base = cap.stats().ok().map(|st| (st.received, st.dropped));
+        Ok(Opened {
+            cap,
+            link,
+            saver,
+            out,
+            base,
+        })
+    }
+
+    /// Read until asked to stop (and drained) or until the capture fails; then the result.
+    fn run(self, canary: Option<Canary>, shared: Shared) -> LiveResult {
+        let Opened {
+            mut cap,
+            link,
+            saver,
+            out,
+            base,
+        } = self;
+        let mut s = Session {
+            link,
+            saver,
+            out,
+            base,
+            canary,
+            shared,
+            read: 0,
+            last_canary: None,
+            saved: 24,
+            last_stats: None,
+            stats_at: Instant::now(),
+        };
+        s.read_until_stopped(&mut cap);
+        s.end(&mut cap)
+    }
+}
+
+/// The capture loop's state (the capture itself is passed in: a packet borrows it).
+struct Session {
+    link: LinkKind,
+    saver: Option<(pcap::Savefile, PathBuf)>,
+    out: LiveResult,
+    base: Option<(u32, u32)>,
+    canary: Option<Canary>,
+    shared: Shared,
+    /// Packets read.
+    read: u64,
+    /// When the canary was last seen.
+    last_canary: Option<Micros>,
+    /// Bytes the capture file should hold: libpcap's writes are buffered and report no error, so
+    /// a full disk is found by comparing this with the file's size.
+    saved: u64,
+    /// Drop counters, read as the capture goes: if the interface disappears (a watched container
+    /// that exits), the last reading is what is known.
+    last_stats: Option<u64>,
+    stats_at: Instant,
+}
+
+impl Session {
+    fn read_until_stopped(&mut self, cap: &mut pcap::Capture<pcap::Active>) {
+        let mut draining = false;
+        loop {
+            match cap.next_packet() {
+                Ok(p) => self.on_packet(p.header, p.data),
+                Err(pcap::Error::TimeoutExpired) => {
+                    // Nothing buffered. Asked to stop: one more look after a short wait for
+                    // packets in flight (longer than a block takes to be handed over), then end.
+                    if draining {
+                        return;
+                    }
+                    draining = self.shared.stop.load(Ordering::SeqCst);
+                    self.on_idle(cap);
+                }
+                Err(e) => {
+                    self.out.error = Some(e.to_string());
+                    self.out.error_at = Some(std::time::SystemTime::now());
+                    self.shared.seen.fetch_or(FAILED, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
+        self.read += 1;
+        let ts = ts_micros(header.ts.tv_sec, header.ts.tv_usec).0;
+        if outgoing_not_loopback(self.link, data) {
+            let from = self.shared.window[0].load(Ordering::SeqCst);
+            let until = self.shared.window[1].load(Ordering::SeqCst);
+            self.out.sent_out += u64::from((from..=until).contains(&ts));
+        }
+        if let Some((saver, _)) = self.saver.as_mut() {
+            saver.write(&pcap::Packet::new(header, data));
+            self.saved += 16 + u64::from(header.caplen);
+        }
+        self.out.first_ts.get_or_insert(ts);
+        let d = decode(self.link, data);
+        if self.is_canary(&d, ts) {
+            return;
+        }
+        self.out.table.add(ts, header.len, &d);
+    }
+
+    /// Whether a packet is the canary (or the ICMP error its target answered it with): counted
+    /// as the canary, not as a flow.
+    fn is_canary(&mut self, d: &Decoded<'_>, ts: Micros) -> bool {
+        let (Decoded::Ip(ip), Some(c)) = (d, &self.canary) else {
+            return false;
+        };
+        if matches!(
+            ip.transport,
+            Transport::Udp {
+                dst_port: CANARY_PORT,
+                ..
+            }
+        ) && ip.payload == c.payload.as_slice()
+            && c.paths.contains(&(ip.src, ip.dst))
+        {
+            self.last_canary = Some(ts);
+            let bit = if ip.src.is_ipv4() {
+                CANARY_V4
+            } else {
+                CANARY_V6
+            };
+            self.shared.seen.fetch_or(bit, Ordering::SeqCst);
+            return true;
+        }
+        // The canary's target may answer with an ICMP error (nothing listens on the discard
+        // port of a real gateway): part of the canary, not a flow — within a second of a canary
+        // only, so it cannot become a channel of its own.
+        if let Transport::Icmp {
+            about:
+                Some(Embedded {
+                    proto: 17,
+                    src,
+                    dst,
+                    ports: Some((_, CANARY_PORT)),
+                }),
+            ..
+        } = ip.transport
+        {
+            return c.paths.contains(&(src, dst))
+                && (ip.src, ip.dst) == (dst, src)
+                && self
+                    .last_canary
+                    .is_some_and(|t| (0..=1_000_000).contains(&(ts - t)));
+        }
+        false
+    }
+
+    /// Nothing to read: refresh the drop counters now and then, and wait for packets.
+    fn on_idle(&mut self, cap: &mut pcap::Capture<pcap::Active>) {
+        if self.stats_at.elapsed() >= Duration::from_secs(1) {
+            if let Ok(st) = cap.stats() {
+                self.last_stats = Some(u64::from(st.dropped) + u64::from(st.if_dropped));
+            }
+            self.stats_at = Instant::now();
+        }
+        wait_readable(cap, DRAIN_MS);
+    }
+
+    /// Flush the capture file, read the drop counters one last time, and hand the result back.
+    fn end(mut self, cap: &mut pcap::Capture<pcap::Active>) -> LiveResult {
+        self.finish_save();
+        let out = &mut self.out;
+        match cap.stats() {
+            Ok(st) => {
+                // Packets the ring took but nobody read (a block not yet handed over when the
+                // capture stopped) are as unknown as dropped ones.
+                let missing = self
+                    .base
+                    .map_or(0, |b| unread(b, (st.received, st.dropped), self.read));
+                out.dropped = Some(u64::from(st.dropped) + u64::from(st.if_dropped) + missing);
+            }
+            Err(_) if out.error.is_some() && self.last_stats.is_some() => {
+                // The interface went away (the error above says so): the last reading.
+                out.dropped = self.last_stats;
+                out.stats_stale = true;
+            }
+            Err(e) => {
+                out.error
+                    .get_or_insert(format!("reading drop counters: {e}"));
+            }
+        }
+        let bits = self.shared.seen.load(Ordering::SeqCst);
+        out.canary_v4 = bits & CANARY_V4 != 0;
+        out.canary_v6 = bits & CANARY_V6 != 0;
+        self.out
+    }
+
+    /// A capture file that is shorter than what was written to it was not written whole.
+    fn finish_save(&mut self) {
+        let Some((saver, path)) = self.saver.as_mut() else {
+            return;
+        };
+        let flushed = saver.flush();
+        let size = std::fs::metadata(&*path).map_or(0, |m| m.len());
+        self.out.save_error = match flushed {
+            Err(e) => Some(e.to_string()),
+            Ok(()) if size != self.saved => Some(format!(
+                "{size} of {} bytes written (is the disk full?)",
+                self.saved
+            )),
+            Ok(()) => None,
+        };
+    }
 }
 
 /// Whether a cooked-capture frame ("any" device) left an interface that is not loopback.

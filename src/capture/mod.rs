@@ -8,8 +8,10 @@ pub mod filter;
 pub mod live;
 pub mod point;
 pub mod sandbox;
+pub mod sensor;
 pub mod sinkhole;
 
+pub use canary::Canary;
 pub use file::{describe_read_stop, read_file, ts_micros, ReadOutcome, MAX_MICROS, MIN_MICROS};
 pub use filter::check_filter;
-pub use live::{Canary, LiveCapture, LiveResult};
+pub use live::{LiveCapture, LiveResult};

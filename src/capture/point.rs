@@ -9,7 +9,7 @@
 //! thread that entered it; the container cannot reach that thread either.
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use crate::capture::sandbox::{self, SandboxError};
@@ -235,40 +235,6 @@ fn parse_tx(table: &str) -> TxCounters {
             packets: a.packets + b.packets,
             dropped: a.dropped + b.dropped,
         })
-}
-
-/// Where a canary sent from inside `ns` to `to` leaves from (no packet is sent to find out).
-pub fn canary_path(ns: &File, to: SocketAddr) -> Result<(IpAddr, SocketAddr), SandboxError> {
-    sandbox::in_netns(ns, || {
-        let bind: SocketAddr = if to.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let s = std::net::UdpSocket::bind(bind)?;
-        s.connect(to)?;
-        s.local_addr().map(|l| (l.ip(), to))
-    })?
-    .map_err(|e| SandboxError {
-        step: "canary",
-        reason: format!("no route from the container to {to}: {e}"),
-    })
-}
-
-/// Send `payload` from inside `ns` to each target (one datagram each).
-pub fn send_from(ns: &File, targets: &[SocketAddr], payload: &[u8]) -> Result<(), SandboxError> {
-    sandbox::in_netns(ns, || {
-        for to in targets {
-            let bind: SocketAddr = if to.is_ipv4() {
-                (Ipv4Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            if let Ok(s) = std::net::UdpSocket::bind(bind) {
-                let _ = s.send_to(payload, to);
-            }
-        }
-    })
 }
 
 #[cfg(test)]

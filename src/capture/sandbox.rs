@@ -41,6 +41,35 @@ fn fail(step: &'static str) -> impl FnOnce(String) -> SandboxError {
     move |reason| SandboxError { step, reason }
 }
 
+/// The capabilities the sealed run needs, checked before anything is created.
+pub fn check_privileges() -> crate::error::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = [
+        (21, "CAP_SYS_ADMIN (to create and enter network namespaces)"),
+        (
+            12,
+            "CAP_NET_ADMIN (to create the veth pair, addresses and routes)",
+        ),
+        (13, "CAP_NET_RAW (to capture packets)"),
+    ]
+    .iter()
+    .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+    .map(|(_, what)| *what)
+    .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Privilege {
+            what: missing.join(", "),
+        })
+    }
+}
+
 /// Run `f` on a fresh OS thread that has joined the network namespace `ns`.
 pub fn in_netns<R: Send>(ns: &File, f: impl FnOnce() -> R + Send) -> Result<R, SandboxError> {
     std::thread::scope(|s| {

@@ -16,8 +16,10 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-/// The port the canary is sent to (the discard service).
-pub const CANARY_PORT: u16 = 9;
+use crate::capture::canary::CANARY_PORT;
+use crate::capture::sandbox::{enter_netns, SandboxError};
+use crate::flows::now_micros;
+
 /// Every TCP connection into the sink (but DNS) is redirected here, whatever its port.
 pub const TCP_SINK_PORT: u16 = 4;
 /// How much of what a client sends first is read before the connection is closed.
@@ -84,13 +86,6 @@ impl DnsLog {
             .find(|(_, l)| l.v4.map(IpAddr::V4) == Some(addr) || l.v6.map(IpAddr::V6) == Some(addr))
             .map(|(n, _)| n.as_str())
     }
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// Build the answer to one DNS query; `None` for what is not a query.
@@ -218,9 +213,81 @@ async fn serve_discard(sock: UdpSocket) {
     }
 }
 
+/// The sinkhole of a sealed run, serving inside the sink namespace on a thread of its own until
+/// dropped (or `remove()`d).
+pub struct Sinkhole {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// What it answered.
+    pub log: Arc<Mutex<DnsLog>>,
+}
+
+impl Sinkhole {
+    /// Start the services inside the namespace `sink`; returns once they listen.
+    pub async fn start(sink: &std::fs::File) -> Result<Sinkhole, SandboxError> {
+        let failed = |e: std::io::Error| SandboxError {
+            step: "sinkhole",
+            reason: e.to_string(),
+        };
+        let log = Arc::new(Mutex::new(DnsLog::default()));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = sink.try_clone().map_err(failed)?;
+        let thread_log = log.clone();
+        std::thread::Builder::new()
+            .name("sinkhole".into())
+            .spawn(move || {
+                if let Err(e) = enter_netns(&sink) {
+                    let _ = ready_tx.send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+                drop(sink);
+                run(thread_log, ready_tx, stop_rx);
+            })
+            .map_err(failed)?;
+        tokio::task::spawn_blocking(move || ready_rx.recv())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_else(|| Err(std::io::Error::other("the sinkhole thread ended")))
+            .map_err(failed)?;
+        Ok(Sinkhole {
+            stop: Some(stop_tx),
+            log,
+        })
+    }
+
+    /// The names it handed out, with the addresses it gave each.
+    pub fn handed_out(&self) -> Vec<(String, Vec<IpAddr>)> {
+        let log = self.log.lock().map(|l| l.names.clone()).unwrap_or_default();
+        log.into_iter()
+            .map(|(name, l)| {
+                let addrs = l.v4.map(IpAddr::V4).into_iter().chain(l.v6.map(IpAddr::V6));
+                (name, addrs.collect())
+            })
+            .collect()
+    }
+
+    /// Stop serving.
+    pub fn remove(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Sinkhole {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
 /// Bind the services (on the calling thread, which must be in the sink) and serve them until
 /// `stop` fires. Binding errors are returned before serving starts, through `ready`.
-pub fn run(
+fn run(
     log: Arc<Mutex<DnsLog>>,
     ready: std::sync::mpsc::Sender<std::io::Result<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,

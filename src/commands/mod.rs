@@ -3,5 +3,6 @@
 
 pub mod analyze;
 pub mod prune;
+pub mod runtime;
 pub mod stage;
 pub mod watch;

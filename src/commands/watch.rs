@@ -2,42 +2,187 @@
 //! inside its namespace when its peer is not on this host), until Ctrl-C, `--duration` or its exit,
 //! then judge and report as usual.
 
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::capture::LiveCapture;
-use crate::capture::{point as observe, sandbox};
+use bollard::Docker;
+use tokio::signal::unix::Signal;
+
+use crate::capture::sandbox;
+use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
 use crate::cli::{parse_duration_for, WatchArgs};
-use crate::commands::stage::{canary_for, preflight_privileges, run_id, send_canary, Progress};
+use crate::commands::runtime::{interrupts, runtime};
 use crate::error::{Error, Result};
-use crate::report;
-use crate::staging::engine as docker;
-use crate::verdict::analysis::{
-    decoding_problems, dns_queries, judge_named, local_notes, names_of, naming_notes,
-    verdict_for_capture, verdict_with_staging, Analysis, CaptureHealth,
-};
+use crate::progress::Progress;
+use crate::report::{self, Outputs};
+use crate::staging::engine::{self, EngineError};
+use crate::verdict::analysis::{Analysis, Mode};
+use crate::verdict::conclude::{conclude, Observation};
+use crate::verdict::notes::Note;
 use crate::verdict::policy::Allowlist;
 
-/// The container's exit, if it has exited.
-async fn exited(d: &bollard::Docker, id: &str) -> Option<Ended> {
-    let st = d
-        .inspect_container(
-            id,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .ok()
-        .and_then(|i| i.state);
-    match st {
-        Some(s) if s.running == Some(true) => None,
-        Some(s) => Some(Ended::Exited(
-            s.exit_code,
-            s.finished_at
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
-        )),
-        None => Some(Ended::Exited(None, None)),
+pub fn run(a: &WatchArgs) -> Result<i32> {
+    let allowlist = a.judge.load()?;
+    let duration = a
+        .duration
+        .as_deref()
+        .map(|d| parse_duration_for("--duration", d))
+        .transpose()?;
+    a.reports.check_writable(a.save.pcap.as_deref())?;
+    sandbox::check_privileges()?;
+    let rt = runtime()?;
+    let log = Progress::new(false);
+    let out = rt.block_on(watch(a, &allowlist, duration, &log));
+    log.done();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    out
+}
+
+async fn watch(
+    a: &WatchArgs,
+    allowlist: &Allowlist,
+    duration: Option<Duration>,
+    log: &Progress,
+) -> Result<i32> {
+    let mut signals = interrupts()?;
+    let d = engine::connect().await?;
+    let target = Target::find(&d, &a.container).await?;
+    let opts = SensorOptions {
+        payload: format!("airgap-check canary {}", engine::run_id()).into_bytes(),
+        pcap: a.save.pcap.as_deref(),
+        filter: a.judge.filter.as_deref(),
+    };
+    let mut sensor = Sensor::observing(target.pid, &opts).await?;
+    let started = Instant::now();
+    log.line(&format!(
+        "watching container {} on the {}; Ctrl-C to stop",
+        target.label(),
+        sensor.point()
+    ));
+    let canary = prove(&mut sensor, log).await?;
+    let ended = match canary {
+        Some(false) => Ended::NoCanary,
+        _ => until_the_end(&d, &target, &mut sensor, duration, started, &mut signals).await,
+    };
+    let watched = started.elapsed().as_secs_f64();
+    let until = ended.describe(duration);
+    log.line(&format!("stopped after {watched:.1}s: {until}"));
+    if !matches!(ended, Ended::Exited(..)) {
+        // Let the last packets land; the counters are read before the capture drains, so it has
+        // had everything they count.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sensor.read_counters();
     }
+    let mut sensed = sensor.finish().await?;
+    let pcap = sensed.pcap.take();
+    let watched = Note::Watched {
+        container: target.label(),
+        secs: watched,
+        until,
+    };
+    let analysis = judge(a, allowlist, &target, sensed, &ended, watched);
+    log.done();
+    report::deliver(
+        &analysis,
+        Outputs {
+            reports: &a.reports,
+            allowlist,
+            pcap,
+        },
+    )
+}
+
+/// The watched container.
+struct Target {
+    id: String,
+    name: String,
+    pid: u32,
+}
+
+impl Target {
+    /// A running container with a network of its own, by name or id (exit 2 otherwise).
+    async fn find(d: &Docker, container: &str) -> Result<Target> {
+        let info = match d
+            .inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(bad(
+                    container,
+                    "no container has this name or id (see docker ps)",
+                ))
+            }
+            Err(source) => return Err(EngineError::InspectContainer { source }.into()),
+        };
+        let state = info.state.clone().unwrap_or_default();
+        let pid = state.pid.unwrap_or(0);
+        if state.running != Some(true) || pid <= 0 {
+            let status = state.status.map(|s| s.to_string());
+            return Err(bad(
+                container,
+                &format!(
+                    "the container is not running (status {}): expected a running container",
+                    status.as_deref().unwrap_or("unknown")
+                ),
+            ));
+        }
+        let mode = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone());
+        check_network_mode(container, mode.as_deref().unwrap_or_default())?;
+        Ok(Target {
+            id: info.id.clone().unwrap_or_default(),
+            name: info.name.unwrap_or_default().trim_start_matches('/').into(),
+            pid: pid as u32,
+        })
+    }
+
+    /// "web (3f2a9c1b0d4e)".
+    fn label(&self) -> String {
+        format!("{} ({})", self.name, engine::short(&self.id))
+    }
+}
+
+fn check_network_mode(container: &str, mode: &str) -> Result<()> {
+    match mode {
+        "host" => Err(bad(
+            container,
+            "the container shares the host's network namespace (--network host): its packets cannot be told from the host's; expected a container with a network of its own",
+        )),
+        "none" => Err(bad(
+            container,
+            "the container has no network (--network none): there is nothing to watch",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn bad(value: &str, expected: &str) -> Error {
+    Error::BadArgument {
+        option: "CONTAINER",
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+/// Send the canary (to the container's gateway, when this host holds it) and say what it showed.
+async fn prove(sensor: &mut Sensor, log: &Progress) -> Result<Option<bool>> {
+    let outcome = sensor.prove().await?;
+    match (outcome.seen, &outcome.problem) {
+        (Some(true), _) => log.line("canary seen: the capture sees the container"),
+        (Some(false), _) => log.warn(
+            "canary NOT seen: the capture does not see the container; stopping (inconclusive)",
+        ),
+        (None, Some(why)) => log.warn(&format!("no canary ({why}): a pass will need traffic seen")),
+        (None, None) => {}
+    }
+    Ok(outcome.seen)
 }
 
 /// How a watch ended.
@@ -46,7 +191,7 @@ enum Ended {
     Duration,
     Signal(&'static str),
     /// The container exited: its exit code and when (Docker's State.FinishedAt).
-    Exited(Option<i64>, Option<std::time::SystemTime>),
+    Exited(Option<i64>, Option<SystemTime>),
     /// The canary was not seen: there is nothing to watch with.
     NoCanary,
     /// The capture stopped while the container still ran (its interface was replaced, …).
@@ -69,368 +214,109 @@ impl Ended {
     }
 }
 
-fn bad(value: &str, expected: &str) -> Error {
-    Error::BadArgument {
-        option: "CONTAINER",
-        value: value.to_string(),
-        expected: expected.to_string(),
-    }
-}
-
-pub fn run(a: &WatchArgs) -> Result<i32> {
-    let allowlist = match &a.allowlist {
-        Some(p) => Allowlist::load(p)?,
-        None => Allowlist::default_list(),
-    };
-    let duration = a
-        .duration
-        .as_deref()
-        .map(|d| parse_duration_for("--duration", d))
-        .transpose()?;
-    if let Some(f) = &a.filter {
-        crate::capture::check_filter(f)?;
-    }
-    for out in [&a.json, &a.junit, &a.pcap, &a.suggest_allowlist]
-        .into_iter()
-        .flatten()
-    {
-        report::check_writable(out)?;
-    }
-    preflight_privileges()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Docker {
-            op: "runtime",
-            reason: e.to_string(),
-        })?;
-    let log = Progress::new(false);
-    let out = rt.block_on(watch(a, allowlist, duration, &log));
-    log.done();
-    rt.shutdown_timeout(Duration::from_secs(2));
-    out
-}
-
-async fn watch(
-    a: &WatchArgs,
-    allowlist: Allowlist,
+/// Wait for the end: Ctrl-C, SIGTERM, --duration, or the container's exit; read the container's
+/// counters as it goes (an exited container's interfaces are gone).
+async fn until_the_end(
+    d: &Docker,
+    target: &Target,
+    sensor: &mut Sensor,
     duration: Option<Duration>,
-    log: &Progress,
-) -> Result<i32> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let sig = |k| {
-        signal(k).map_err(|e| Error::Docker {
-            op: "signals",
-            reason: e.to_string(),
-        })
-    };
-    let (mut sigint, mut sigterm) = (sig(SignalKind::interrupt())?, sig(SignalKind::terminate())?);
+    started: Instant,
+    (sigint, sigterm): &mut (Signal, Signal),
+) -> Ended {
+    let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
+    loop {
+        let tick = tokio::time::sleep(Duration::from_millis(250));
+        tokio::select! {
+            _ = sigint.recv() => return Ended::Signal("Ctrl-C"),
+            _ = sigterm.recv() => return Ended::Signal("SIGTERM"),
+            _ = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => return Ended::Duration,
+            _ = tick => match exited(d, &target.id).await {
+                Some(e) => return e,
+                None if sensor.failed() => return exit_behind_the_failure(d, &target.id).await,
+                None => sensor.read_counters(),
+            },
+        }
+    }
+}
 
-    let d = docker::connect().await?;
-    let info = match d
+/// The capture died under a running container: give the exit that took the interface away a
+/// second to show; otherwise the capture failed.
+async fn exit_behind_the_failure(d: &Docker, id: &str) -> Ended {
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(e) = exited(d, id).await {
+            return e;
+        }
+    }
+    Ended::CaptureFailed
+}
+
+/// The container's exit, if it has exited.
+async fn exited(d: &Docker, id: &str) -> Option<Ended> {
+    let st = d
         .inspect_container(
-            &a.container,
+            id,
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
-    {
-        Ok(i) => i,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            return Err(bad(
-                &a.container,
-                "no container has this name or id (see docker ps)",
-            ))
-        }
-        Err(e) => {
-            return Err(Error::Docker {
-                op: "inspect container",
-                reason: e.to_string(),
-            })
-        }
-    };
-    let id = info.id.clone().unwrap_or_default();
-    let name = info
-        .name
-        .clone()
-        .unwrap_or_default()
-        .trim_start_matches('/')
-        .to_string();
-    let state = info.state.clone().unwrap_or_default();
-    let pid = state.pid.unwrap_or(0);
-    if state.running != Some(true) || pid <= 0 {
-        return Err(bad(
-            &a.container,
-            &format!(
-                "the container is not running (status {}): expected a running container",
-                state
-                    .status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "unknown".into())
-            ),
-        ));
+        .ok()
+        .and_then(|i| i.state);
+    match st {
+        Some(s) if s.running == Some(true) => None,
+        Some(s) => Some(Ended::Exited(
+            s.exit_code,
+            s.finished_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+        )),
+        None => Some(Ended::Exited(None, None)),
     }
-    let mode = info
-        .host_config
-        .as_ref()
-        .and_then(|h| h.network_mode.clone())
-        .unwrap_or_default();
-    if mode == "host" {
-        return Err(bad(
-            &a.container,
-            "the container shares the host's network namespace (--network host): its packets cannot be told from the host's; expected a container with a network of its own",
-        ));
-    }
-    if mode == "none" {
-        return Err(bad(
-            &a.container,
-            "the container has no network (--network none): there is nothing to watch",
-        ));
-    }
-    let pid = pid as u32;
-    let short = &id[..id.len().min(12)];
+}
 
-    let (point, ns, local, gateway) = tokio::task::spawn_blocking(move || {
-        let point = observe::capture_point(pid)?;
-        let ns = sandbox::netns_of_pid(pid)?;
-        let local = observe::addresses_in(&ns)?;
-        Ok::<_, Error>((point, ns, local, observe::default_gateway(pid)))
-    })
-    .await
-    .map_err(|e| Error::Docker {
-        op: "watch",
-        reason: e.to_string(),
-    })??;
-    let payload = format!("airgap-check canary {}", run_id()).into_bytes();
-    let (canary, canary_to, no_canary) = canary_for(&ns, gateway, &payload)?;
-    let pcap_tmp = a.pcap.as_deref().map(report::pcap_tempfile).transpose()?;
-    let capture = LiveCapture::start(
-        point.ns,
-        &point.iface,
-        canary,
-        pcap_tmp.as_ref().map(|t| t.path().to_path_buf()),
-        a.filter.as_deref(),
-    )?;
-    let started = Instant::now();
-    log.line(&format!(
-        "watching container {name} ({short}) on the {}; Ctrl-C to stop",
-        point.describe
-    ));
-
-    let (v4, _) = send_canary(&ns, &canary_to, &capture, &payload).await?;
-    let canary_seen = (!canary_to.is_empty()).then_some(v4);
-    match (&canary_seen, &no_canary) {
-        (Some(true), _) => log.line("canary seen: the capture sees the container"),
-        (Some(false), _) => log.warn(
-            "canary NOT seen: the capture does not see the container; stopping (inconclusive)",
-        ),
-        (None, Some(why)) => log.warn(&format!("no canary ({why}): a pass will need traffic seen")),
-        (None, None) => {}
-    }
-
-    // The container's transmit counters (drops before the capture; frames sent past a capture
-    // inside its namespace), read while it runs: an exited container's interfaces are gone, so the
-    // last reading before the exit is what is known then.
-    // Frames the capture sees leaving are counted over the same window as the counters.
-    capture.count_sent_from_now();
-    let tx_base = observe::tx_counters_in(&ns);
-    let mut tx_last = tx_base;
-    let read_tx = |last: &mut Option<observe::TxCounters>| {
-        if let Some(now) = observe::tx_counters_in(&ns) {
-            // An interface that vanished between the two looks (an exit) must not lower them.
-            if last.is_none_or(|l| now.packets >= l.packets && now.dropped >= l.dropped) {
-                *last = Some(now);
-                capture.count_sent_until_now();
-            }
-        }
-    };
-
-    // Wait for the end: Ctrl-C, SIGTERM, --duration, or the container's exit.
-    let ended = if canary_seen == Some(false) {
-        Ended::NoCanary
-    } else {
-        let deadline = duration.map(|d| tokio::time::Instant::from_std(started + d));
-        loop {
-            let tick = tokio::time::sleep(Duration::from_millis(250));
-            tokio::select! {
-                _ = sigint.recv() => break Ended::Signal("Ctrl-C"),
-                _ = sigterm.recv() => break Ended::Signal("SIGTERM"),
-                _ = async {
-                    match deadline {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                } => break Ended::Duration,
-                _ = tick => {
-                    match exited(&d, &id).await {
-                        Some(e) => break e,
-                        // The capture died under a running container: give the exit that took
-                        // the interface away a second to show; otherwise stop, inconclusive.
-                        None if capture.failed() => {
-                            let mut end = Ended::CaptureFailed;
-                            for _ in 0..10 {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                if let Some(e) = exited(&d, &id).await {
-                                    end = e;
-                                    break;
-                                }
-                            }
-                            break end;
-                        }
-                        None => read_tx(&mut tx_last),
-                    }
-                }
-            }
-        }
-    };
-    let exited = matches!(ended, Ended::Exited(..));
-    let watched = started.elapsed().as_secs_f64();
-    log.line(&format!(
-        "stopped after {watched:.1}s: {}",
-        ended.describe(duration)
-    ));
-    if !exited {
-        // Let the last packets land; the counters are read before the capture drains, so it has
-        // had everything they count.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        read_tx(&mut tx_last);
-    }
-    let tx = tx_base.zip(tx_last).map(|(a, b)| b.since(a));
-    let live = tokio::task::spawn_blocking(move || capture.finish())
-        .await
-        .map_err(|e| Error::Capture {
-            iface: point.iface.clone(),
-            reason: e.to_string(),
-        })??;
-
-    let mut live = live;
-    let unseen = observe::unseen_by(tx, &live, point.host_side);
-    live.dropped = live
-        .dropped
-        .map(|d| d + tx.map_or(0, |t| t.dropped) + unseen);
-    let (flows, counts, dns_seen) = live.table.finish();
-    let local_nets: Vec<ipnet::IpNet> = local.iter().copied().map(ipnet::IpNet::from).collect();
-    let (flows, local) = judge_named(flows, &allowlist, &local_nets, &|flow, addr: IpAddr| {
-        names_of(flow, addr, &dns_seen)
-    });
-
-    let mut notes = vec![format!(
-        "watched container {name} ({short}) for {watched:.1}s, until {}",
-        ended.describe(duration)
-    )];
-    // A container that exits takes its interface with it: the capture ends there, having read
-    // everything that crossed it. Only then: a capture that failed before the exit (an interface
-    // swapped under a running container) missed what came after, and stays a failure.
-    let mut error = live.error.clone();
-    let at_exit = match (&ended, live.error_at) {
-        (Ended::Exited(_, Some(finished)), Some(failed)) => {
-            failed + Duration::from_millis(250) >= *finished
+/// What was watched → the analysis. A container that exits takes its interface with it: the
+/// capture ends there, having read everything that crossed it. Only then: a capture that failed
+/// before the exit (an interface swapped under a running container) missed what came after, and
+/// stays a failure.
+fn judge(
+    a: &WatchArgs,
+    allowlist: &Allowlist,
+    target: &Target,
+    sensed: Sensed,
+    ended: &Ended,
+    watched: Note,
+) -> Analysis {
+    let mut notes = vec![watched];
+    let mut health = sensed.health;
+    let at_exit = match (ended, &sensed.capture_error) {
+        (Ended::Exited(_, Some(finished)), Some((_, Some(failed)))) => {
+            *failed + Duration::from_millis(250) >= *finished
         }
         _ => false,
     };
-    if at_exit {
-        notes.push(format!(
-            "the capture ended when the container's interface went away ({})",
-            error.take().unwrap_or_default()
-        ));
+    if let (true, Some((e, _))) = (at_exit, &sensed.capture_error) {
+        notes.push(Note::InterfaceGone(e.clone()));
+        health.error = sensed
+            .counters_unread
+            .then(|| "the container interface's counters could not be read".into());
     }
-    if unseen > 0 {
-        notes.push(observe::unseen_note(unseen));
+    if matches!(ended, Ended::Exited(..)) && !sensed.counters_unread {
+        notes.push(Note::CountersBeforeExit);
     }
-    if tx.is_none() {
-        error.get_or_insert("the container interface's counters could not be read".into());
-    } else if exited {
-        notes.push(
-            "the container's transmit counters are as read at most 250 ms before it exited".into(),
-        );
-    }
-    if live.stats_stale {
-        notes.push(
-            "the drop counters are as read at most a second before the interface went away".into(),
-        );
-    }
-    match (&canary_seen, &no_canary) {
-        (Some(false), _) => notes.push(
-            "the canary was not seen: the capture did not see the container, so nothing it sent can be vouched for".into(),
-        ),
-        (None, Some(why)) => notes.push(format!(
-            "no canary was sent ({why}): nothing proves the capture saw the container but the traffic itself"
-        )),
-        _ => {}
-    }
-    if let Some(e) = &error {
-        notes.push(format!("the capture failed: {e}"));
-    }
-    notes.extend(report::pcap_save_note(a.pcap.as_deref(), &live.save_error));
-    if let Some(f) = &a.filter {
-        notes.push(format!(
-            "only packets that pass the filter {f:?} were captured and judged"
-        ));
-    }
-    notes.extend(local_notes(&flows, &local, true));
-    notes.extend(naming_notes(&counts, &dns_seen));
-    notes.extend(decoding_problems(&counts));
-    match live.dropped {
-        Some(0) => {}
-        Some(n) => notes.push(format!(
-            "the capture dropped {n} packets: what they held is unknown"
-        )),
-        None => notes.push("the capture's drop counters could not be read".into()),
-    }
-    let health = CaptureHealth {
-        link_type: live.link_type.clone(),
-        dropped: live.dropped,
-        canary_seen,
-        cut_short: None,
-        first_ts: live.first_ts,
-        error: error.or_else(|| {
-            live.dropped
-                .is_none()
-                .then(|| "drop counters unreadable".into())
-        }),
-        point: point.describe.clone(),
-        filter: a.filter.clone(),
-    };
-    let verdict = match if canary_seen.is_some() {
-        verdict_with_staging(&flows, &health, false)
-    } else {
-        verdict_for_capture(&flows, &health, &counts)
-    } {
-        crate::verdict::Verdict::Pass
-            if !decoding_problems(&counts).is_empty() || live.save_error.is_some() =>
-        {
-            crate::verdict::Verdict::Inconclusive
-        }
-        v => v,
-    };
-    let analysis = Analysis {
-        mode: "watch",
-        input: format!("container {name} ({short})"),
-        allowlist: allowlist.source.clone(),
-        local,
-        flows,
-        counts,
-        capture: health,
-        verdict,
-        notes,
-        phases: Vec::new(),
-        stage: None,
-        dns_queries: dns_queries(&dns_seen, &[]),
-    };
-    log.done();
-    // A capture file that could not be written whole is not kept (dropping it removes it).
-    let keep = a
-        .pcap
-        .as_deref()
-        .zip(pcap_tmp.filter(|_| live.save_error.is_none()));
-    report::deliver(
-        &analysis,
-        &allowlist,
-        a.json.as_deref(),
-        a.junit.as_deref(),
-        a.suggest_allowlist.as_deref(),
-        keep,
-    )
+    let mut seen = Observation::new(Mode::Watch, target_input(target), allowlist, sensed.table);
+    seen.local = sensed.local;
+    seen.local_given = true;
+    seen.capture = health;
+    seen.capture.filter = a.judge.filter.clone();
+    seen.notes = notes;
+    conclude(seen)
+}
+
+fn target_input(t: &Target) -> String {
+    format!("container {}", t.label())
 }

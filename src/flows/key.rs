@@ -5,6 +5,14 @@ use std::net::IpAddr;
 /// Microseconds since the Unix epoch.
 pub type Micros = i64;
 
+/// Now, in [`Micros`].
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as Micros)
+        .unwrap_or(0)
+}
+
 /// The flow's identity, oriented from initiator (`src`) to responder (`dst`).
 /// Ports are `None` for protocols that have none, and for TCP/UDP packets whose header was unreadable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,5 +14,5 @@ pub mod table;
 pub use dns::{DnsQuery, DnsSeen, MAX_DNS_NAMES};
 pub use first_bytes::{MAX_FIRST_BYTES, MAX_PENDING_BYTES};
 pub use flow::{AppInfo, Flow, FlowState, FlowStats};
-pub use key::{is_loopback, is_loopback_flow, FlowKey, Micros};
+pub use key::{is_loopback, is_loopback_flow, now_micros, FlowKey, Micros};
 pub use table::{Counts, FlowTable};

@@ -205,7 +205,7 @@ pub fn write(a: &Analysis, w: &mut dyn Write) -> std::io::Result<()> {
         Verdict::Inconclusive => writeln!(
             w,
             "{yellow}INCONCLUSIVE{yellow:#}: the capture cannot be trusted ({}); this is not a pass",
-            a.notes.join("; ")
+            a.note_texts().join("; ")
         ),
     }
 }

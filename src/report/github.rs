@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use crate::flows::decode::proto_label;
 use crate::report::{endpoint, relative};
 use crate::verdict::analysis::{by_destination, Analysis, Judged, PhaseRecord};
+use crate::verdict::notes::Note;
 use crate::verdict::Verdict;
 
 /// At most this many flow annotations; GitHub shows only the first few of a step anyway, and the
@@ -206,7 +207,7 @@ pub fn step_summary(a: &Analysis) -> String {
     if !a.notes.is_empty() {
         s.push_str("Notes:\n\n");
         for n in &a.notes {
-            let _ = writeln!(s, "- {}", md(n));
+            let _ = writeln!(s, "- {}", md(&n.to_string()));
         }
         s.push('\n');
     }
@@ -277,20 +278,15 @@ fn in_phase(f: &Judged, p: &PhaseRecord) -> bool {
     f.phase.as_deref() == Some(p.name.as_str()) && f.phase_buildpack == Some(p.buildpack)
 }
 
-/// Why the capture cannot be trusted, from the notes; a generic sentence when there are none.
+/// Why the capture cannot be trusted: the notes that say what went unseen or unproven; a generic
+/// sentence when there are none.
 fn untrusted_reason(a: &Analysis) -> String {
-    let c = &a.capture;
-    let mut why: Vec<String> = Vec::new();
-    if c.canary_seen == Some(false) {
-        why.push("the canary was not seen by the capture".into());
-    }
-    if let Some(d) = c.dropped.filter(|&d| d > 0) {
-        why.push(format!("the capture dropped {d} packets"));
-    }
-    if let Some(e) = &c.error {
-        why.push(format!("capture error: {e}"));
-    }
-    why.extend(a.notes.iter().cloned());
+    let why: Vec<String> = a
+        .notes
+        .iter()
+        .filter(|n| n.undermines_the_capture())
+        .map(Note::to_string)
+        .collect();
     if why.is_empty() {
         "the capture cannot be trusted".into()
     } else {
@@ -363,7 +359,7 @@ mod tests {
 
     use super::*;
     use crate::flows::{Counts, Flow, FlowTable, Micros};
-    use crate::verdict::analysis::{CaptureHealth, StageInfo};
+    use crate::verdict::analysis::{CaptureHealth, Mode, StageInfo};
 
     const T0: Micros = 1_700_000_000_000_000;
 
@@ -448,7 +444,7 @@ mod tests {
         let dns = it.next().unwrap();
         let leak = it.next().unwrap();
         Analysis {
-            mode: "stage",
+            mode: Mode::Stage,
             input: "fixtures/apps/hello".into(),
             allowlist: "(default)".into(),
             local: vec!["10.99.0.2".parse().unwrap()],
@@ -547,11 +543,14 @@ mod tests {
         a.flows.truncate(1);
         a.verdict = Verdict::Inconclusive;
         a.capture.canary_seen = Some(false);
-        a.notes = vec!["the canary was never seen".into()];
+        a.notes = vec![Note::CanaryNotSeen {
+            why: Some("never".into()),
+            mode: Mode::Stage,
+        }];
         let out = annotate(&a);
         assert_eq!(
             out,
-            "::warning title=airgap-check%3A inconclusive::no verdict: the canary was not seen by the capture; the canary was never seen\n"
+            "::warning title=airgap-check%3A inconclusive::no verdict: the canary was not seen (never): the capture did not see the container, so nothing was staged\n"
         );
         // A pass says nothing at all.
         a.verdict = Verdict::Pass;
@@ -561,8 +560,12 @@ mod tests {
         // A fail whose capture dropped packets is still a fail, with a warning beside it.
         let mut a = leaky();
         a.capture.dropped = Some(4);
+        a.notes = vec![Note::Dropped {
+            packets: 4,
+            by_interface: 0,
+        }];
         let out = annotate(&a);
-        assert!(out.contains("\n::warning title=airgap-check%3A capture incomplete::the capture also left something unseen: the capture dropped 4 packets\n"), "{out}");
+        assert!(out.contains("\n::warning title=airgap-check%3A capture incomplete::the capture also left something unseen: the capture dropped 4 packets: what they held is unknown\n"), "{out}");
     }
 
     #[test]
@@ -578,7 +581,7 @@ mod tests {
     #[test]
     fn analyze_runs_have_no_phase_words() {
         let mut a = leaky();
-        a.mode = "analyze";
+        a.mode = Mode::Analyze;
         a.stage = None;
         a.phases.clear();
         for f in &mut a.flows {
@@ -634,7 +637,7 @@ mod tests {
         a.phases[1].exit_code = Some(1);
         a.phases[1].buildpack_name = "<b>bp</b>".into();
         a.phases[1].output_tail = vec!["```".into(), "</details><img src=x>".into()];
-        a.notes = vec!["[click](http://x)".into()];
+        a.notes = vec![Note::CaptureFailed("[click](http://x)".into())];
         let s = step_summary(&a);
         assert!(s.contains("| a\\|b\\<script\\>\\*x\\* c |"), "{s}");
         assert!(
@@ -643,7 +646,10 @@ mod tests {
         );
         // The output sits in a fence longer than any backtick run it holds.
         assert!(s.contains("<summary>supply (buildpack 0: &lt;b&gt;bp&lt;/b&gt;): last lines of output</summary>\n\n````text\n```\n</details><img src=x>\n````\n\n</details>"), "{s}");
-        assert!(s.contains("- \\[click\\](http://x)"), "{s}");
+        assert!(
+            s.contains("- the capture failed: \\[click\\](http://x)"),
+            "{s}"
+        );
         assert_eq!(longest_backtick_run("a``b```c`"), 3);
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::flows::decode::{has_ports, proto_name};
 use crate::flows::{Counts, FlowState};
 use crate::report::timestamp;
-use crate::verdict::analysis::Analysis;
+use crate::verdict::analysis::{Analysis, Mode};
 use crate::verdict::Verdict;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -17,14 +17,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct JsonReport<'a> {
     pub schema_version: u32,
     pub tool: Tool,
-    pub mode: &'a str,
+    pub mode: Mode,
     pub input: &'a str,
     pub verdict: Verdict,
     pub allowlist: &'a str,
     pub local: &'a [IpAddr],
     pub summary: Summary,
     pub capture: Capture<'a>,
-    pub notes: &'a [String],
+    pub notes: Vec<String>,
     /// Staging runs only: what was staged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<JsonStage<'a>>,
@@ -202,7 +202,7 @@ impl<'a> JsonReport<'a> {
                 fragments: c.fragments,
                 orphan_fragments: c.orphan_fragments,
             },
-            notes: &a.notes,
+            notes: a.note_texts(),
             stage: a.stage.as_ref().map(|st| JsonStage {
                 run_id: &st.run_id,
                 stack_image: &st.stack_image,

@@ -72,7 +72,7 @@ pub fn build(a: &Analysis) -> junit_report::Report {
     // Red whenever the capture left something unseen, even when the verdict is a fail: a failing
     // build with a cut capture may hide more than the failures it lists.
     let mut capture_case = if a.capture_untrusted() {
-        let why = a.notes.join("; ");
+        let why = a.note_texts().join("; ");
         let kind = if a.verdict == Verdict::Inconclusive {
             "inconclusive"
         } else {
@@ -84,9 +84,9 @@ pub fn build(a: &Analysis) -> junit_report::Report {
     };
     capture_case.set_classname("airgap-check.capture");
     let mut out = health;
-    for n in &a.notes {
+    for n in a.note_texts() {
         out.push_str("\nnote: ");
-        out.push_str(n);
+        out.push_str(&n);
     }
     for q in &a.dns_queries {
         out.push_str(&format!(

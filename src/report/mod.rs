@@ -8,10 +8,13 @@ pub mod suggest;
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use crate::cli::ReportArgs;
 use crate::error::{Error, Result};
 use crate::flows::Micros;
+use crate::verdict::analysis::Analysis;
+use crate::verdict::policy::Allowlist;
 
 /// "203.0.113.5:443", "[2001:db8::7]:80", or the bare address when there is no port.
 pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
@@ -58,16 +61,6 @@ pub fn pcap_tempfile(pcap: &Path) -> Result<tempfile::NamedTempFile> {
             path: pcap.to_path_buf(),
             reason: e.to_string(),
         })
-}
-
-/// The note for a capture file that could not be written whole: it is not kept, and the run cannot
-/// pass without the evidence asked for.
-pub fn pcap_save_note(pcap: Option<&Path>, save_error: &Option<String>) -> Option<String> {
-    let (p, e) = (pcap?, save_error.as_ref()?);
-    Some(format!(
-        "the capture file {} could not be written ({e}); it was not kept, and a run missing the evidence asked for is not a pass (the flows above were judged in full)",
-        p.display()
-    ))
 }
 
 /// Fail early, before any work, when a report could not be written.
@@ -162,22 +155,38 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
     Ok(())
 }
 
-/// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none
-/// ([`write_together`]). `base` is the allowlist the run judged with.
+/// Where a run's results go: the report files asked for, the allowlist the suggestion starts
+/// from, and the capture file to move into place (when one was asked for and written whole).
+pub struct Outputs<'a> {
+    pub reports: &'a ReportArgs,
+    pub allowlist: &'a Allowlist,
+    pub pcap: Option<(PathBuf, tempfile::NamedTempFile)>,
+}
+
+impl ReportArgs {
+    /// Fail early, before any work, when a report (or the capture file `pcap`) could not be
+    /// written.
+    pub fn check_writable(&self, pcap: Option<&Path>) -> Result<()> {
+        let files = [&self.json, &self.junit, &self.suggest_allowlist];
+        for out in files
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .chain(pcap)
+        {
+            check_writable(out)?;
+        }
+        Ok(())
+    }
+}
+
 /// The end of every command: the reports (all or none), the capture file moved into place when
 /// there is one to keep, the summary on stdout; the exit code is the verdict's.
-pub fn deliver(
-    a: &crate::verdict::analysis::Analysis,
-    base: &crate::verdict::policy::Allowlist,
-    json: Option<&Path>,
-    junit: Option<&Path>,
-    suggest: Option<&Path>,
-    pcap: Option<(&Path, tempfile::NamedTempFile)>,
-) -> Result<i32> {
-    write_reports(a, base, json, junit, suggest)?;
-    if let Some((p, t)) = pcap {
-        t.persist(p).map_err(|e| Error::Write {
-            path: p.to_path_buf(),
+pub fn deliver(a: &Analysis, out: Outputs<'_>) -> Result<i32> {
+    write_reports(a, out.reports, out.allowlist)?;
+    if let Some((p, t)) = out.pcap {
+        t.persist(&p).map_err(|e| Error::Write {
+            path: p.clone(),
             reason: e.error.to_string(),
         })?;
     }
@@ -185,28 +194,24 @@ pub fn deliver(
     Ok(a.verdict.exit_code())
 }
 
-pub fn write_reports(
-    a: &crate::verdict::analysis::Analysis,
-    base: &crate::verdict::policy::Allowlist,
-    json: Option<&Path>,
-    junit: Option<&Path>,
-    suggest: Option<&Path>,
-) -> Result<()> {
+/// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none
+/// ([`write_together`]). `base` is the allowlist the run judged with.
+pub fn write_reports(a: &Analysis, r: &ReportArgs, base: &Allowlist) -> Result<()> {
     let mut reports: Vec<(&Path, Fill<'_>)> = Vec::new();
-    if let Some(p) = json {
+    if let Some(p) = &r.json {
         reports.push((p, Box::new(|w| json::write(a, w))));
     }
-    if let Some(p) = junit {
+    if let Some(p) = &r.junit {
         reports.push((p, Box::new(|w| junit::write(a, w))));
     }
-    if let Some(p) = suggest {
+    if let Some(p) = &r.suggest_allowlist {
         reports.push((p, Box::new(|w| suggest::write(a, base, w))));
     }
     write_together(reports)
 }
 
 /// The console summary on stdout, then, on GitHub Actions, annotations and the step summary.
-pub fn print_summary(a: &crate::verdict::analysis::Analysis) {
+pub fn print_summary(a: &Analysis) {
     let mut out = anstream::stdout().lock();
     let _ = console::write(a, &mut out);
     let _ = out.flush();
@@ -217,7 +222,7 @@ pub fn print_summary(a: &crate::verdict::analysis::Analysis) {
 /// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), and
 /// a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set. Failing to write the summary
 /// is a warning, not a reason to change the verdict.
-pub fn github_actions(a: &crate::verdict::analysis::Analysis) {
+pub fn github_actions(a: &Analysis) {
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
         let mut out = std::io::stdout().lock();
         let _ = github::annotations(a, &mut out);

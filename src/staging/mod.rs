@@ -1,6 +1,14 @@
-//! The staging machinery: the Docker [`engine`], the image's [`build_context`], and the
-//! buildpack [`lifecycle`].
+//! The staging machinery, one step per module: the run's [`config`], its [`run`] id and labels,
+//! the Docker [`engine`] (its objects held as guards), the [`build_context`] and [`image`], the
+//! idle [`container`], the buildpack [`lifecycle`] and its [`phases`], and what the phases leave
+//! running ([`linger`]).
 
 pub mod build_context;
+pub mod config;
+pub mod container;
 pub mod engine;
+pub mod image;
 pub mod lifecycle;
+pub mod linger;
+pub mod phases;
+pub mod run;

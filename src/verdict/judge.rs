@@ -1,12 +1,158 @@
-//! Flows → judged flows: which end of each flow is this host, which is the remote one, and the
-//! allowlist rule (if any) that allows it.
+//! Flows → judged flows: which end of each flow is this host, which is the remote one, the names
+//! of that end, and the allowlist rule (if any) that allows it.
 
 use std::net::IpAddr;
 
 use ahash::AHashMap;
 use ipnet::IpNet;
 
-use crate::flows::{is_loopback_flow, Flow, FlowKey};
+use crate::flows::{is_loopback_flow, DnsSeen, Flow, FlowKey};
+use crate::verdict::analysis::{phase_at, Judged, PhaseRecord};
+use crate::verdict::notes::{IpVersion, Note};
+use crate::verdict::policy::{Allowlist, Remote};
+
+/// The names of a flow's end `addr`, for judging and the reports: when `addr` is the flow's
+/// responder, the names its own first bytes gave it (TLS SNI, HTTP Host); then the names DNS
+/// answers gave `addr`; then the names the sinkhole handed out for it (`handed_out`: name and
+/// the addresses it was given), should a DNS exchange have been missed. Lowercase, without
+/// duplicates, in that order. This is the whole naming step.
+pub fn names_of(
+    flow: &Flow,
+    addr: IpAddr,
+    dns: &DnsSeen,
+    handed_out: &[(String, Vec<IpAddr>)],
+) -> Vec<String> {
+    let own = flow
+        .app
+        .as_deref()
+        .filter(|_| addr == flow.key.dst)
+        .into_iter()
+        .flat_map(|a| a.names());
+    let mut names: Vec<String> = Vec::new();
+    for n in own.chain(dns.names_for(addr)) {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        if !n.is_empty() && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    for (name, addrs) in handed_out {
+        if addrs.contains(&addr) && !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Judge every flow on its remote end, with no names known. `local_nets` overrides the
+/// local-address guess.
+pub fn judge(
+    flows: Vec<Flow>,
+    allowlist: &Allowlist,
+    local_nets: &[IpNet],
+) -> (Vec<Judged>, Vec<IpAddr>) {
+    judge_named(flows, allowlist, local_nets, &|_, _| Vec::new())
+}
+
+/// Judge every flow on its remote end, with the names known for one end of a flow
+/// (`names_of(flow, addr)`, normally [`names_of`]): a flow carries the names of its remote end,
+/// and `hosts:` rules match them.
+///
+/// When neither end of a flow is local (no address of its IP version is known, or --local names
+/// neither), either end could be the remote one: the flow is allowed only when both ends are, the
+/// responder's rule names the reason, and the remote end reported is the responder — or the
+/// initiator when only the initiator is disallowed, so the reader sees the end that failed.
+pub fn judge_named(
+    flows: Vec<Flow>,
+    allowlist: &Allowlist,
+    local_nets: &[IpNet],
+    names_of: &dyn Fn(&Flow, IpAddr) -> Vec<String>,
+) -> (Vec<Judged>, Vec<IpAddr>) {
+    let local = local_addresses(&flows, local_nets);
+    let judged = flows
+        .into_iter()
+        .map(|flow| judge_one(flow, allowlist, &local, names_of))
+        .collect();
+    (judged, local)
+}
+
+fn judge_one(
+    flow: Flow,
+    allowlist: &Allowlist,
+    local: &[IpAddr],
+    names_of: &dyn Fn(&Flow, IpAddr) -> Vec<String>,
+) -> Judged {
+    let k = &flow.key;
+    let other_protocol = flow.carries_other_than_dns();
+    let rule_for = |addr: IpAddr, port: Option<u16>, names: &[String]| {
+        allowlist
+            .judge(&Remote {
+                proto: k.proto,
+                addr,
+                port,
+                names,
+                other_protocol,
+            })
+            .map(|r| r.name.clone())
+    };
+    let ((addr, port), rule) = if local.contains(&k.src) || local.contains(&k.dst) {
+        let (addr, port) = remote_end(k, local);
+        ((addr, port), rule_for(addr, port, &names_of(&flow, addr)))
+    } else {
+        let responder = rule_for(k.dst, k.dst_port, &names_of(&flow, k.dst));
+        let initiator = rule_for(k.src, k.src_port, &names_of(&flow, k.src));
+        match (responder, initiator) {
+            (Some(_), None) => ((k.src, k.src_port), None),
+            (Some(r), Some(_)) => ((k.dst, k.dst_port), Some(r)),
+            (None, _) => ((k.dst, k.dst_port), None),
+        }
+    };
+    Judged {
+        names: names_of(&flow, addr),
+        flow,
+        remote_addr: addr,
+        remote_port: port,
+        rule,
+        phase: None,
+        phase_buildpack: None,
+    }
+}
+
+/// Give each flow the phase it started in ([`phase_at`] its first packet).
+pub fn attribute_phases(flows: &mut [Judged], phases: &[PhaseRecord]) {
+    for f in flows {
+        (f.phase, f.phase_buildpack) = phase_at(f.flow.stats.first_seen, phases);
+    }
+}
+
+/// Notes for the IP versions where some flow has no local end and so was judged on both ends.
+/// `local_given` says whether the local addresses were named (--local, or the sensor's own).
+pub fn local_notes(flows: &[Judged], local: &[IpAddr], local_given: bool) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for (v4, version) in [(true, IpVersion::V4), (false, IpVersion::V6)] {
+        let unknown = flows
+            .iter()
+            .filter(|f| f.flow.key.src.is_ipv4() == v4 && !is_loopback_flow(&f.flow.key))
+            .filter(|f| !local.contains(&f.flow.key.src) && !local.contains(&f.flow.key.dst))
+            .count();
+        if unknown == 0 {
+            continue;
+        }
+        let has_local = local.iter().any(|a| a.is_ipv4() == v4);
+        notes.push(if has_local {
+            Note::NeitherEndLocal {
+                version,
+                flows: unknown,
+            }
+        } else {
+            Note::NoLocalAddress {
+                version,
+                given: local_given,
+            }
+        });
+    }
+    notes
+}
+
 /// Which addresses are "local": those in `local` when given (an IPv4 prefix also names the
 /// IPv4-mapped IPv6 form of its addresses), otherwise, per IP version, the address present in every
 /// flow of that version (ties go to the one that initiated most, then the lowest). Loopback flows
@@ -76,6 +222,7 @@ mod tests {
     use super::*;
     use crate::flows::decode::{decode, LinkKind};
     use crate::flows::{FlowTable, Micros};
+    use crate::verdict::policy::Allowlist;
     use etherparse::PacketBuilder;
 
     const L: [u8; 4] = [10, 1, 0, 2];
@@ -113,5 +260,147 @@ mod tests {
         feed(&mut t, 1, &syn(R, L, 443, 1, true));
         let (flows, _, _) = t.finish();
         assert_eq!(local_addresses(&flows, &[]), vec![IpAddr::from(L)]);
+    }
+
+    fn tcp(src: &str, dst: &str, sp: u16, dp: u16, syn: bool, ack: bool) -> Vec<u8> {
+        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let b = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+            }
+            _ => panic!("mixed families"),
+        };
+        let mut b = b.tcp(sp, dp, 1, 1000);
+        if syn {
+            b = b.syn();
+        }
+        if ack {
+            b = b.ack(1);
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    fn flows_of(packets: &[Vec<u8>]) -> Vec<Flow> {
+        let mut t = crate::flows::FlowTable::new();
+        for (i, p) in packets.iter().enumerate() {
+            let d = crate::flows::decode::decode(crate::flows::decode::LinkKind::RawIp, p);
+            t.add(i as i64, p.len() as u32, &d);
+        }
+        t.finish().0
+    }
+
+    fn find(judged: &[Judged], dst_port: u16) -> &Judged {
+        judged
+            .iter()
+            .find(|j| j.flow.key.dst_port == Some(dst_port))
+            .unwrap()
+    }
+
+    #[test]
+    fn with_no_local_end_both_ends_must_pass() {
+        let default = Allowlist::default_list();
+        // IPv6: an mDNS announcement from a link-local address, then an inbound connection from
+        // the Internet to fd00::2:8080. No IPv6 address is in every IPv6 flow.
+        let flows = flows_of(&[
+            tcp("10.1.0.2", "10.1.0.1", 5000, 53, true, false),
+            tcp("fe80::2", "ff02::fb", 5353, 5353, false, false),
+            tcp("2001:db8::9", "fd00::2", 50000, 8080, true, false),
+            tcp("fd00::2", "2001:db8::9", 8080, 50000, true, true),
+        ]);
+        let (judged, local) = judge(flows, &default, &[]);
+        assert_eq!(local, vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);
+        let inbound = find(&judged, 8080);
+        // Judged on its responder alone (fd00::2, private) it passed; the initiator does not.
+        assert!(!inbound.allowed());
+        assert_eq!(
+            (inbound.remote_addr, inbound.remote_port),
+            ("2001:db8::9".parse().unwrap(), Some(50000))
+        );
+        assert!(find(&judged, 53).allowed());
+        let notes = local_notes(&judged, &local, false);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0]
+            .to_string()
+            .starts_with("no IPv6 address is present in every IPv6 flow"));
+        // Both ends private: allowed, and the responder is the remote end.
+        let flows = flows_of(&[
+            tcp("10.9.9.9", "192.168.1.1", 40000, 443, true, false),
+            tcp("10.8.8.8", "192.168.1.2", 40001, 443, true, false),
+        ]);
+        let (judged, local) = judge(flows, &default, &[]);
+        assert!(local.is_empty());
+        assert!(judged.iter().all(Judged::allowed));
+        assert_eq!(
+            judged[0].remote_addr,
+            "192.168.1.1".parse::<IpAddr>().unwrap()
+        );
+        // Both ends public: the responder is reported.
+        let flows = flows_of(&[
+            tcp("198.51.100.1", "203.0.113.5", 40000, 443, true, false),
+            tcp("198.51.100.2", "203.0.113.6", 40000, 443, true, false),
+        ]);
+        let (judged, _) = judge(flows, &default, &[]);
+        assert!(!judged[0].allowed());
+        assert_eq!(
+            judged[0].remote_addr,
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn loopback_flows_do_not_hide_the_local_address() {
+        // A capture on "any": a database on lo beside the host's own traffic.
+        let flows = flows_of(&[
+            tcp("127.0.0.1", "127.0.0.1", 45000, 5432, true, false),
+            tcp("10.1.0.2", "10.1.0.1", 5000, 53, true, false),
+            tcp("198.51.100.9", "10.1.0.2", 50000, 8080, true, false),
+            tcp("::1", "::1", 45001, 6379, true, false),
+        ]);
+        let (judged, local) = judge(flows, &Allowlist::default_list(), &[]);
+        assert_eq!(local, vec!["10.1.0.2".parse::<IpAddr>().unwrap()]);
+        let inbound = find(&judged, 8080);
+        assert!(!inbound.allowed());
+        assert_eq!(
+            inbound.remote_addr,
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(find(&judged, 5432).rule.as_deref(), Some("loopback"));
+        assert_eq!(find(&judged, 6379).rule.as_deref(), Some("loopback"));
+        assert!(local_notes(&judged, &local, false).is_empty());
+    }
+
+    #[test]
+    fn local_option_covers_ipv4_mapped_addresses() {
+        let flows = flows_of(&[
+            tcp(
+                "::ffff:10.1.0.2",
+                "::ffff:203.0.113.5",
+                41000,
+                443,
+                true,
+                false,
+            ),
+            tcp(
+                "::ffff:203.0.113.7",
+                "::ffff:10.1.0.2",
+                41001,
+                22,
+                true,
+                false,
+            ),
+        ]);
+        let nets = ["10.1.0.0/24".parse().unwrap()];
+        let (judged, local) = judge(flows, &Allowlist::default_list(), &nets);
+        assert_eq!(local, vec!["::ffff:10.1.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            judged[1].remote_addr,
+            "::ffff:203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert!(local_notes(&judged, &local, true).is_empty());
     }
 }

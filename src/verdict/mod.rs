@@ -2,7 +2,9 @@
 //! and the [`analysis`] every report is written from, with its verdict and exit code.
 
 pub mod analysis;
+pub mod conclude;
 pub mod judge;
+pub mod notes;
 pub mod policy;
 
 use serde::Serialize;

@@ -54,7 +54,8 @@ pub fn build_stack() -> Result<(), String> {
             |_| {},
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .keep();
         // A rebuild that missed the cache (a fresh checkout) moved the tag: the old stack image
         // would be left dangling. Remove it unless something still uses it.
         if let Some(old) = before.filter(|b| *b != after) {

@@ -1,12 +1,22 @@
 //! The Docker Engine, through bollard: build, containers, exec, and finding what a run left.
 //! Every object airgap-check creates carries the [`LABEL`] label (and the run id and pid), so
-//! `airgap-check prune` can find leftovers after a crash.
+//! `airgap-check prune` can find leftovers after a crash; what a run creates comes back as a
+//! [`guards::Guard`] that removes it when dropped. Every failure is an [`EngineError`] naming the
+//! operation and keeping the engine's error as its source.
+
+mod error;
+mod exec;
+pub mod guards;
+
+pub use error::{docker_host, EngineError};
+pub use exec::{exec, read_file, Exec, ExecOutcome};
+pub use guards::{short, Container, Guard, Image, Network, RunLayers};
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -16,38 +26,24 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::flows::now_micros;
 
 /// Present on everything airgap-check creates.
 pub const LABEL: &str = "io.airgap-check";
 pub const LABEL_RUN: &str = "io.airgap-check.run";
 pub const LABEL_PID: &str = "io.airgap-check.pid";
 
-fn derr(op: &'static str) -> impl FnOnce(bollard::errors::Error) -> Error {
-    move |e| Error::Docker {
-        op,
-        reason: describe(&e),
+/// A run's id: twelve hex digits, the value of the [`LABEL_RUN`] label on what it creates.
+pub fn run_id() -> String {
+    let mut b = [0u8; 6];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let t = now_micros() as u64 ^ u64::from(std::process::id()) << 20;
+        b.copy_from_slice(&t.to_le_bytes()[..6]);
     }
-}
-
-/// Where the engine is: DOCKER_HOST, or Docker's default socket.
-pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
-
-/// The engine's error, or, when the connection itself is gone, what that means for the run.
-fn describe(e: &bollard::errors::Error) -> String {
-    use bollard::errors::Error as B;
-    match e {
-        B::HyperLegacyError { .. }
-        | B::IOError { .. }
-        | B::RequestTimeoutError
-        | B::SocketNotFoundError(_)
-        | B::HyperResponseError { .. } => format!(
-            "lost the connection to the Docker engine at {} ({e}); the run cannot go on, and what it created may remain: run `airgap-check prune` once the engine answers again",
-            docker_host()
-        ),
-        _ => e.to_string(),
-    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 pub fn labels(run_id: &str) -> HashMap<String, String> {
@@ -60,22 +56,15 @@ pub fn labels(run_id: &str) -> HashMap<String, String> {
 
 /// Connect (honouring DOCKER_HOST), agree on an API version with the engine, and check it answers.
 pub async fn connect() -> Result<Docker> {
-    let where_ = docker_host();
-    let unreachable = |e: bollard::errors::Error| {
-        Error::Docker {
-        op: "connect",
-        reason: format!(
-            "cannot reach the Docker engine at {where_}: {e}; is dockerd running, and may this user use its socket?"
-        ),
-    }
+    let host = docker_host();
+    let unreachable = |source| EngineError::Connect {
+        host: host.clone(),
+        source,
     };
     let docker = Docker::connect_with_defaults().map_err(unreachable)?;
     let docker = tokio::time::timeout(Duration::from_secs(15), docker.negotiate_version())
         .await
-        .map_err(|_| Error::Docker {
-            op: "connect",
-            reason: format!("the Docker engine at {where_} did not answer within 15 s"),
-        })?
+        .map_err(|_| EngineError::NoAnswer { host: host.clone() })?
         .map_err(unreachable)?;
     docker.ping().await.map_err(unreachable)?;
     Ok(docker)
@@ -88,7 +77,7 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {}
-        Err(e) => return Err(derr("inspect image")(e)),
+        Err(e) => return Err(EngineError::InspectImage { source: e }.into()),
     }
     let mut pull = docker.create_image(
         Some(CreateImageOptionsBuilder::new().from_image(image).build()),
@@ -120,6 +109,18 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
 /// `on_line` gets the builder's output lines. Returns the image id. `labels`, when given, are
 /// added by the engine (one more build step).
 pub async fn build_image(
+    docker: &Docker,
+    context_tar: &Path,
+    tag: &str,
+    labels: Option<&HashMap<String, String>>,
+    cache: bool,
+    on_line: impl FnMut(&str),
+) -> Result<Guard<Image>> {
+    let id = build(docker, context_tar, tag, labels, cache, on_line).await?;
+    Ok(Guard::new(docker, id))
+}
+
+async fn build(
     docker: &Docker,
     context_tar: &Path,
     tag: &str,
@@ -169,28 +170,20 @@ pub async fn build_image(
                     id = Some(aux);
                 }
             }
-            Err(e) => {
-                return Err(Error::Docker {
-                    op: "build",
-                    reason: e.to_string(),
-                })
-            }
+            Err(source) => return Err(EngineError::Build { source }.into()),
         }
     }
-    if let Some(e) = last_error {
-        return Err(Error::Docker {
-            op: "build",
-            reason: e,
-        });
+    if let Some(message) = last_error {
+        return Err(EngineError::BuildStep { message }.into());
     }
     match id {
         Some(id) => Ok(id),
         None => {
-            let i = docker.inspect_image(tag).await.map_err(derr("build"))?;
-            i.id.ok_or_else(|| Error::Docker {
-                op: "build",
-                reason: "the engine reported no image id".into(),
-            })
+            let i = docker
+                .inspect_image(tag)
+                .await
+                .map_err(|source| EngineError::Build { source })?;
+            Ok(i.id.ok_or(EngineError::NoImageId)?)
         }
     }
 }
@@ -201,32 +194,39 @@ pub const PIDS_LIMIT: i64 = 4096;
 
 pub const IDLE_CMD: &str = "sleep 2147483647";
 
+/// What the staging container is made of.
+pub struct IdleContainer<'a> {
+    pub image: &'a str,
+    pub name: &'a str,
+    /// The Docker network to join (observe mode); `None`: no network at all (sealed runs).
+    pub network: Option<&'a str>,
+    /// The DNS server the container is told about (sealed runs: the sink).
+    pub dns: Option<&'a str>,
+    /// The memory limit, bytes (no swap beyond it).
+    pub memory: u64,
+    pub labels: &'a HashMap<String, String>,
+}
+
 /// Create the staging container with an idle first process, so that nothing of the buildpack runs
-/// before the capture. Sealed runs give no `network` (no network at all: the sandbox adds one) and
-/// point DNS at the sink; observe runs join `network` and keep Docker's DNS. The caller records
-/// the id for cleanup before starting it.
+/// before the capture. Sealed runs give no network (the sandbox adds one) and point DNS at the
+/// sink; observe runs join their network and keep Docker's DNS.
 pub async fn create_idle_container(
     docker: &Docker,
-    image: &str,
-    name: &str,
-    network: Option<&str>,
-    dns: Option<&str>,
-    memory: u64,
-    labels: &HashMap<String, String>,
-) -> Result<String> {
+    c: &IdleContainer<'_>,
+) -> Result<Guard<Container>> {
     let body = ContainerCreateBody {
-        image: Some(image.to_string()),
+        image: Some(c.image.to_string()),
         entrypoint: Some(vec!["/bin/sh".into()]),
         cmd: Some(vec!["-c".into(), format!("exec {IDLE_CMD}")]),
         user: Some("0".into()),
-        labels: Some(labels.clone()),
+        labels: Some(c.labels.clone()),
         network_disabled: Some(false),
         host_config: Some(HostConfig {
-            network_mode: Some(network.unwrap_or("none").into()),
-            dns: dns.map(|d| vec![d.to_string()]),
+            network_mode: Some(c.network.unwrap_or("none").into()),
+            dns: c.dns.map(|d| vec![d.to_string()]),
             // No swap beyond the limit: a phase that needs more memory is killed, not slowed.
-            memory: Some(memory as i64),
-            memory_swap: Some(memory as i64),
+            memory: Some(c.memory as i64),
+            memory_swap: Some(c.memory as i64),
             // A fork bomb in a buildpack stops at the container, not at the host.
             pids_limit: Some(PIDS_LIMIT),
             ..HostConfig::default()
@@ -235,12 +235,12 @@ pub async fn create_idle_container(
     };
     let created = docker
         .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(name).build()),
+            Some(CreateContainerOptionsBuilder::new().name(c.name).build()),
             body,
         )
         .await
-        .map_err(derr("create container"))?;
-    Ok(created.id)
+        .map_err(|source| EngineError::CreateContainer { source })?;
+    Ok(Guard::new(docker, created.id))
 }
 
 /// Start a created container and return its first process's pid (on the host).
@@ -248,22 +248,19 @@ pub async fn start_container(docker: &Docker, id: &str) -> Result<u32> {
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
-        .map_err(derr("start container"))?;
+        .map_err(|source| EngineError::StartContainer { source })?;
     let info = docker
         .inspect_container(
             id,
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
-        .map_err(derr("inspect container"))?;
+        .map_err(|source| EngineError::InspectContainer { source })?;
     let pid = info
         .state
         .and_then(|s| s.pid)
         .filter(|p| *p > 0)
-        .ok_or_else(|| Error::Docker {
-            op: "inspect container",
-            reason: "the container has no running process".into(),
-        })?;
+        .ok_or(EngineError::NotRunning)?;
     Ok(pid as u32)
 }
 
@@ -281,7 +278,7 @@ pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<
             ),
         )
         .await
-        .map_err(derr("list processes"))?;
+        .map_err(|source| EngineError::ListProcesses { source })?;
     Ok(top
         .processes
         .unwrap_or_default()
@@ -302,7 +299,7 @@ pub async fn kill_container(docker: &Docker, id: &str) -> Result<()> {
             status_code: 404 | 409,
             ..
         }) => Ok(()),
-        Err(e) => Err(derr("kill container")(e)),
+        Err(e) => Err(EngineError::KillContainer { source: e }.into()),
     }
 }
 
@@ -339,117 +336,10 @@ pub async fn images_of_run(docker: &Docker, run_id: &str) -> Result<Vec<String>>
                 .build(),
         ))
         .await
-        .map_err(derr("list images"))?
+        .map_err(|source| EngineError::ListImages { source })?
         .into_iter()
         .map(|i| i.id)
         .collect())
-}
-
-/// What one exec did.
-#[derive(Clone, Debug)]
-pub struct ExecOutcome {
-    /// `None` when it did not finish before the deadline.
-    pub exit_code: Option<i64>,
-}
-
-/// Run `argv` in the container as `user`, feeding output lines to `on_line`, until it exits or
-/// `deadline` passes. Completion is the process's exit (inspect), not the end of its output: a
-/// daemon the phase leaves behind keeps the output open but does not keep the phase running.
-pub async fn exec(
-    docker: &Docker,
-    container: &str,
-    argv: &[String],
-    user: &str,
-    env: &[String],
-    deadline: tokio::time::Instant,
-    mut on_line: impl FnMut(&str),
-) -> Result<ExecOutcome> {
-    let cfg = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(argv.to_vec()),
-        env: Some(env.to_vec()),
-        user: (!user.is_empty()).then(|| user.to_string()),
-        working_dir: Some(crate::staging::lifecycle::BUILD_DIR.into()),
-        ..ExecConfig::default()
-    };
-    let created = docker
-        .create_exec(container, cfg)
-        .await
-        .map_err(derr("exec"))?;
-    let started = docker
-        .start_exec(&created.id, None)
-        .await
-        .map_err(derr("exec"))?;
-    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
-        return Err(Error::Docker {
-            op: "exec",
-            reason: "the engine did not attach to the process output".into(),
-        });
-    };
-    let mut partial = String::new();
-    let mut emit = |chunk: &[u8], on_line: &mut dyn FnMut(&str)| {
-        partial.push_str(&String::from_utf8_lossy(chunk));
-        while let Some(nl) = partial.find('\n') {
-            let line: String = partial.drain(..=nl).collect();
-            on_line(line.trim_end_matches(['\n', '\r']));
-        }
-        // Never hold an unbounded line.
-        if partial.len() > 64 * 1024 {
-            on_line(&partial);
-            partial.clear();
-        }
-    };
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut output_open = true;
-    let exit_code = loop {
-        tokio::select! {
-            chunk = output.next(), if output_open => match chunk {
-                Some(Ok(log)) => emit(&log.into_bytes(), &mut on_line),
-                // The output ends when the process exits (or a daemon it left closes it too):
-                // look now rather than at the next tick.
-                _ => {
-                    output_open = false;
-                    poll.reset_immediately();
-                }
-            },
-            _ = poll.tick() => {
-                let i = docker.inspect_exec(&created.id).await.map_err(derr("inspect exec"))?;
-                if i.running == Some(false) {
-                    break i.exit_code;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Ok(ExecOutcome { exit_code: None });
-                }
-            }
-        }
-    };
-    // The process has exited; take what it wrote last, but do not wait on a daemon it left.
-    let drain_until = tokio::time::Instant::now() + Duration::from_millis(300);
-    while output_open {
-        match tokio::time::timeout_at(drain_until, output.next()).await {
-            Ok(Some(Ok(log))) => emit(&log.into_bytes(), &mut on_line),
-            _ => output_open = false,
-        }
-    }
-    if !partial.is_empty() {
-        on_line(&partial);
-    }
-    Ok(ExecOutcome { exit_code })
-}
-
-/// Run a short command in the container and return its output (used before the run is sealed).
-pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<String> {
-    let mut out = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let argv = vec!["cat".to_string(), path.to_string()];
-    exec(docker, container, &argv, "0", &[], deadline, |l| {
-        out.push_str(l);
-        out.push('\n');
-    })
-    .await?;
-    Ok(out.trim().to_string())
 }
 
 pub async fn remove_container(docker: &Docker, id: &str) -> Result<()> {
@@ -469,7 +359,7 @@ pub async fn remove_container(docker: &Docker, id: &str) -> Result<()> {
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(()),
-        Err(e) => Err(derr("remove container")(e)),
+        Err(e) => Err(EngineError::RemoveContainer { source: e }.into()),
     }
 }
 
@@ -486,7 +376,7 @@ pub async fn remove_image(docker: &Docker, id: &str) -> Result<()> {
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(()),
-        Err(e) => Err(derr("remove image")(e)),
+        Err(e) => Err(EngineError::RemoveImage { source: e }.into()),
     }
 }
 
@@ -495,7 +385,7 @@ pub async fn create_network(
     docker: &Docker,
     name: &str,
     labels: &HashMap<String, String>,
-) -> Result<()> {
+) -> Result<Guard<Network>> {
     docker
         .create_network(bollard::models::NetworkCreateRequest {
             name: name.to_string(),
@@ -504,8 +394,8 @@ pub async fn create_network(
             ..Default::default()
         })
         .await
-        .map_err(derr("create network"))?;
-    Ok(())
+        .map_err(|source| EngineError::CreateNetwork { source })?;
+    Ok(Guard::new(docker, name.to_string()))
 }
 
 /// Check that a network exists; its driver.
@@ -521,7 +411,7 @@ pub async fn network_driver(docker: &Docker, name: &str) -> Result<Option<String
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(e) => Err(derr("inspect network")(e)),
+        Err(e) => Err(EngineError::InspectNetwork { source: e }.into()),
     }
 }
 
@@ -531,7 +421,7 @@ pub async fn remove_network(docker: &Docker, name: &str) -> Result<()> {
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(()),
-        Err(e) => Err(derr("remove network")(e)),
+        Err(e) => Err(EngineError::RemoveNetwork { source: e }.into()),
     }
 }
 
@@ -545,7 +435,7 @@ pub async fn labelled_networks(docker: &Docker) -> Result<Vec<(String, Option<u3
                 .build(),
         ))
         .await
-        .map_err(derr("list networks"))?
+        .map_err(|source| EngineError::ListNetworks { source })?
         .into_iter()
         .filter_map(|n| {
             let pid = n
@@ -623,7 +513,7 @@ pub async fn labelled(
                 .build(),
         ))
         .await
-        .map_err(derr("list containers"))?
+        .map_err(|source| EngineError::ListContainers { source })?
         .into_iter()
         .filter_map(|c| {
             let pid = c
@@ -642,7 +532,7 @@ pub async fn labelled(
                 .build(),
         ))
         .await
-        .map_err(derr("list images"))?
+        .map_err(|source| EngineError::ListImages { source })?
         .into_iter()
         .map(|i| {
             let pid = i.labels.get(LABEL_PID).and_then(|p| p.parse().ok());

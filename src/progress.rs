@@ -1,0 +1,54 @@
+//! Progress lines on stderr while a run goes: plain in CI, a live line on a terminal, every detail
+//! with -v.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Progress lines on stderr: plain in CI, a live line on a terminal, every detail with -v.
+pub struct Progress {
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+    start: Instant,
+}
+
+impl Progress {
+    pub fn new(verbose: bool) -> Progress {
+        let bar = (std::io::stderr().is_terminal() && !verbose).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Progress {
+            verbose,
+            bar,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn line(&self, msg: &str) {
+        let msg = format!("[{:>6.1}s] {msg}", self.start.elapsed().as_secs_f64());
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    pub fn warn(&self, msg: &str) {
+        self.line(&format!("warning: {msg}"));
+    }
+
+    /// Transient detail: the spinner's message on a terminal, a line with -v, nothing otherwise.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose {
+            eprintln!("  {msg}");
+        } else if let Some(b) = &self.bar {
+            b.set_message(msg.chars().take(100).collect::<String>());
+        }
+    }
+
+    pub fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
