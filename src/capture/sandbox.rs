@@ -221,115 +221,8 @@ impl Sandbox {
         let sink_if = format!("agcs{tag}");
         let peer_if = format!("agcc{tag}");
         let container_fd = container.as_raw_fd();
-
-        // In the sink: lo up, the veth pair, its container end moved into the container.
-        in_netns(&sink, || {
-            sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "0")?;
-            sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "0")?;
-            netlink("create veth in sink", async |h| {
-                let lo = index_of(&h, "lo").await?;
-                set_up(&h, lo).await?;
-                h.link()
-                    .add(LinkVeth::new(&sink_if, &peer_if).build())
-                    .execute()
-                    .await?;
-                let peer = index_of(&h, &peer_if).await?;
-                h.link()
-                    .set(
-                        LinkUnspec::new_with_index(peer)
-                            .setns_by_fd(container_fd)
-                            .build(),
-                    )
-                    .execute()
-                    .await?;
-                let s = index_of(&h, &sink_if).await?;
-                add_addr(&h, s, IpAddr::V4(SINK_V4), V4_PREFIX).await?;
-                add_addr(&h, s, IpAddr::V6(SINK_V6), V6_PREFIX).await?;
-                set_up(&h, s).await?;
-                // Every address is local to the sink: `ip route add local 0.0.0.0/0 dev lo`.
-                let local4 = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
-                    .output_interface(lo)
-                    .kind(RouteType::Local)
-                    .scope(RouteScope::Host)
-                    .table_id(255)
-                    .build();
-                h.route().add(local4).execute().await?;
-                let local6 = RouteMessageBuilder::<Ipv6Addr>::new()
-                    .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
-                    .output_interface(lo)
-                    .kind(RouteType::Local)
-                    .scope(RouteScope::Host)
-                    .table_id(255)
-                    .build();
-                h.route().add(local6).execute().await?;
-                // IPv6 consults the local table before main, so `local ::/0` would also swallow
-                // replies to the container (they would loop to lo): route the link's own prefixes
-                // out of the veth from the local table itself. IPv4 merges the tables, but say it
-                // explicitly there too.
-                let link6 = |p: Ipv6Addr, len| {
-                    RouteMessageBuilder::<Ipv6Addr>::new()
-                        .destination_prefix(p, len)
-                        .output_interface(s)
-                        .table_id(255)
-                        .build()
-                };
-                h.route().add(link6(SINK_V6, V6_PREFIX)).execute().await?;
-                h.route()
-                    .add(link6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 64))
-                    .execute()
-                    .await?;
-                let link4 = RouteMessageBuilder::<Ipv4Addr>::new()
-                    .destination_prefix(Ipv4Addr::new(10, 99, 0, 0), V4_PREFIX)
-                    .output_interface(s)
-                    .scope(RouteScope::Link)
-                    .table_id(255)
-                    .build();
-                h.route().add(link4).execute().await?;
-                Ok(())
-            })
-        })??;
-
-        // In the container: IPv6 on (Docker turns it off for network "none"), eth0, default routes.
-        in_netns(&container, || {
-            for k in ["all", "default"] {
-                sysctl(&format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "0")?;
-            }
-            netlink("configure container end", async |h| {
-                let i = index_of(&h, &peer_if).await?;
-                h.link()
-                    .set(LinkUnspec::new_with_index(i).name("eth0").build())
-                    .execute()
-                    .await?;
-                Ok(i)
-            })
-            .and_then(|i| {
-                sysctl("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", "0")?;
-                netlink("configure container end", async |h| {
-                    add_addr(&h, i, IpAddr::V4(CONTAINER_V4), V4_PREFIX).await?;
-                    add_addr(&h, i, IpAddr::V6(CONTAINER_V6), V6_PREFIX).await?;
-                    set_up(&h, i).await?;
-                    h.route()
-                        .add(
-                            RouteMessageBuilder::<Ipv4Addr>::new()
-                                .gateway(SINK_V4)
-                                .build(),
-                        )
-                        .execute()
-                        .await?;
-                    h.route()
-                        .add(
-                            RouteMessageBuilder::<Ipv6Addr>::new()
-                                .gateway(SINK_V6)
-                                .build(),
-                        )
-                        .execute()
-                        .await?;
-                    Ok(())
-                })
-            })
-        })??;
-
+        in_netns(&sink, || build_sink(&sink_if, &peer_if, container_fd))??;
+        in_netns(&container, || configure_container_end(&peer_if))??;
         let tcp_sink_error = redirect_tcp(&sink, &sink_if);
         Ok(Sandbox {
             sink,
@@ -338,4 +231,106 @@ impl Sandbox {
             tcp_sink_error,
         })
     }
+}
+
+/// In the sink (the calling thread's namespace): lo up, the veth pair with its container end
+/// moved into the container's namespace, the sink's end addressed and up, and every address
+/// local.
+fn build_sink(sink_if: &str, peer_if: &str, container_fd: i32) -> Result<(), SandboxError> {
+    sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "0")?;
+    sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "0")?;
+    netlink("create veth in sink", async |h| {
+        let lo = index_of(&h, "lo").await?;
+        set_up(&h, lo).await?;
+        h.link()
+            .add(LinkVeth::new(sink_if, peer_if).build())
+            .execute()
+            .await?;
+        let peer = index_of(&h, peer_if).await?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(peer)
+                    .setns_by_fd(container_fd)
+                    .build(),
+            )
+            .execute()
+            .await?;
+        let s = index_of(&h, sink_if).await?;
+        add_addr(&h, s, IpAddr::V4(SINK_V4), V4_PREFIX).await?;
+        add_addr(&h, s, IpAddr::V6(SINK_V6), V6_PREFIX).await?;
+        set_up(&h, s).await?;
+        every_address_local(&h, lo, s).await
+    })
+}
+
+/// `ip route add local 0.0.0.0/0 dev lo` (and ::/0): every address is the sink's own.
+async fn every_address_local(h: &Handle, lo: u32, sink_end: u32) -> Result<(), rtnetlink::Error> {
+    let local4 = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+        .output_interface(lo)
+        .kind(RouteType::Local)
+        .scope(RouteScope::Host)
+        .table_id(255)
+        .build();
+    h.route().add(local4).execute().await?;
+    let local6 = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
+        .output_interface(lo)
+        .kind(RouteType::Local)
+        .scope(RouteScope::Host)
+        .table_id(255)
+        .build();
+    h.route().add(local6).execute().await?;
+    // IPv6 consults the local table before main, so `local ::/0` would also swallow replies to
+    // the container (they would loop to lo): route the link's own prefixes out of the veth from
+    // the local table itself. IPv4 merges the tables, but say it explicitly there too.
+    let link6 = |p: Ipv6Addr, len| {
+        RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(p, len)
+            .output_interface(sink_end)
+            .table_id(255)
+            .build()
+    };
+    h.route().add(link6(SINK_V6, V6_PREFIX)).execute().await?;
+    h.route()
+        .add(link6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 64))
+        .execute()
+        .await?;
+    let link4 = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(Ipv4Addr::new(10, 99, 0, 0), V4_PREFIX)
+        .output_interface(sink_end)
+        .scope(RouteScope::Link)
+        .table_id(255)
+        .build();
+    h.route().add(link4).execute().await
+}
+
+/// In the container (the calling thread's namespace): IPv6 on (Docker turns it off for network
+/// "none"), the veth end named eth0 with its addresses, and default routes into the sink.
+fn configure_container_end(peer_if: &str) -> Result<(), SandboxError> {
+    for k in ["all", "default"] {
+        sysctl(&format!("/proc/sys/net/ipv6/conf/{k}/disable_ipv6"), "0")?;
+    }
+    let i = netlink("configure container end", async |h| {
+        let i = index_of(&h, peer_if).await?;
+        h.link()
+            .set(LinkUnspec::new_with_index(i).name("eth0").build())
+            .execute()
+            .await?;
+        Ok(i)
+    })?;
+    sysctl("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", "0")?;
+    netlink("configure container end", async |h| {
+        add_addr(&h, i, IpAddr::V4(CONTAINER_V4), V4_PREFIX).await?;
+        add_addr(&h, i, IpAddr::V6(CONTAINER_V6), V6_PREFIX).await?;
+        set_up(&h, i).await?;
+        let v4 = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(SINK_V4)
+            .build();
+        h.route().add(v4).execute().await?;
+        let v6 = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(SINK_V6)
+            .build();
+        h.route().add(v6).execute().await
+    })
 }

@@ -215,83 +215,57 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// The IP layer of a packet, as the transport layer needs it.
+struct IpLayer<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    hop_limit: u8,
+    payload: LaxIpPayloadSlice<'a>,
+    fragment: Option<Fragment>,
+    /// The protocol of a later IPv6 fragment, from its fragment header.
+    later_v6_proto: Option<u8>,
+}
+
 fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
-    let net = match &p.net {
-        Some(net) => net,
-        None => {
-            return match &p.stop_err {
-                Some((err, _)) => Decoded::Malformed(classify(err)),
-                None => Decoded::NonIp,
-            }
-        }
+    let Some(net) = &p.net else {
+        return match &p.stop_err {
+            Some((err, _)) => Decoded::Malformed(classify(err)),
+            None => Decoded::NonIp,
+        };
     };
-    let mut later_v6_proto = None;
-    let (src, dst, hop_limit, payload, fragment) = match net {
-        LaxNetSlice::Arp(_) => return Decoded::Housekeeping(Housekeeping::Arp),
-        LaxNetSlice::Ipv4(v4) => {
-            let h = v4.header();
-            let off = u32::from(h.fragments_offset().value()) * 8;
-            let fragment = (h.more_fragments() || off > 0).then(|| Fragment {
-                id: u32::from(h.identification()),
-                offset: off,
-                more: h.more_fragments(),
-            });
-            (
-                IpAddr::V4(Ipv4Addr::from(h.source())),
-                IpAddr::V4(Ipv4Addr::from(h.destination())),
-                h.ttl(),
-                v4.payload(),
-                fragment,
-            )
-        }
-        LaxNetSlice::Ipv6(v6) => {
-            let h = v6.header();
-            let fragment = ipv6_fragment(h.next_header().0, v6.extensions().slice()).map(
-                |(f, first_header)| {
-                    // A later fragment's protocol is whatever its fragment header says; etherparse
-                    // reads on into the fragment's data and may find anything there.
-                    if f.offset > 0 {
-                        later_v6_proto = Some(first_header);
-                    }
-                    f
-                },
-            );
-            (
-                IpAddr::V6(Ipv6Addr::from(h.source())),
-                IpAddr::V6(Ipv6Addr::from(h.destination())),
-                h.hop_limit(),
-                v6.payload(),
-                fragment,
-            )
-        }
+    let ip = match ip_layer(net) {
+        Some(ip) => ip,
+        None => return Decoded::Housekeeping(Housekeeping::Arp),
     };
-    let proto = later_v6_proto.unwrap_or(payload.ip_number.0);
+    let proto = ip.later_v6_proto.unwrap_or(ip.payload.ip_number.0);
     // IGMP is housekeeping only on its way to a multicast group; to a unicast address it is
     // traffic like any other (protocol other/2) and is judged.
-    if proto == PROTO_IGMP && matches!(dst, IpAddr::V4(d) if d.is_multicast()) {
+    if proto == PROTO_IGMP && matches!(ip.dst, IpAddr::V4(d) if d.is_multicast()) {
         return Decoded::Housekeeping(Housekeeping::Igmp);
     }
     let mut pkt = IpPacket {
-        src,
-        dst,
+        src: ip.src,
+        dst: ip.dst,
         proto,
         transport: Transport::Other,
-        fragment,
-        payload: payload.payload,
+        fragment: ip.fragment,
+        payload: ip.payload.payload,
     };
-    if let Some(f) = fragment {
-        if f.offset > 0 {
-            pkt.transport = Transport::LaterFragment;
-            return Decoded::Ip(pkt);
-        }
-        // First fragment: etherparse does not slice a fragmented transport; read its header here.
-        pkt.transport = first_fragment_transport(proto, payload.payload, f.more, || {
-            ip_payload_wire_len(net, payload)
-        });
+    if let Some(f) = ip.fragment {
+        pkt.transport = if f.offset > 0 {
+            Transport::LaterFragment
+        } else {
+            // First fragment: etherparse does not slice a fragmented transport; read its header
+            // here.
+            first_fragment_transport(proto, ip.payload.payload, f.more, || {
+                ip_payload_wire_len(net, &ip.payload)
+            })
+        };
         return Decoded::Ip(pkt);
     }
     match &p.transport {
         Some(TransportSlice::Tcp(tcp)) => {
+            let wire = ip_payload_wire_len(net, &ip.payload);
             pkt.transport = Transport::Tcp {
                 src_port: tcp.source_port(),
                 dst_port: tcp.destination_port(),
@@ -302,8 +276,7 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
                     fin: tcp.fin(),
                 },
                 seq: tcp.sequence_number(),
-                payload_len: ip_payload_wire_len(net, payload)
-                    .saturating_sub(tcp.header_slice().len()) as u32,
+                payload_len: wire.saturating_sub(tcp.header_slice().len()) as u32,
             };
             pkt.payload = tcp.payload();
         }
@@ -328,33 +301,10 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
             pkt.payload = icmp.payload();
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
-            let t = icmp.type_u8();
-            // Neighbour discovery and MLD are housekeeping only when they stay on the link: sent
-            // to a multicast group or a link-local address (NDP also from the unspecified address,
-            // as duplicate address detection does, or to a neighbour in the sender's /64), and NDP
-            // with the hop limit 255 RFC 4861 requires. Otherwise they are ICMPv6 traffic, judged.
-            let on_link = match dst {
-                IpAddr::V6(d) => d.is_multicast() || d.is_unicast_link_local(),
-                IpAddr::V4(_) => false,
-            };
-            // Unicast neighbour solicitations (unreachability detection) and advertisements go to
-            // a neighbour's global address, which shares the sender's /64.
-            // So do solicitations from a link-local source, which no router forwards.
-            let same_64 = match (src, dst) {
-                (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    s.segments()[..4] == d.segments()[..4] || s.is_unicast_link_local()
-                }
-                _ => false,
-            };
-            match t {
-                133..=137 if hop_limit == 255 && (on_link || same_64 || src.is_unspecified()) => {
-                    return Decoded::Housekeeping(Housekeeping::Ndp)
-                }
-                130..=132 | 143 | 151..=153 if on_link => {
-                    return Decoded::Housekeeping(Housekeeping::Mld)
-                }
-                _ => {}
+            if let Some(h) = icmpv6_housekeeping(icmp.type_u8(), ip.src, ip.dst, ip.hop_limit) {
+                return Decoded::Housekeeping(h);
             }
+            let t = icmp.type_u8();
             // 1 destination unreachable, 2 packet too big, 3 time exceeded, 4 parameter problem.
             let about = matches!(t, 1..=4)
                 .then(|| embedded(icmp.payload()))
@@ -376,6 +326,71 @@ fn from_sliced<'a>(p: &LaxSlicedPacket<'a>) -> Decoded<'a> {
         }
     }
     Decoded::Ip(pkt)
+}
+
+/// The IP layer's addresses, hop limit, payload and fragment; `None` for ARP.
+fn ip_layer<'a>(net: &LaxNetSlice<'a>) -> Option<IpLayer<'a>> {
+    match net {
+        LaxNetSlice::Arp(_) => None,
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let off = u32::from(h.fragments_offset().value()) * 8;
+            let fragment = (h.more_fragments() || off > 0).then(|| Fragment {
+                id: u32::from(h.identification()),
+                offset: off,
+                more: h.more_fragments(),
+            });
+            Some(IpLayer {
+                src: IpAddr::V4(Ipv4Addr::from(h.source())),
+                dst: IpAddr::V4(Ipv4Addr::from(h.destination())),
+                hop_limit: h.ttl(),
+                payload: v4.payload().clone(),
+                fragment,
+                later_v6_proto: None,
+            })
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let frag = ipv6_fragment(h.next_header().0, v6.extensions().slice());
+            Some(IpLayer {
+                src: IpAddr::V6(Ipv6Addr::from(h.source())),
+                dst: IpAddr::V6(Ipv6Addr::from(h.destination())),
+                hop_limit: h.hop_limit(),
+                payload: v6.payload().clone(),
+                // A later fragment's protocol is whatever its fragment header says; etherparse
+                // reads on into the fragment's data and may find anything there.
+                later_v6_proto: frag.and_then(|(f, first)| (f.offset > 0).then_some(first)),
+                fragment: frag.map(|(f, _)| f),
+            })
+        }
+    }
+}
+
+/// Neighbour discovery and MLD are housekeeping only when they stay on the link: sent to a
+/// multicast group or a link-local address (NDP also from the unspecified address, as duplicate
+/// address detection does, or to a neighbour in the sender's /64), and NDP with the hop limit 255
+/// RFC 4861 requires. Otherwise they are ICMPv6 traffic, judged.
+fn icmpv6_housekeeping(t: u8, src: IpAddr, dst: IpAddr, hop_limit: u8) -> Option<Housekeeping> {
+    let on_link = match dst {
+        IpAddr::V6(d) => d.is_multicast() || d.is_unicast_link_local(),
+        IpAddr::V4(_) => false,
+    };
+    // Unicast neighbour solicitations (unreachability detection) and advertisements go to a
+    // neighbour's global address, which shares the sender's /64. So do solicitations from a
+    // link-local source, which no router forwards.
+    let same_64 = match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            s.segments()[..4] == d.segments()[..4] || s.is_unicast_link_local()
+        }
+        _ => false,
+    };
+    match t {
+        133..=137 if hop_limit == 255 && (on_link || same_64 || src.is_unspecified()) => {
+            Some(Housekeeping::Ndp)
+        }
+        130..=132 | 143 | 151..=153 if on_link => Some(Housekeeping::Mld),
+        _ => None,
+    }
 }
 
 /// The IP payload length on the wire: the IP header's own lengths, so that a capture cut by

@@ -81,8 +81,39 @@ pub fn annotations(a: &Analysis, w: &mut dyn Write) -> io::Result<()> {
 /// disallowed flows, with the notes the reader must know.
 pub fn step_summary(a: &Analysis) -> String {
     let mut s = String::new();
-    let start = a.start_ts();
     let bad: Vec<&Judged> = a.flows.iter().filter(|f| !f.allowed()).collect();
+    summary_head(a, bad.len(), &mut s);
+    if !a.phases.is_empty() {
+        summary_phases(a, &mut s);
+    }
+    if !bad.is_empty() {
+        summary_flows(a, &bad, &mut s);
+    }
+    for p in a
+        .phases
+        .iter()
+        .filter(|p| p.failed() && !p.output_tail.is_empty())
+    {
+        let body = p.output_tail.join("\n");
+        let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
+        let _ = writeln!(
+            s,
+            "<details><summary>{}: last lines of output</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n",
+            html(&p.label())
+        );
+    }
+    if !a.notes.is_empty() {
+        s.push_str("Notes:\n\n");
+        for n in &a.notes {
+            let _ = writeln!(s, "- {}", md(&n.to_string()));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The verdict, what was judged, what was staged, and the capture's health.
+fn summary_head(a: &Analysis, disallowed: usize, s: &mut String) {
     let verdict = match a.verdict {
         Verdict::Pass => "✅ PASS",
         Verdict::Fail => "❌ FAIL",
@@ -97,7 +128,7 @@ pub fn step_summary(a: &Analysis) -> String {
         md(&a.allowlist),
         a.counts.packets,
         a.flows.len(),
-        bad.len()
+        disallowed
     );
     if let Some(st) = &a.stage {
         let bps: Vec<String> = st
@@ -129,89 +160,73 @@ pub fn step_summary(a: &Analysis) -> String {
             c.dropped.map_or("unknown".into(), |d| d.to_string())
         );
     }
-    if !a.phases.is_empty() {
-        s.push_str("| phase | buildpack | result | duration | disallowed flows |\n");
-        s.push_str("|---|---|---|---|---|\n");
-        for p in &a.phases {
-            let flows = a
-                .flows
-                .iter()
-                .filter(|f| !f.allowed() && in_phase(f, p))
-                .count();
-            let _ = writeln!(
-                s,
-                "| {} | {}: {} | {} | {:.1}s | {} |",
-                md(&p.name),
-                p.buildpack,
-                md(&p.buildpack_name),
-                phase_result(p),
-                p.ended.saturating_sub(p.started) as f64 / 1e6,
-                flows
-            );
-        }
-        s.push('\n');
-    }
-    if !bad.is_empty() {
-        let dests = by_destination(&a.flows)
+}
+
+/// A table row per phase.
+fn summary_phases(a: &Analysis, s: &mut String) {
+    s.push_str("| phase | buildpack | result | duration | disallowed flows |\n");
+    s.push_str("|---|---|---|---|---|\n");
+    for p in &a.phases {
+        let flows = a
+            .flows
             .iter()
-            .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
+            .filter(|f| !f.allowed() && in_phase(f, p))
             .count();
         let _ = writeln!(
             s,
-            "#### Disallowed flows: {} to {} destination{}\n",
-            bad.len(),
-            dests,
-            if dests == 1 { "" } else { "s" }
+            "| {} | {}: {} | {} | {:.1}s | {} |",
+            md(&p.name),
+            p.buildpack,
+            md(&p.buildpack_name),
+            phase_result(p),
+            p.ended.saturating_sub(p.started) as f64 / 1e6,
+            flows
         );
-        s.push_str("| proto | destination | names | state | packets | first seen | phase |\n");
-        s.push_str("|---|---|---|---|---|---|---|\n");
-        for f in bad.iter().take(MAX_SUMMARY_ROWS) {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                proto_label(f.flow.key.proto),
-                md(&endpoint(f.remote_addr, f.remote_port)),
-                if f.names.is_empty() {
-                    "-".to_string()
-                } else {
-                    md(&f.names.join(", "))
-                },
-                f.flow.state().as_str(),
-                f.flow.stats.packets(),
-                relative(f.flow.stats.first_seen, start),
-                f.phase.as_deref().map_or("-".into(), md)
-            );
-        }
-        if bad.len() > MAX_SUMMARY_ROWS {
-            let _ = writeln!(
-                s,
-                "\n… and {} more disallowed flows (every flow is in the JSON report)",
-                bad.len() - MAX_SUMMARY_ROWS
-            );
-        }
-        s.push('\n');
     }
-    for p in a
-        .phases
+    s.push('\n');
+}
+
+/// A table row per disallowed flow, at most [`MAX_SUMMARY_ROWS`].
+fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
+    let start = a.start_ts();
+    let dests = by_destination(&a.flows)
         .iter()
-        .filter(|p| p.failed() && !p.output_tail.is_empty())
-    {
-        let body = p.output_tail.join("\n");
-        let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
+        .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
+        .count();
+    let _ = writeln!(
+        s,
+        "#### Disallowed flows: {} to {} destination{}\n",
+        bad.len(),
+        dests,
+        if dests == 1 { "" } else { "s" }
+    );
+    s.push_str("| proto | destination | names | state | packets | first seen | phase |\n");
+    s.push_str("|---|---|---|---|---|---|---|\n");
+    for f in bad.iter().take(MAX_SUMMARY_ROWS) {
         let _ = writeln!(
             s,
-            "<details><summary>{}: last lines of output</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n",
-            html(&p.label())
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            proto_label(f.flow.key.proto),
+            md(&endpoint(f.remote_addr, f.remote_port)),
+            if f.names.is_empty() {
+                "-".to_string()
+            } else {
+                md(&f.names.join(", "))
+            },
+            f.flow.state().as_str(),
+            f.flow.stats.packets(),
+            relative(f.flow.stats.first_seen, start),
+            f.phase.as_deref().map_or("-".into(), md)
         );
     }
-    if !a.notes.is_empty() {
-        s.push_str("Notes:\n\n");
-        for n in &a.notes {
-            let _ = writeln!(s, "- {}", md(&n.to_string()));
-        }
-        s.push('\n');
+    if bad.len() > MAX_SUMMARY_ROWS {
+        let _ = writeln!(
+            s,
+            "\n… and {} more disallowed flows (every flow is in the JSON report)",
+            bad.len() - MAX_SUMMARY_ROWS
+        );
     }
-    s
+    s.push('\n');
 }
 
 /// "supply contacted tcp 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at

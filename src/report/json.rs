@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::flows::decode::{has_ports, proto_name};
 use crate::flows::{Counts, FlowState};
 use crate::report::timestamp;
-use crate::verdict::analysis::{Analysis, Mode};
+use crate::verdict::analysis::{by_destination, Analysis, Judged, Mode, PhaseRecord};
 use crate::verdict::Verdict;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -157,9 +157,8 @@ pub struct JsonFlow<'a> {
 
 impl<'a> JsonReport<'a> {
     pub fn new(a: &'a Analysis) -> JsonReport<'a> {
-        let c: &Counts = &a.counts;
         let disallowed = a.flows.iter().filter(|f| !f.allowed()).count();
-        let destinations_disallowed = crate::verdict::analysis::by_destination(&a.flows)
+        let destinations_disallowed = by_destination(&a.flows)
             .iter()
             .filter(|(_, fs)| fs.iter().any(|f| !f.allowed()))
             .count();
@@ -180,28 +179,7 @@ impl<'a> JsonReport<'a> {
                 disallowed,
                 destinations_disallowed,
             },
-            capture: Capture {
-                link_type: &a.capture.link_type,
-                packets: c.packets,
-                bytes: c.bytes,
-                dropped: a.capture.dropped,
-                canary_seen: a.capture.canary_seen,
-                cut_short: a.capture.cut_short.as_deref(),
-                first_packet: a.capture.first_ts.map(timestamp),
-                point: &a.capture.point,
-                filter: a.capture.filter.as_deref(),
-                housekeeping: Housekeeping {
-                    arp: c.arp,
-                    ndp: c.ndp,
-                    mld: c.mld,
-                    igmp: c.igmp,
-                },
-                non_ip: c.non_ip,
-                truncated: c.truncated,
-                invalid: c.invalid,
-                fragments: c.fragments,
-                orphan_fragments: c.orphan_fragments,
-            },
+            capture: Capture::new(a),
             notes: a.note_texts(),
             stage: a.stage.as_ref().map(|st| JsonStage {
                 run_id: &st.run_id,
@@ -211,34 +189,10 @@ impl<'a> JsonReport<'a> {
                 user: &st.user,
                 network: &st.network,
             }),
-            phases: a.stage.as_ref().map(|_| {
-                a.phases
-                    .iter()
-                    .map(|p| JsonPhase {
-                        name: &p.name,
-                        buildpack: p.buildpack,
-                        buildpack_name: &p.buildpack_name,
-                        started: timestamp(p.started),
-                        ended: timestamp(p.ended),
-                        duration_seconds: ((p.ended - p.started) as f64 / 1e3).round() / 1e3,
-                        exit_code: p.exit_code,
-                        timed_out: p.timed_out,
-                        must_succeed: p.must_succeed,
-                        oom_killed: p.oom_killed,
-                        failed: p.failed(),
-                        disallowed_flows: a
-                            .flows
-                            .iter()
-                            .filter(|f| {
-                                !f.allowed()
-                                    && f.phase.as_deref() == Some(p.name.as_str())
-                                    && f.phase_buildpack == Some(p.buildpack)
-                            })
-                            .count(),
-                        output_tail: &p.output_tail,
-                    })
-                    .collect()
-            }),
+            phases: a
+                .stage
+                .as_ref()
+                .map(|_| a.phases.iter().map(|p| JsonPhase::new(a, p)).collect()),
             dns_queries: a
                 .dns_queries
                 .iter()
@@ -251,40 +205,96 @@ impl<'a> JsonReport<'a> {
                     phase_buildpack: q.phase_buildpack,
                 })
                 .collect(),
-            flows: a
+            flows: a.flows.iter().map(JsonFlow::new).collect(),
+        }
+    }
+}
+
+impl<'a> Capture<'a> {
+    fn new(a: &'a Analysis) -> Capture<'a> {
+        let c: &Counts = &a.counts;
+        Capture {
+            link_type: &a.capture.link_type,
+            packets: c.packets,
+            bytes: c.bytes,
+            dropped: a.capture.dropped,
+            canary_seen: a.capture.canary_seen,
+            cut_short: a.capture.cut_short.as_deref(),
+            first_packet: a.capture.first_ts.map(timestamp),
+            point: &a.capture.point,
+            filter: a.capture.filter.as_deref(),
+            housekeeping: Housekeeping {
+                arp: c.arp,
+                ndp: c.ndp,
+                mld: c.mld,
+                igmp: c.igmp,
+            },
+            non_ip: c.non_ip,
+            truncated: c.truncated,
+            invalid: c.invalid,
+            fragments: c.fragments,
+            orphan_fragments: c.orphan_fragments,
+        }
+    }
+}
+
+impl<'a> JsonPhase<'a> {
+    fn new(a: &Analysis, p: &'a PhaseRecord) -> JsonPhase<'a> {
+        JsonPhase {
+            name: &p.name,
+            buildpack: p.buildpack,
+            buildpack_name: &p.buildpack_name,
+            started: timestamp(p.started),
+            ended: timestamp(p.ended),
+            duration_seconds: ((p.ended - p.started) as f64 / 1e3).round() / 1e3,
+            exit_code: p.exit_code,
+            timed_out: p.timed_out,
+            must_succeed: p.must_succeed,
+            oom_killed: p.oom_killed,
+            failed: p.failed(),
+            disallowed_flows: a
                 .flows
                 .iter()
-                .map(|j| {
-                    let k = &j.flow.key;
-                    let s = &j.flow.stats;
-                    let ports = has_ports(k.proto);
-                    JsonFlow {
-                        protocol: proto_name(k.proto),
-                        protocol_number: k.proto,
-                        src: k.src,
-                        src_port: k.src_port.filter(|_| ports),
-                        dst: k.dst,
-                        dst_port: k.dst_port.filter(|_| ports),
-                        remote: j.remote_addr,
-                        remote_port: j.remote_port.filter(|_| ports),
-                        packets: s.packets(),
-                        bytes: s.bytes(),
-                        packets_out: s.packets_out,
-                        bytes_out: s.bytes_out,
-                        packets_in: s.packets_in,
-                        bytes_in: s.bytes_in,
-                        first_seen: timestamp(s.first_seen),
-                        last_seen: timestamp(s.last_seen),
-                        state: j.flow.state(),
-                        names: &j.names,
-                        request: j.flow.app.as_ref().and_then(|a| a.request()),
-                        allowed: j.allowed(),
-                        rule: j.rule.as_deref(),
-                        phase: j.phase.as_deref(),
-                        phase_buildpack: j.phase_buildpack,
-                    }
+                .filter(|f| {
+                    !f.allowed()
+                        && f.phase.as_deref() == Some(p.name.as_str())
+                        && f.phase_buildpack == Some(p.buildpack)
                 })
-                .collect(),
+                .count(),
+            output_tail: &p.output_tail,
+        }
+    }
+}
+
+impl<'a> JsonFlow<'a> {
+    fn new(j: &'a Judged) -> JsonFlow<'a> {
+        let k = &j.flow.key;
+        let s = &j.flow.stats;
+        let ports = has_ports(k.proto);
+        JsonFlow {
+            protocol: proto_name(k.proto),
+            protocol_number: k.proto,
+            src: k.src,
+            src_port: k.src_port.filter(|_| ports),
+            dst: k.dst,
+            dst_port: k.dst_port.filter(|_| ports),
+            remote: j.remote_addr,
+            remote_port: j.remote_port.filter(|_| ports),
+            packets: s.packets(),
+            bytes: s.bytes(),
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            first_seen: timestamp(s.first_seen),
+            last_seen: timestamp(s.last_seen),
+            state: j.flow.state(),
+            names: &j.names,
+            request: j.flow.app.as_ref().and_then(|a| a.request()),
+            allowed: j.allowed(),
+            rule: j.rule.as_deref(),
+            phase: j.phase.as_deref(),
+            phase_buildpack: j.phase_buildpack,
         }
     }
 }

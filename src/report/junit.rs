@@ -5,8 +5,9 @@
 use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuiteBuilder};
 
 use crate::flows::decode::proto_label;
+use crate::flows::Micros;
 use crate::report::{endpoint, relative, timestamp};
-use crate::verdict::analysis::{by_destination, Analysis};
+use crate::verdict::analysis::{by_destination, Analysis, Destination, Judged};
 use crate::verdict::Verdict;
 
 /// Remove characters XML 1.0 cannot carry and split any `]]>` so it cannot end a CDATA section.
@@ -50,9 +51,19 @@ fn request_text(f: &crate::verdict::analysis::Judged) -> String {
 
 pub fn build(a: &Analysis) -> junit_report::Report {
     let start = a.start_ts();
-    let mut cases = Vec::new();
+    let mut cases = vec![capture_case(a, start)];
+    if a.stage.is_some() {
+        cases.extend(phase_cases(a));
+    } else {
+        for (dest, flows) in by_destination(&a.flows) {
+            cases.push(destination_case(dest, &flows, start));
+        }
+    }
+    suite(a, cases)
+}
 
-    // The capture itself: can it be trusted?
+/// The capture itself: can it be trusted?
+fn capture_case(a: &Analysis, start: Option<Micros>) -> TestCase {
     let c = &a.counts;
     let health = format!(
         "{} packets ({} link), {} flows; housekeeping not judged: arp {}, ndp {}, mld {}, igmp {}; non-IP {}, truncated {}, invalid {}; dropped {}; canary {}",
@@ -71,7 +82,7 @@ pub fn build(a: &Analysis) -> junit_report::Report {
     );
     // Red whenever the capture left something unseen, even when the verdict is a fail: a failing
     // build with a cut capture may hide more than the failures it lists.
-    let mut capture_case = if a.capture_untrusted() {
+    let mut case = if a.capture_untrusted() {
         let why = a.note_texts().join("; ");
         let kind = if a.verdict == Verdict::Inconclusive {
             "inconclusive"
@@ -82,7 +93,7 @@ pub fn build(a: &Analysis) -> junit_report::Report {
     } else {
         TestCase::success("capture", Duration::ZERO)
     };
-    capture_case.set_classname("airgap-check.capture");
+    case.set_classname("airgap-check.capture");
     let mut out = health;
     for n in a.note_texts() {
         out.push_str("\nnote: ");
@@ -102,94 +113,88 @@ pub fn build(a: &Analysis) -> junit_report::Report {
                 .unwrap_or_default(),
         ));
     }
-    capture_case.set_system_out(&xml_safe(&out));
-    cases.push(capture_case);
+    case.set_system_out(&xml_safe(&out));
+    case
+}
 
-    if a.stage.is_some() {
-        cases.extend(phase_cases(a));
-        return suite(a, cases);
-    }
-
-    for (dest, flows) in by_destination(&a.flows) {
-        let name = format!(
-            "{} {}",
+/// Analyze and watch: one testcase per destination, failed when a flow to it is disallowed.
+fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>) -> TestCase {
+    let name = format!(
+        "{} {}",
+        proto_label(dest.proto),
+        endpoint(dest.addr, dest.port)
+    );
+    let packets: u64 = flows.iter().map(|f| f.flow.stats.packets()).sum();
+    let first = flows
+        .iter()
+        .map(|f| f.flow.stats.first_seen)
+        .min()
+        .unwrap_or(0);
+    let mut names: Vec<String> = flows.iter().flat_map(|f| f.names.iter().cloned()).collect();
+    names.sort();
+    names.dedup();
+    let phases: Vec<&str> = {
+        let mut p: Vec<&str> = flows.iter().filter_map(|f| f.phase.as_deref()).collect();
+        p.dedup();
+        p
+    };
+    let details: Vec<String> = flows.iter().map(|f| flow_detail(f, start)).collect();
+    let disallowed = flows.iter().filter(|f| !f.allowed()).count();
+    let mut case = if disallowed > 0 {
+        let message = format!(
+            "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); no allowlist rule matches",
             proto_label(dest.proto),
-            endpoint(dest.addr, dest.port)
+            endpoint(dest.addr, dest.port),
+            names_text(&names),
+            if phases.is_empty() { String::new() } else { format!(" during {}", phases.join(", ")) },
+            plural(packets, "packet"),
+            plural(flows.len() as u64, "flow"),
+            timestamp(first),
+            relative(first, start),
         );
-        let packets: u64 = flows.iter().map(|f| f.flow.stats.packets()).sum();
-        let first = flows
-            .iter()
-            .map(|f| f.flow.stats.first_seen)
-            .min()
-            .unwrap_or(0);
-        let mut names: Vec<String> = flows.iter().flat_map(|f| f.names.iter().cloned()).collect();
-        names.sort();
-        names.dedup();
-        let phases: Vec<&str> = {
-            let mut p: Vec<&str> = flows.iter().filter_map(|f| f.phase.as_deref()).collect();
-            p.dedup();
-            p
-        };
-        let details: Vec<String> = flows
-            .iter()
-            .map(|f| {
-                let k = &f.flow.key;
-                format!(
-                    "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}{}",
-                    proto_label(k.proto),
-                    endpoint(k.src, k.src_port),
-                    endpoint(k.dst, k.dst_port),
-                    names_text(&f.names),
-                    plural(f.flow.stats.packets_out, "packet"),
-                    plural(f.flow.stats.packets_in, "packet"),
-                    f.flow.stats.bytes(),
-                    f.flow.state().as_str(),
-                    timestamp(f.flow.stats.first_seen),
-                    relative(f.flow.stats.first_seen, start),
-                    timestamp(f.flow.stats.last_seen),
-                    request_text(f),
-                    f.phase
-                        .as_deref()
-                        .map(|p| format!(", phase {p}"))
-                        .unwrap_or_default(),
-                    f.rule
-                        .as_deref()
-                        .map(|r| format!(", allowed by rule \"{r}\""))
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-        let disallowed = flows.iter().filter(|f| !f.allowed()).count();
-        let mut case = if disallowed > 0 {
-            let message = format!(
-                "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); no allowlist rule matches",
-                proto_label(dest.proto),
-                endpoint(dest.addr, dest.port),
-                names_text(&names),
-                if phases.is_empty() { String::new() } else { format!(" during {}", phases.join(", ")) },
-                plural(packets, "packet"),
-                plural(flows.len() as u64, "flow"),
-                timestamp(first),
-                relative(first, start),
-            );
-            let mut tc = TestCase::failure(
-                &attr_safe(&name),
-                Duration::ZERO,
-                "disallowed",
-                &attr_safe(&message),
-            );
-            tc.set_system_out(&xml_safe(&details.join("\n")));
-            tc
-        } else {
-            let mut tc = TestCase::success(&attr_safe(&name), Duration::ZERO);
-            tc.set_system_out(&xml_safe(&details.join("\n")));
-            tc
-        };
-        case.set_classname("airgap-check.destinations");
-        cases.push(case);
-    }
+        let mut tc = TestCase::failure(
+            &attr_safe(&name),
+            Duration::ZERO,
+            "disallowed",
+            &attr_safe(&message),
+        );
+        tc.set_system_out(&xml_safe(&details.join("\n")));
+        tc
+    } else {
+        let mut tc = TestCase::success(&attr_safe(&name), Duration::ZERO);
+        tc.set_system_out(&xml_safe(&details.join("\n")));
+        tc
+    };
+    case.set_classname("airgap-check.destinations");
+    case
+}
 
-    suite(a, cases)
+/// One flow, for the testcase's system-out.
+fn flow_detail(f: &Judged, start: Option<Micros>) -> String {
+    let k = &f.flow.key;
+    format!(
+        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}{}",
+        proto_label(k.proto),
+        endpoint(k.src, k.src_port),
+        endpoint(k.dst, k.dst_port),
+        names_text(&f.names),
+        plural(f.flow.stats.packets_out, "packet"),
+        plural(f.flow.stats.packets_in, "packet"),
+        f.flow.stats.bytes(),
+        f.flow.state().as_str(),
+        timestamp(f.flow.stats.first_seen),
+        relative(f.flow.stats.first_seen, start),
+        timestamp(f.flow.stats.last_seen),
+        request_text(f),
+        f.phase
+            .as_deref()
+            .map(|p| format!(", phase {p}"))
+            .unwrap_or_default(),
+        f.rule
+            .as_deref()
+            .map(|r| format!(", allowed by rule \"{r}\""))
+            .unwrap_or_default(),
+    )
 }
 
 fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {

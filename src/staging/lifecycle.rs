@@ -57,6 +57,50 @@ pub fn buildpack_dir(i: usize) -> String {
     format!("{BUILDPACKS_DIR}/{i}")
 }
 
+/// finalize, or compile for a single legacy buildpack, of the last of `n` buildpacks.
+fn final_phase(f: &Scripts, last: usize, n: usize) -> Result<PhaseSpec, (usize, String)> {
+    let script = |s: &str| format!("{}/bin/{s}", buildpack_dir(last));
+    if f.finalize {
+        return Ok(PhaseSpec {
+            name: "finalize",
+            buildpack: last,
+            argv: vec![
+                script("finalize"),
+                BUILD_DIR.into(),
+                CACHE_DIR.into(),
+                DEPS_DIR.into(),
+                index(last, n),
+                PROFILE_DIR.into(),
+            ],
+            must_succeed: true,
+        });
+    }
+    if !f.compile {
+        return Err((
+            last,
+            "has neither bin/finalize nor bin/compile: the final buildpack needs one of them"
+                .into(),
+        ));
+    }
+    if n > 1 {
+        return Err((
+            last,
+            "is the final buildpack of several but has bin/compile, not bin/finalize (multi-buildpack staging needs finalize)".into(),
+        ));
+    }
+    Ok(PhaseSpec {
+        name: "compile",
+        buildpack: last,
+        argv: vec![
+            script("compile"),
+            BUILD_DIR.into(),
+            CACHE_DIR.into(),
+            ENV_DIR.into(),
+        ],
+        must_succeed: true,
+    })
+}
+
 /// The phases for these buildpacks, or why they cannot stage (`Err` names the buildpack and what
 /// it lacks). `scripts` is in the order given; the last buildpack is the final one.
 pub fn plan(scripts: &[Scripts]) -> Result<Vec<PhaseSpec>, (usize, String)> {
@@ -100,45 +144,7 @@ pub fn plan(scripts: &[Scripts]) -> Result<Vec<PhaseSpec>, (usize, String)> {
         }
     }
     let f = &scripts[last];
-    if f.finalize {
-        phases.push(PhaseSpec {
-            name: "finalize",
-            buildpack: last,
-            argv: vec![
-                script(last, "finalize"),
-                BUILD_DIR.into(),
-                CACHE_DIR.into(),
-                DEPS_DIR.into(),
-                index(last, n),
-                PROFILE_DIR.into(),
-            ],
-            must_succeed: true,
-        });
-    } else if f.compile {
-        if n > 1 {
-            return Err((
-                last,
-                "is the final buildpack of several but has bin/compile, not bin/finalize (multi-buildpack staging needs finalize)".into(),
-            ));
-        }
-        phases.push(PhaseSpec {
-            name: "compile",
-            buildpack: last,
-            argv: vec![
-                script(last, "compile"),
-                BUILD_DIR.into(),
-                CACHE_DIR.into(),
-                ENV_DIR.into(),
-            ],
-            must_succeed: true,
-        });
-    } else {
-        return Err((
-            last,
-            "has neither bin/finalize nor bin/compile: the final buildpack needs one of them"
-                .into(),
-        ));
-    }
+    phases.push(final_phase(f, last, n)?);
     if f.release {
         phases.push(PhaseSpec {
             name: "release",
