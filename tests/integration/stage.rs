@@ -2,8 +2,7 @@
 //! namespaces and real captures. Every packet stays inside the sealed network these runs build.
 //! Needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW), Docker and busybox-static.
 
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -4,8 +4,7 @@
 //! allowlist flags them), or to that network's own gateway on this host (the canary). Needs root
 //! and Docker, like tests/stage.rs.
 
-#[path = "support/stack.rs"]
-mod stack;
+use crate::support::stack;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -624,7 +623,7 @@ fn frames_sent_past_a_capture_inside_the_namespace_are_not_a_pass() {
     let cc = Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&bin)
-        .arg(root().join("tests/support/bypass.c"))
+        .arg(root().join("tests/integration/support/bypass.c"))
         .output()
         .expect("gcc runs");
     assert!(
