@@ -164,7 +164,10 @@ pub fn temp_dirs(pid: u32, since: Option<SystemTime>) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .filter(|e| match (since, e.metadata()) {
-            (Some(s), Ok(m)) => m.created().or_else(|_| m.modified()).map_or(true, |t| t >= s),
+            (Some(s), Ok(m)) => m
+                .created()
+                .or_else(|_| m.modified())
+                .map_or(true, |t| t >= s),
             _ => true,
         })
         .map(|e| e.path().display().to_string())
@@ -204,11 +207,18 @@ fn nsfs_mounts() -> BTreeSet<String> {
 pub fn find(pid: u32, run_id: Option<&str>, before: &Before) -> Vec<String> {
     let mut left = Vec::new();
     if let Some(id) = run_id {
-        left.extend(of_run(id).into_iter().map(|o| format!("{o} ({LABEL_RUN}={id})")));
+        left.extend(
+            of_run(id)
+                .into_iter()
+                .map(|o| format!("{o} ({LABEL_RUN}={id})")),
+        );
     }
     for o in docker_objects(&format!("{LABEL_PID}={pid}"), Some(before.at)) {
         let o = format!("{o} ({LABEL_PID}={pid})");
-        if !left.iter().any(|l| l.split(" (").next() == o.split(" (").next()) {
+        if !left
+            .iter()
+            .any(|l| l.split(" (").next() == o.split(" (").next())
+        {
             left.push(o);
         }
     }

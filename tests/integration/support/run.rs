@@ -45,11 +45,7 @@ pub struct Flow {
 impl fmt::Debug for Flow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let port = self.port.map_or("-".to_string(), |p| p.to_string());
-        write!(
-            f,
-            "{} {} {port} in {}",
-            self.proto, self.remote, self.phase
-        )
+        write!(f, "{} {} {port} in {}", self.proto, self.remote, self.phase)
     }
 }
 
@@ -301,16 +297,19 @@ impl Agc {
     }
 
     fn command(&self) -> Command {
-        let bin = assert_cmd::cargo::cargo_bin("airgap-check");
+        // Cargo builds the binary for the integration tests and says where.
+        let bin = env!("CARGO_BIN_EXE_airgap-check");
         let mut cmd = match self.wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
-                c.args(rest).arg(&bin);
+                c.args(rest).arg(bin);
                 c
             }
-            None => Command::new(&bin),
+            None => Command::new(bin),
         };
-        cmd.current_dir(root()).args(&self.args).env("NO_COLOR", "1");
+        cmd.current_dir(root())
+            .args(&self.args)
+            .env("NO_COLOR", "1");
         if let Some(t) = &self.stage_timeout {
             cmd.args(["--timeout", t]);
         }
@@ -365,14 +364,8 @@ impl Agc {
         std::thread::spawn(move || {
             // SAFETY: a plain waitid on our own child with WNOWAIT; siginfo is plain data.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let r = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
+            let r =
+                unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
             let _ = tx.send(r);
         });
         Running {
@@ -392,13 +385,19 @@ impl Agc {
 /// What a child wrote on one of its pipes, read as it comes.
 #[derive(Clone)]
 struct Pipe {
-    buf: Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>,
+    buf: Arc<(Mutex<Piped>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Piped {
+    bytes: Vec<u8>,
+    closed: bool,
 }
 
 impl Pipe {
     fn read(mut from: impl Read + Send + 'static) -> Pipe {
         let pipe = Pipe {
-            buf: Arc::new((Mutex::new((Vec::new(), false)), Condvar::new())),
+            buf: Arc::new((Mutex::new(Piped::default()), Condvar::new())),
         };
         let p = pipe.clone();
         std::thread::spawn(move || {
@@ -408,11 +407,11 @@ impl Pipe {
                 let (lock, cv) = &*p.buf;
                 let mut b = lock.lock().unwrap();
                 if n == 0 {
-                    b.1 = true;
+                    b.closed = true;
                     cv.notify_all();
                     return;
                 }
-                b.0.extend_from_slice(&chunk[..n]);
+                b.bytes.extend_from_slice(&chunk[..n]);
                 cv.notify_all();
             }
         });
@@ -420,7 +419,7 @@ impl Pipe {
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf.0.lock().unwrap().0).into_owned()
+        String::from_utf8_lossy(&self.buf.0.lock().unwrap().bytes).into_owned()
     }
 
     /// Wait until the text holds `marker` (true), the pipe is closed, or the deadline passes.
@@ -428,11 +427,11 @@ impl Pipe {
         let (lock, cv) = &*self.buf;
         let mut b = lock.lock().unwrap();
         loop {
-            if String::from_utf8_lossy(&b.0).contains(marker) {
+            if String::from_utf8_lossy(&b.bytes).contains(marker) {
                 return true;
             }
             let now = Instant::now();
-            if b.1 || now >= deadline {
+            if b.closed || now >= deadline {
                 return false;
             }
             b = cv.wait_timeout(b, deadline - now).unwrap().0;
@@ -444,7 +443,7 @@ impl Pipe {
         let deadline = Instant::now() + within;
         let (lock, cv) = &*self.buf;
         let mut b = lock.lock().unwrap();
-        while !b.1 {
+        while !b.closed {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -506,21 +505,13 @@ impl Running {
             .unwrap_or_else(|e| panic!("kill -{sig} {}: {e}", self.pid));
     }
 
-    /// Has the child exited (it is not reaped before [`Running::wait`] or `finish`)?
-    pub fn has_exited(&mut self) -> bool {
-        self.reaped.is_some() || !matches!(self.exited.try_recv(), Err(mpsc::TryRecvError::Empty))
-    }
-
     /// Wait for the child to end, for `within` at most (then it is killed; the hard timeout
     /// still bounds it). No checks: [`Running::finish`] does them.
     pub fn wait(&mut self, within: Duration) {
         if self.reaped.is_some() {
             return;
         }
-        let hard = self
-            .agc
-            .hard_timeout
-            .saturating_sub(self.started.elapsed());
+        let hard = self.agc.hard_timeout.saturating_sub(self.started.elapsed());
         let within = within.min(hard);
         let killed = match self.exited.recv_timeout(within) {
             Ok(_) => false,
@@ -613,12 +604,13 @@ impl Running {
             wrong.push("its stdout or stderr stayed open 10 s after it exited".into());
         }
         match agc.exit.as_ref().unwrap() {
-            Exit::Code(codes) if signal.is_some() || !codes.contains(&code) => wrong.push(
-                format!("expected exit {codes:?}, got {}", o.status_text()),
-            ),
-            Exit::Signal(s) if signal != Some(*s) => {
-                wrong.push(format!("expected death by signal {s}, got {}", o.status_text()))
+            Exit::Code(codes) if signal.is_some() || !codes.contains(&code) => {
+                wrong.push(format!("expected exit {codes:?}, got {}", o.status_text()))
             }
+            Exit::Signal(s) if signal != Some(*s) => wrong.push(format!(
+                "expected death by signal {s}, got {}",
+                o.status_text()
+            )),
             _ => {}
         }
         if let Some(v) = &agc.verdict {
@@ -633,9 +625,7 @@ impl Running {
                 Some(_) => {
                     let got = o.disallowed();
                     if &got != want {
-                        wrong.push(format!(
-                            "expected disallowed flows {want:#?}\ngot {got:#?}"
-                        ));
+                        wrong.push(format!("expected disallowed flows {want:#?}\ngot {got:#?}"));
                     }
                 }
                 None => wrong.push(format!(
@@ -656,7 +646,10 @@ impl Running {
             wrong.is_empty(),
             "{}\n{}{}\n--- stdout\n{}--- stderr\n{}",
             self.described,
-            agc.context.iter().map(|c| format!("{c}\n")).collect::<String>(),
+            agc.context
+                .iter()
+                .map(|c| format!("{c}\n"))
+                .collect::<String>(),
             wrong.join("\n"),
             o.stdout,
             o.stderr
