@@ -1,7 +1,7 @@
 //! `cargo run --example build_stack`: build the fixture stack image the demo and the tests use
 //! (fixtures/stack, busybox FROM scratch; no registry needed).
 
-#[path = "../tests/support/stack.rs"]
+#[path = "../tests/integration/support/stack.rs"]
 mod stack;
 
 fn main() {

@@ -1,175 +1,21 @@
-//! Integration tests: the real `airgap-check` binary on committed captures (fixtures/pcap, made by
-//! `make fixtures`) and, when present, the tcpdump project's 830 regression captures.
+//! `analyze`: the real `airgap-check` binary on committed captures (fixtures/pcap, made by
+//! `make fixtures`) and on the tcpdump project's 830 regression captures
+//! (../shared/corpus/tcpdump-tests).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> String {
-    format!("fixtures/pcap/{name}")
-}
-
-/// A small fluent builder over one run of the real binary.
-struct Run {
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-    json: bool,
-    junit: bool,
-}
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Option<Value>,
-    json_text: Option<String>,
-    junit: Option<String>,
-    junit_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn analyze(pcap: &str) -> Run {
-    Run {
-        args: vec!["analyze".into(), "--pcap".into(), pcap.into()],
-        dir: tempfile::tempdir().unwrap(),
-        json: true,
-        junit: true,
-    }
-}
-
-impl Run {
-    fn arg(mut self, a: &str) -> Run {
-        self.args.push(a.into());
-        self
-    }
-
-    fn allowlist_text(self, yaml: &str) -> Run {
-        let p = self.dir.path().join("allow.yaml");
-        std::fs::write(&p, yaml).unwrap();
-        let p = p.display().to_string();
-        self.arg("--allowlist").arg(&p)
-    }
-
-    fn no_reports(mut self) -> Run {
-        self.json = false;
-        self.junit = false;
-        self
-    }
-
-    fn run(self) -> Outcome {
-        let json_path = self.dir.path().join("report.json");
-        let junit_path = self.dir.path().join("report.xml");
-        let mut cmd = Command::cargo_bin("airgap-check").unwrap();
-        cmd.current_dir(root())
-            .args(&self.args)
-            .env("NO_COLOR", "1");
-        if self.json {
-            cmd.arg("--json").arg(&json_path);
-        }
-        if self.junit {
-            cmd.arg("--junit").arg(&junit_path);
-        }
-        let out = assert_cmd::Command::from_std(cmd)
-            .timeout(Duration::from_secs(60))
-            .output()
-            .unwrap();
-        let json_text = std::fs::read_to_string(&json_path).ok();
-        let json = json_text
-            .as_deref()
-            .map(|s| serde_json::from_str(s).expect("the JSON report parses"));
-        let junit = std::fs::read_to_string(&junit_path).ok();
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            json,
-            json_text,
-            junit,
-            junit_path,
-            _dir: self.dir,
-        }
-    }
-}
-
-impl Outcome {
-    fn json(&self) -> &Value {
-        self.json.as_ref().expect("a JSON report")
-    }
-
-    fn flows(&self) -> &Vec<Value> {
-        self.json()["flows"].as_array().unwrap()
-    }
-
-    /// The flow to this remote endpoint; panics with the list when absent.
-    fn flow(&self, proto: &str, remote: &str, port: Option<u16>) -> &Value {
-        self.flows()
-            .iter()
-            .find(|f| {
-                f["protocol"] == proto
-                    && f["remote"] == remote
-                    && f["remote_port"] == port.map_or(Value::Null, Value::from)
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {proto} flow to {remote} {port:?} in {}",
-                    serde_json::to_string_pretty(self.flows()).unwrap()
-                )
-            })
-    }
-
-    fn disallowed(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .flows()
-            .iter()
-            .filter(|f| f["allowed"] == false)
-            .map(|f| {
-                let proto = match f["protocol"].as_str().unwrap() {
-                    "other" => format!("other/{}", f["protocol_number"]),
-                    p => p.to_string(),
-                };
-                format!(
-                    "{proto} {} {}",
-                    f["remote"].as_str().unwrap(),
-                    f["remote_port"]
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Validate the JUnit report against the Jenkins xUnit schema with xmllint.
-    fn assert_junit_valid(&self) {
-        let xsd = root().join("tests/schemas/junit-10.xsd");
-        let out = Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&xsd)
-            .arg(&self.junit_path)
-            .output()
-            .expect("xmllint runs (make deps installs libxml2-utils)");
-        assert!(
-            out.status.success(),
-            "JUnit invalid: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.junit.as_deref().unwrap_or("")
-        );
-    }
-}
+use crate::support::{fixture, flow_, root, Agc, Outcome};
 
 #[test]
 fn clean_capture_passes_with_housekeeping_counted_not_judged() {
-    let o = analyze(&fixture("clean.pcap")).run();
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("clean.pcap"))
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .run();
     let j = o.json();
-    assert_eq!(j["verdict"], "pass");
     assert_eq!(j["summary"]["flows"], 4);
     assert_eq!(j["summary"]["disallowed"], 0);
     let hk = &j["capture"]["housekeeping"];
@@ -206,24 +52,22 @@ fn clean_capture_passes_with_housekeeping_counted_not_judged() {
 
 #[test]
 fn leaky_capture_fails_with_every_leak_named() {
-    let o = analyze(&fixture("leaky.pcap")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
-    assert_eq!(o.json()["verdict"], "fail");
-    assert_eq!(
-        o.disallowed(),
-        vec![
-            "icmp 198.51.100.10 null",
-            "other/47 203.0.113.20 null",
-            "tcp 169.254.169.254 80",
-            "tcp 198.51.100.7 80",
-            "tcp 2001:db8::7 80",
-            "tcp 203.0.113.5 443",
-            "tcp 203.0.113.5 443",
-            "udp 192.0.2.50 514",
-            "udp 203.0.113.9 5000",
-            "udp 8.8.8.8 123",
-        ]
-    );
+    let o = Agc::analyze(&fixture("leaky.pcap"))
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[
+            flow_("icmp", "198.51.100.10", None),
+            flow_("other/47", "203.0.113.20", None),
+            flow_("tcp", "169.254.169.254", Some(80)),
+            flow_("tcp", "198.51.100.7", Some(80)),
+            flow_("tcp", "2001:db8::7", Some(80)),
+            flow_("tcp", "203.0.113.5", Some(443)),
+            flow_("tcp", "203.0.113.5", Some(443)),
+            flow_("udp", "192.0.2.50", Some(514)),
+            flow_("udp", "203.0.113.9", Some(5000)),
+            flow_("udp", "8.8.8.8", Some(123)),
+        ])
+        .run();
     // What TCP got to, per flow.
     let syn = o.flows().iter().find(|f| f["src_port"] == 41000).unwrap();
     assert_eq!(
@@ -317,9 +161,8 @@ fn leaky_capture_fails_with_every_leak_named() {
 
 #[test]
 fn pcapng_reads_the_same_as_pcap() {
-    let a = analyze(&fixture("leaky.pcap")).run();
-    let b = analyze(&fixture("leaky.pcapng")).run();
-    assert_eq!(b.code, 1);
+    let a = Agc::analyze(&fixture("leaky.pcap")).expect_exit(1).run();
+    let b = Agc::analyze(&fixture("leaky.pcapng")).expect_exit(1).run();
     assert_eq!(a.json()["flows"], b.json()["flows"]);
 }
 
@@ -333,13 +176,13 @@ fn every_supported_link_type_gives_the_same_flows() {
         "loop.pcap",
         "vlan-qinq.pcap",
     ] {
-        let o = analyze(&fixture(name)).run();
-        assert_eq!(o.code, 1, "{name}: {}{}", o.stdout, o.stderr);
-        assert_eq!(
-            o.disallowed(),
-            vec!["tcp 2001:db8::7 80", "tcp 203.0.113.5 443"],
-            "{name}"
-        );
+        let o = Agc::analyze(&fixture(name))
+            .expect_exit(1)
+            .expect_disallowed(&[
+                flow_("tcp", "2001:db8::7", Some(80)),
+                flow_("tcp", "203.0.113.5", Some(443)),
+            ])
+            .run();
         assert_eq!(
             o.flow("udp", "10.1.0.1", Some(53))["allowed"],
             true,
@@ -350,54 +193,56 @@ fn every_supported_link_type_gives_the_same_flows() {
 
 #[test]
 fn allowlist_file_changes_the_verdict() {
-    let o = analyze(&fixture("leaky.pcap"))
+    let o = Agc::analyze(&fixture("leaky.pcap"))
         .allowlist_text(
             "allow:\n  - name: everything v4\n    cidrs: [0.0.0.0/0]\n  - name: everything v6\n    cidrs: [\"::/0\"]\n",
         )
+        // Nothing is disallowed any more; but leaky.pcap's truncated and invalid frames could
+        // have held anything, so the best it can be is inconclusive.
+        .expect_exit(3)
+        .expect_disallowed(&[])
         .run();
-    // Nothing is disallowed any more; but leaky.pcap's truncated and invalid frames could have
-    // held anything, so the best it can be is inconclusive.
     assert_eq!(o.json()["summary"]["disallowed"], 0);
-    assert_eq!(o.code, 3, "{}", o.stdout);
     assert!(o.json()["allowlist"]
         .as_str()
         .unwrap()
         .ends_with("allow.yaml"));
 
-    let o = analyze(&fixture("clean.pcap"))
+    Agc::analyze(&fixture("clean.pcap"))
         .arg("--allowlist")
         .arg("allowlists/strict.yaml")
+        // Strict: only DNS to private resolvers; the internal web and v6 flows now fail.
+        .expect_exit(1)
+        .expect_disallowed(&[
+            flow_("tcp", "192.168.5.10", Some(8080)),
+            flow_("tcp", "fd00:2::10", Some(443)),
+        ])
         .run();
-    // Strict: only DNS to private resolvers; the internal web and v6 flows now fail.
-    assert_eq!(o.code, 1, "{}", o.stdout);
-    assert_eq!(
-        o.disallowed(),
-        vec!["tcp 192.168.5.10 8080", "tcp fd00:2::10 443"]
-    );
 }
 
 #[test]
 fn local_option_decides_the_remote_end() {
     // Name the outside host as "local": the remote ends flip to 10.1.0.2, which is private.
-    let o = analyze(&fixture("sll.pcap"))
+    let o = Agc::analyze(&fixture("sll.pcap"))
         .arg("--local")
         .arg("203.0.113.5")
+        // The IPv6 flow to 2001:db8::7 is still disallowed.
+        .expect_exit(1)
         .run();
     let f = o.flow("tcp", "10.1.0.2", Some(42000));
     assert_eq!(f["allowed"], true);
-    let o = analyze(&fixture("sll.pcap"))
+    let o = Agc::analyze(&fixture("sll.pcap"))
         .arg("--local")
         .arg("10.0.0.0/33")
         .no_reports()
+        .expect_exit(2)
         .run();
-    assert_eq!(o.code, 2);
     assert!(o.stderr.contains("10.0.0.0/33"), "{}", o.stderr);
 }
 
 #[test]
 fn port_scan_is_one_flow_per_port() {
-    let o = analyze(&fixture("scan.pcap")).run();
-    assert_eq!(o.code, 1);
+    let o = Agc::analyze(&fixture("scan.pcap")).expect_exit(1).run();
     assert_eq!(o.json()["summary"]["flows"], 1000);
     assert_eq!(
         o.flow("tcp", "198.51.100.20", Some(22))["state"],
@@ -412,61 +257,60 @@ fn port_scan_is_one_flow_per_port() {
 
 #[test]
 fn bad_inputs_exit_2_with_one_clear_line_and_leave_nothing() {
-    let cases: Vec<(Run, &str)> = vec![
+    let cases: Vec<(Agc, &str)> = vec![
         (
-            analyze("fixtures/pcap/does-not-exist.pcap"),
+            Agc::analyze("fixtures/pcap/does-not-exist.pcap"),
             "does-not-exist.pcap",
         ),
         (
-            analyze(&fixture("not-a-capture.pcap")),
+            Agc::analyze(&fixture("not-a-capture.pcap")),
             "not-a-capture.pcap",
         ),
         (
-            analyze(&fixture("unsupported-linktype.pcap")),
+            Agc::analyze(&fixture("unsupported-linktype.pcap")),
             "unsupported link type",
         ),
         (
-            analyze(&fixture("clean.pcap"))
+            Agc::analyze(&fixture("clean.pcap"))
                 .allowlist_text("allow:\n  - name: x\n    ports: [99999]\n"),
             "99999",
         ),
         (
-            analyze(&fixture("clean.pcap"))
+            Agc::analyze(&fixture("clean.pcap"))
                 .arg("--allowlist")
                 .arg("/nonexistent/a.yaml"),
             "/nonexistent/a.yaml",
         ),
         (
-            analyze(&fixture("clean.pcap")).allowlist_text(&format!("allow: {}", "[".repeat(5000))),
+            Agc::analyze(&fixture("clean.pcap")).allowlist_text(&format!("allow: {}", "[".repeat(5000))),
             "line 1: nested more than 64 levels deep",
         ),
         (
-            analyze(&fixture("clean.pcap"))
+            Agc::analyze(&fixture("clean.pcap"))
                 .allowlist_text(&format!("allow: []\n#{}\n", "x".repeat(1 << 20))),
             "larger than 1 MiB",
         ),
         (
-            analyze(&fixture("clean.pcap")).allowlist_text(
+            Agc::analyze(&fixture("clean.pcap")).allowlist_text(
                 "allow:\n  - name: a\n    protocol: udp\n  - name: b\n    protocol: icmp\n    ports: [7]\n",
             ),
             "line 4 column 5: allow[1] (rule \"b\"): `ports` with protocol icmp:",
         ),
         (
-            analyze(&fixture("clean.pcap"))
+            Agc::analyze(&fixture("clean.pcap"))
                 .no_reports()
                 .arg("--json")
                 .arg("/nonexistent-dir/r.json"),
             "/nonexistent-dir/r.json",
         ),
         (
-            analyze(&fixture("clean.pcap")).no_reports().arg("--bogus"),
+            Agc::analyze(&fixture("clean.pcap")).no_reports().arg("--bogus"),
             "--bogus",
         ),
     ];
     for (run, needle) in cases {
-        let dir = run.dir.path().to_path_buf();
-        let o = run.run();
-        assert_eq!(o.code, 2, "{needle}: {}{}", o.stdout, o.stderr);
+        let o = run.expect_exit(2).context(needle).run();
+        let dir = o.dir().to_path_buf();
         assert!(o.stderr.contains(needle), "{needle}: {}", o.stderr);
         assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
         if !needle.starts_with("--") {
@@ -490,18 +334,19 @@ fn bad_inputs_exit_2_with_one_clear_line_and_leave_nothing() {
 
 #[test]
 fn unsupported_link_type_is_named() {
-    let o = analyze(&fixture("unsupported-linktype.pcap"))
+    let o = Agc::analyze(&fixture("unsupported-linktype.pcap"))
         .no_reports()
+        .expect_exit(2)
         .run();
-    assert_eq!(o.code, 2);
     assert!(o.stderr.contains("(147)"), "{}", o.stderr);
 }
 
 #[test]
 fn empty_capture_is_inconclusive_not_pass() {
-    let o = analyze(&fixture("empty.pcap")).run();
-    assert_eq!(o.code, 3, "{}", o.stdout);
-    assert_eq!(o.json()["verdict"], "inconclusive");
+    let o = Agc::analyze(&fixture("empty.pcap"))
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .run();
     assert!(o.stdout.contains("INCONCLUSIVE"));
     assert!(o.junit.as_deref().unwrap().contains("<error"));
     o.assert_junit_valid();
@@ -513,13 +358,11 @@ fn capture_cut_mid_record_is_inconclusive_unless_it_already_fails() {
     let clean = std::fs::read(root().join(fixture("clean.pcap"))).unwrap();
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &clean[..clean.len() - 7]).unwrap();
-    let o = analyze(cut.to_str().unwrap()).run();
-    assert_eq!(o.code, 3, "{}", o.stdout);
+    let o = Agc::analyze(cut.to_str().unwrap()).expect_exit(3).run();
     assert!(o.json()["capture"]["cut_short"].is_string());
     let leaky = std::fs::read(root().join(fixture("leaky.pcap"))).unwrap();
     std::fs::write(&cut, &leaky[..leaky.len() - 7]).unwrap();
-    let o = analyze(cut.to_str().unwrap()).run();
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    let o = Agc::analyze(cut.to_str().unwrap()).expect_exit(1).run();
     // The verdict is a fail, but the capture testcase is still red: it was cut.
     let x = o.junit.as_deref().unwrap();
     let capture = &x[x.find("<testcase name=\"capture\"").unwrap()..];
@@ -535,8 +378,7 @@ fn capture_cut_mid_record_is_inconclusive_unless_it_already_fails() {
 #[test]
 fn far_future_timestamps_are_clamped_and_said_not_a_crash() {
     // if_tsresol 0 and a raw timestamp of 2^62 seconds: seconds * 10^6 overflows an i64.
-    let o = analyze(&fixture("future.pcapng")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("future.pcapng")).expect_exit(1).run();
     assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
     let j = o.json();
     assert_eq!(j["capture"]["first_packet"], "9999-12-31T23:59:59.999999Z");
@@ -562,8 +404,9 @@ fn far_future_timestamps_are_clamped_and_said_not_a_crash() {
 
 #[test]
 fn relative_times_count_from_the_earliest_packet_not_the_first_record() {
-    let o = analyze(&fixture("out-of-order.pcap")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("out-of-order.pcap"))
+        .expect_exit(1)
+        .run();
     assert!(!o.stdout.contains("+-"), "{}", o.stdout);
     let row = |addr: &str| {
         o.stdout
@@ -586,16 +429,14 @@ fn relative_times_count_from_the_earliest_packet_not_the_first_record() {
 
 #[test]
 fn traffic_dressed_as_icmp_errors_or_housekeeping_is_judged() {
-    let o = analyze(&fixture("disguised.pcap")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
-    assert_eq!(
-        o.disallowed(),
-        vec![
-            "icmp 203.0.113.99 null",
-            "icmpv6 2001:db8::77 null",
-            "other/2 203.0.113.77 null",
-        ]
-    );
+    let o = Agc::analyze(&fixture("disguised.pcap"))
+        .expect_exit(1)
+        .expect_disallowed(&[
+            flow_("icmp", "203.0.113.99", None),
+            flow_("icmpv6", "2001:db8::77", None),
+            flow_("other/2", "203.0.113.77", None),
+        ])
+        .run();
     // "Port unreachable" sent to a third host is its own flow, not part of the DNS flow it quotes.
     assert_eq!(o.flow("icmp", "203.0.113.99", None)["packets"], 3);
     // The router's genuine error back to the querier still joins the DNS flow.
@@ -617,9 +458,10 @@ fn traffic_dressed_as_icmp_errors_or_housekeeping_is_judged() {
 #[test]
 fn a_capture_that_cannot_be_decoded_is_inconclusive_not_pass() {
     // tcpdump -s 14: every frame is an Ethernet header and nothing else.
-    let o = analyze(&fixture("snaplen14.pcap")).run();
-    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
-    assert_eq!(o.json()["verdict"], "inconclusive");
+    let o = Agc::analyze(&fixture("snaplen14.pcap"))
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .run();
     assert_eq!(o.json()["capture"]["truncated"], 5);
     assert!(
         o.stdout
@@ -630,8 +472,7 @@ fn a_capture_that_cannot_be_decoded_is_inconclusive_not_pass() {
     assert!(o.stdout.lines().last().unwrap().starts_with("INCONCLUSIVE"));
     o.assert_junit_valid();
     // IP inside PPPoE: well-formed frames, none of them IP.
-    let o = analyze(&fixture("pppoe.pcap")).run();
-    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("pppoe.pcap")).expect_exit(3).run();
     assert_eq!(o.json()["capture"]["non_ip"], 5);
     assert!(
         o.stdout.contains("none of the 5 frames decoded as IP"),
@@ -645,17 +486,19 @@ fn a_capture_that_cannot_be_decoded_is_inconclusive_not_pass() {
     let mut bytes = raw.clone();
     bytes[20..24].copy_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
     std::fs::write(&mislabelled, &bytes).unwrap();
-    let o = analyze(mislabelled.to_str().unwrap()).run();
-    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    Agc::analyze(mislabelled.to_str().unwrap())
+        .expect_exit(3)
+        .run();
 }
 
 #[test]
 fn capture_on_any_finds_the_host_despite_loopback_and_judges_inbound_by_its_source() {
-    let o = analyze(&fixture("any-lo.pcap")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("any-lo.pcap"))
+        .expect_exit(1)
+        // The inbound connection from the Internet is judged on its source, not on this host.
+        .expect_disallowed(&[flow_("tcp", "198.51.100.9", Some(50000))])
+        .run();
     assert_eq!(o.json()["local"], serde_json::json!(["10.1.0.2"]));
-    // The inbound connection from the Internet is judged on its source, not on this host.
-    assert_eq!(o.disallowed(), vec!["tcp 198.51.100.9 50000"]);
     assert_eq!(o.flow("tcp", "127.0.0.1", Some(5432))["rule"], "loopback");
     assert_eq!(o.flow("udp", "10.1.0.1", Some(53))["rule"], "dns");
     assert_eq!(o.json()["notes"], serde_json::json!([]));
@@ -663,8 +506,9 @@ fn capture_on_any_finds_the_host_despite_loopback_and_judges_inbound_by_its_sour
 
 #[test]
 fn pcapng_with_two_link_types_is_inconclusive_and_says_why() {
-    let o = analyze(&fixture("multi-link.pcapng")).run();
-    assert_eq!(o.code, 3, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("multi-link.pcapng"))
+        .expect_exit(3)
+        .run();
     // The first packet (on the Ethernet interface) was read; the raw-IP interface stopped libpcap.
     assert_eq!(o.json()["capture"]["packets"], 1);
     assert!(o.json()["capture"]["cut_short"]
@@ -696,16 +540,16 @@ fn umask() -> u32 {
 fn reports_are_written_together_or_not_at_all_and_readable() {
     use std::os::unix::fs::PermissionsExt;
     // The JUnit report cannot be written: the JSON one must not be left behind either.
-    let run = analyze(&fixture("clean.pcap")).no_reports();
-    let dir = run.dir.path().to_path_buf();
+    let run = Agc::analyze(&fixture("clean.pcap")).no_reports();
+    let dir = run.dir().to_path_buf();
     let json = dir.join("ok.json");
     let o = run
         .arg("--json")
         .arg(json.to_str().unwrap())
         .arg("--junit")
         .arg("/proc/airgap-check-test.xml")
+        .expect_exit(2)
         .run();
-    assert_eq!(o.code, 2, "{}{}", o.stdout, o.stderr);
     assert!(
         o.stderr.contains("/proc/airgap-check-test.xml"),
         "{}",
@@ -718,9 +562,8 @@ fn reports_are_written_together_or_not_at_all_and_readable() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // Written reports are readable by others (0644, less the umask), not 0600.
-    let o = analyze(&fixture("clean.pcap")).run();
-    assert_eq!(o.code, 0);
-    for p in [o._dir.path().join("report.json"), o.junit_path.clone()] {
+    let o = Agc::analyze(&fixture("clean.pcap")).expect_exit(0).run();
+    for p in [o.json_path(), o.junit_path()] {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644 & !umask(), "{}", p.display());
     }
@@ -730,8 +573,7 @@ fn reports_are_written_together_or_not_at_all_and_readable() {
 /// ClientHello split over two segments, and DNS to a resolver on an odd port.
 #[test]
 fn every_attempt_is_named_by_sni_host_or_dns() {
-    let o = analyze(&fixture("names.pcap")).run();
-    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    let o = Agc::analyze(&fixture("names.pcap")).expect_exit(1).run();
     let names = |remote: &str, port: u16| {
         let f = o.flow(if port == 5353 { "udp" } else { "tcp" }, remote, Some(port));
         f["names"].clone()
@@ -808,28 +650,29 @@ fn every_attempt_is_named_by_sni_host_or_dns() {
 #[test]
 fn hosts_rules_allow_by_name() {
     let base = "allow:\n  - name: dns\n    protocol: udp\n    ports: [53]\n";
-    let o = analyze(&fixture("names.pcap"))
+    let o = Agc::analyze(&fixture("names.pcap"))
         .allowlist_text(&format!(
             "{base}  - name: mirror\n    hosts: [mirror.example.org]\n"
         ))
+        .expect_exit(1)
+        .expect_disallowed(&[
+            flow_("tcp", "198.51.100.61", Some(443)),
+            flow_("tcp", "203.0.113.5", Some(443)),
+            flow_("tcp", "203.0.113.7", Some(443)),
+            flow_("udp", "198.51.100.53", Some(5353)),
+        ])
         .run();
-    assert_eq!(o.code, 1);
     assert_eq!(o.flow("tcp", "198.51.100.60", Some(80))["rule"], "mirror");
-    assert_eq!(
-        o.disallowed(),
-        vec![
-            "tcp 198.51.100.61 443",
-            "tcp 203.0.113.5 443",
-            "tcp 203.0.113.7 443",
-            "udp 198.51.100.53 5353",
-        ]
-    );
-    let o = analyze(&fixture("names.pcap"))
+    let o = Agc::analyze(&fixture("names.pcap"))
         .allowlist_text(&format!(
             "{base}  - name: ours\n    hosts: [\"*.example.com\"]\n    protocol: tcp\n"
         ))
+        .expect_exit(1)
+        .expect_disallowed(&[
+            flow_("tcp", "198.51.100.60", Some(80)),
+            flow_("udp", "198.51.100.53", Some(5353)),
+        ])
         .run();
-    assert_eq!(o.code, 1);
     for (remote, port) in [
         ("203.0.113.5", 443),
         ("198.51.100.61", 443),
@@ -841,49 +684,49 @@ fn hosts_rules_allow_by_name() {
             "{remote}"
         );
     }
-    assert_eq!(
-        o.disallowed(),
-        vec!["tcp 198.51.100.60 80", "udp 198.51.100.53 5353"]
-    );
 }
 
-/// Run analyze with `--suggest-allowlist`, then again with the suggestion as the allowlist.
-fn suggest_round_trip(pcap: &str, base: Option<&str>, extra: &[&str]) -> (String, Outcome) {
-    let mut run = analyze(&fixture(pcap)).no_reports();
+/// Run analyze with `--suggest-allowlist`, then again with the suggestion as the allowlist,
+/// expecting exit `again_exit`.
+fn suggest_round_trip(
+    pcap: &str,
+    base: Option<&str>,
+    extra: &[&str],
+    again_exit: i32,
+) -> (String, Outcome) {
+    let mut run = Agc::analyze(&fixture(pcap)).no_reports();
     if let Some(b) = base {
         run = run.allowlist_text(b);
     }
     for a in extra {
         run = run.arg(a);
     }
-    let out = run.dir.path().join("suggested.yaml");
-    let first = run
+    let out = run.dir().join("suggested.yaml");
+    let _first = run
         .arg("--suggest-allowlist")
         .arg(out.to_str().unwrap())
+        .expect_exit_in(&[0, 1, 3])
         .run();
-    assert!(
-        matches!(first.code, 0 | 1 | 3),
-        "{}{}",
-        first.stdout,
-        first.stderr
-    );
     let text = std::fs::read_to_string(&out).expect("the suggestion is written");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("allow.yaml");
     std::fs::write(&path, &text).unwrap();
-    let mut again = analyze(&fixture(pcap))
+    let mut again = Agc::analyze(&fixture(pcap))
         .arg("--allowlist")
         .arg(path.to_str().unwrap());
     for a in extra {
         again = again.arg(a);
     }
-    (text, again.run())
+    let again = again
+        .context(format!("the suggestion:\n{text}"))
+        .expect_exit(again_exit)
+        .run();
+    (text, again)
 }
 
 #[test]
 fn suggested_allowlist_makes_the_run_pass() {
-    let (text, o) = suggest_round_trip("names.pcap", None, &[]);
-    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    let (text, _) = suggest_round_trip("names.pcap", None, &[], 0);
     // The base rules first, then one rule per destination, by name where there is one.
     assert!(text.contains("  - name: \"internal networks\"\n"), "{text}");
     for want in [
@@ -898,59 +741,80 @@ fn suggested_allowlist_makes_the_run_pass() {
     assert_eq!(text.matches("  - name: \"suggested: ").count(), 4, "{text}");
     // A base allowlist with its own names and hosts is kept as it was.
     let base = "allow:\n  - name: \"our \\\"mirror\\\" #1\"\n    hosts: [\"*.example.org\"]\n    protocol: tcp\n    ports: [\"80-81\"]\n  - name: dns\n    protocol: udp\n    ports: [53]\n";
-    let (text, o) = suggest_round_trip("names.pcap", Some(base), &[]);
-    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    let (_, o) = suggest_round_trip("names.pcap", Some(base), &[], 0);
     assert_eq!(
         o.flow("tcp", "198.51.100.60", Some(80))["rule"],
         "our \"mirror\" #1"
     );
     // With no local end, both ends of every flow must be allowed: the suggestion covers both.
-    let (text, o) = suggest_round_trip("names.pcap", None, &["--local", "192.0.2.1"]);
-    assert_eq!(o.code, 0, "{text}\n{}{}", o.stdout, o.stderr);
+    suggest_round_trip("names.pcap", None, &["--local", "192.0.2.1"], 0);
     // Every kind of destination in leaky.pcap (ICMP, GRE, fragments, IPv6); its broken frames
     // keep it inconclusive, but nothing is disallowed any more.
-    let (text, o) = suggest_round_trip("leaky.pcap", None, &[]);
-    assert_eq!(o.code, 3, "{text}\n{}{}", o.stdout, o.stderr);
+    let (text, o) = suggest_round_trip("leaky.pcap", None, &[], 3);
     assert_eq!(o.json()["summary"]["disallowed"], 0, "{text}");
     assert!(text.contains("protocol other/47 cannot be named"), "{text}");
     // A port scan: a thousand destinations.
-    let (text, o) = suggest_round_trip("scan.pcap", None, &[]);
-    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let (text, _) = suggest_round_trip("scan.pcap", None, &[], 0);
     assert!(text.len() < 1 << 20);
 }
 
+/// `got` is byte for byte tests/golden/NAME; with UPDATE_GOLDEN set, it becomes it first.
+fn assert_golden(name: &str, got: &str) {
+    let p = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("missing {}", p.display()));
+    assert_eq!(
+        got, want,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    );
+}
+
 /// Golden files: the JSON and JUnit for leaky.pcap are stable byte for byte.
-/// Regenerate with `UPDATE_GOLDEN=1 cargo test --test analyze golden`.
+/// Regenerate with `UPDATE_GOLDEN=1 cargo test --test integration golden`.
 #[test]
 fn golden_json_and_junit() {
-    let o = analyze(&fixture("leaky.pcap")).run();
-    let json = o.json_text.clone().unwrap();
-    let junit = o.junit.clone().unwrap();
-    for (name, got) in [("leaky.json", json), ("leaky.junit.xml", junit)] {
-        let p = root().join("tests/golden").join(name);
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, &got).unwrap();
-        }
-        let want =
-            std::fs::read_to_string(&p).unwrap_or_else(|_| panic!("missing {}", p.display()));
-        assert_eq!(
-            got, want,
-            "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
-        );
-    }
+    let o = Agc::analyze(&fixture("leaky.pcap")).expect_exit(1).run();
+    assert_golden("leaky.json", o.json_text.as_deref().unwrap());
+    assert_golden("leaky.junit.xml", o.junit.as_deref().unwrap());
+}
+
+/// Golden files: the console output (stdout, NO_COLOR=1) of a pass, a fail and an inconclusive
+/// analyze, byte for byte.
+#[test]
+fn golden_console_pass() {
+    let o = Agc::analyze(&fixture("clean.pcap")).expect_exit(0).run();
+    assert_golden("clean.console.txt", &o.stdout);
+}
+
+#[test]
+fn golden_console_fail() {
+    let o = Agc::analyze(&fixture("leaky.pcap")).expect_exit(1).run();
+    assert_golden("leaky.console.txt", &o.stdout);
+}
+
+#[test]
+fn golden_console_inconclusive() {
+    let o = Agc::analyze(&fixture("empty.pcap")).expect_exit(3).run();
+    assert_golden("empty.console.txt", &o.stdout);
 }
 
 /// The tcpdump project's regression captures: every one is read with no panic, no hang and
 /// bounded memory, and an unsupported link type is said clearly.
 #[test]
 fn tcpdump_corpus_reads_without_panic_hang_or_unbounded_memory() {
-    let dir = root().join("../shared/corpus/tcpdump-tests");
-    if !dir.is_dir() {
-        eprintln!("skipped: {} is not present", dir.display());
-        return;
-    }
-    let bin = assert_cmd::cargo::cargo_bin("airgap-check");
+    // TCPDUMP_CORPUS points elsewhere; there is no skipping when it is absent.
+    let dir = std::env::var_os("TCPDUMP_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus/tcpdump-tests"));
+    assert!(
+        dir.is_dir(),
+        "the tcpdump regression captures are not at {} (the folder shared/corpus/tcpdump-tests \
+         beside the repository, or TCPDUMP_CORPUS=DIR)",
+        dir.display()
+    );
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -960,23 +824,14 @@ fn tcpdump_corpus_reads_without_panic_hang_or_unbounded_memory() {
     let mut tally = std::collections::BTreeMap::<i32, usize>::new();
     for f in &files {
         // 512 MiB of address space is far above what any of these needs; a leak or a runaway
-        // allocation dies here instead of passing.
-        let out = assert_cmd::Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -v 524288; exec \"$0\" analyze --pcap \"$1\"")
-            .arg(&bin)
+        // allocation dies here instead of passing. Killed, hung or panicked is no exit 0-3.
+        let o = Agc::new(&["analyze", "--pcap"])
             .arg(f)
-            .env("NO_COLOR", "1")
-            .timeout(Duration::from_secs(20))
-            .output()
-            .unwrap();
-        let code = out.status.code().unwrap_or(-1);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            matches!(code, 0..=3),
-            "{}: exit {code} (killed, hung or panicked): {stderr}",
-            f.display()
-        );
+            .wrapped_in(&["sh", "-c", "ulimit -v 524288; exec \"$@\"", "sh"])
+            .hard_timeout(Duration::from_secs(20))
+            .expect_exit_in(&[0, 1, 2, 3])
+            .run();
+        let (code, stderr) = (o.code, &o.stderr);
         assert!(!stderr.contains("panicked"), "{}: {stderr}", f.display());
         if code == 2 {
             assert!(
@@ -1003,17 +858,12 @@ fn github_actions_annotations_and_step_summary() {
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.md");
     std::fs::write(&summary, "earlier step\n").unwrap();
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .current_dir(root())
-        .args(["analyze", "--pcap", "fixtures/pcap/names.pcap"])
+    let out = Agc::new(&["analyze", "--pcap", "fixtures/pcap/names.pcap"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+        .expect_exit(1)
+        .run();
+    let stdout = &out.stdout;
     let errors: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("::error "))
@@ -1035,24 +885,21 @@ fn github_actions_annotations_and_step_summary() {
         "{md}"
     );
     // Outside Actions: no workflow commands.
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .current_dir(root())
-        .args(["analyze", "--pcap", "fixtures/pcap/names.pcap"])
+    let out = Agc::new(&["analyze", "--pcap", "fixtures/pcap/names.pcap"])
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("::error"));
+        .expect_exit(1)
+        .run();
+    assert!(!out.stdout.contains("::error"), "{}", out.stdout);
 }
 
 #[test]
 fn filter_judges_only_what_passes_it_and_says_so() {
-    let out = analyze(&fixture("leaky.pcap"))
+    let out = Agc::analyze(&fixture("leaky.pcap"))
         .arg("--filter")
         .arg("udp port 123 or host 198.51.100.7")
+        .expect_exit(1)
         .run();
-    assert_eq!(out.code, 1);
     let j = out.json();
     assert_eq!(j["capture"]["filter"], "udp port 123 or host 198.51.100.7");
     let mut remotes: Vec<&str> = j["flows"]
@@ -1064,18 +911,18 @@ fn filter_judges_only_what_passes_it_and_says_so() {
     remotes.sort();
     assert_eq!(remotes, ["198.51.100.7", "8.8.8.8"]);
     // A filter that passes nothing leaves nothing proven.
-    let out = analyze(&fixture("leaky.pcap"))
+    Agc::analyze(&fixture("leaky.pcap"))
         .arg("--filter")
         .arg("tcp port 1")
+        .expect_exit(3)
         .run();
-    assert_eq!(out.code, 3);
     // A bad expression is the user's mistake, told in libpcap's words.
-    let out = analyze(&fixture("leaky.pcap"))
+    let out = Agc::analyze(&fixture("leaky.pcap"))
         .arg("--filter")
         .arg("port 99999")
         .no_reports()
+        .expect_exit(2)
         .run();
-    assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("--filter \"port 99999\""),
         "{}",

@@ -4,23 +4,13 @@
 //! allowlist flags them), or to that network's own gateway on this host (the canary). Needs root
 //! and Docker, like tests/stage.rs.
 
-#[path = "support/stack.rs"]
-mod stack;
-
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-use stack::{root, STACK_IMAGE};
 
-fn ensure_stack() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = BUILT.get_or_init(stack::build_stack) {
-        panic!("cannot build the fixture stack: {e}");
-    }
-}
+use crate::support::{ensure_stack, flow_, prune_lock, root, Agc, STACK_IMAGE};
 
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")
@@ -127,85 +117,38 @@ impl Drop for TestNet {
     }
 }
 
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Option<Value>,
-    dir: tempfile::TempDir,
+/// A second network of the test's own that a container of a [`TestNet`] is connected to;
+/// disconnected and removed on drop.
+struct SecondNet {
+    name: String,
+    container: String,
 }
 
-impl Ran {
-    fn json(&self) -> &Value {
-        self.json.as_ref().unwrap_or_else(|| {
-            panic!(
-                "no JSON report; exit {}\n{}\n{}",
-                self.code, self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// (protocol, remote, remote_port, names) of every disallowed flow.
-    fn disallowed(&self) -> Vec<(String, String, u64, Vec<String>)> {
-        self.json()["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["allowed"] == false)
-            .map(|f| {
-                (
-                    f["protocol"].as_str().unwrap().to_string(),
-                    f["remote"].as_str().unwrap().to_string(),
-                    f["remote_port"].as_u64().unwrap_or(0),
-                    f["names"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|n| n.as_str().unwrap().to_string())
-                        .collect(),
-                )
-            })
-            .collect()
-    }
-
-    fn path(&self, f: &str) -> std::path::PathBuf {
-        self.dir.path().join(f)
+impl SecondNet {
+    fn connect(name: String, subnet: &str, container: &str) -> SecondNet {
+        let _ = docker(&["network", "rm", &name]);
+        docker_ok(&[
+            "network",
+            "create",
+            "--subnet",
+            subnet,
+            "--label",
+            "io.airgap-check.test=1",
+            &name,
+        ]);
+        let net = SecondNet {
+            name,
+            container: container.to_string(),
+        };
+        docker_ok(&["network", "connect", &net.name, container]);
+        net
     }
 }
 
-fn airgap(args: &[&str]) -> Command {
-    let mut cmd = Command::cargo_bin("airgap-check").unwrap();
-    cmd.current_dir(root()).args(args).env("NO_COLOR", "1");
-    cmd
-}
-
-/// Run with --json/--junit/--pcap into a temp dir.
-fn run_with_reports(args: &[&str]) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = airgap(args);
-    cmd.arg("--json")
-        .arg(dir.path().join("r.json"))
-        .arg("--junit")
-        .arg(dir.path().join("r.xml"))
-        .arg("--pcap")
-        .arg(dir.path().join("r.pcap"));
-    let out = assert_cmd::Command::from_std(cmd)
-        .timeout(Duration::from_secs(240))
-        .output()
-        .unwrap();
-    finish(out, dir)
-}
-
-fn finish(out: Output, dir: tempfile::TempDir) -> Ran {
-    let json = std::fs::read_to_string(dir.path().join("r.json"))
-        .ok()
-        .map(|s| serde_json::from_str(&s).expect("the JSON report parses"));
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-        json,
-        dir,
+impl Drop for SecondNet {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "disconnect", "-f", &self.name, &self.container]);
+        let _ = docker(&["network", "rm", &self.name]);
     }
 }
 
@@ -224,42 +167,14 @@ fn stage_args<'a>(bp: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-/// Nothing of this run is left: containers, images, networks carrying its label.
-fn assert_nothing_left(run_id: &str) {
-    let label = format!("label=io.airgap-check.run={run_id}");
-    for what in [
-        &["ps", "-aq", "--filter", &label][..],
-        &["images", "-aq", "--filter", &label][..],
-        &["network", "ls", "-q", "--filter", &label][..],
-    ] {
-        let left = docker_ok(what);
-        assert!(left.is_empty(), "run {run_id} left {what:?}: {left}");
-    }
-}
-
-fn assert_junit_valid(path: &std::path::Path) {
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(root().join("tests/schemas/junit-10.xsd"))
-        .arg(path)
-        .output()
-        .expect("xmllint runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn observe_on_a_per_run_bridge_passes_a_clean_buildpack_and_removes_its_network() {
-    ensure_stack();
-    let r = run_with_reports(&stage_args(
-        "fixtures/buildpacks/clean",
-        &["--network", "bridge"],
-    ));
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let r = Agc::stage(&["clean"])
+        .args(&["--network", "bridge"])
+        .expect_exit(0)
+        // The canary and the gateway's answer to it are not flows.
+        .expect_disallowed(&[])
+        .run();
     let j = r.json();
     let net = j["stage"]["network"].as_str().unwrap();
     assert!(net.starts_with("airgap-check-"), "{net}");
@@ -267,10 +182,8 @@ fn observe_on_a_per_run_bridge_passes_a_clean_buildpack_and_removes_its_network(
     assert_eq!(j["capture"]["dropped"], 0);
     let point = j["capture"]["point"].as_str().unwrap();
     assert!(point.starts_with("host end veth"), "{point}");
-    // The canary and the gateway's answer to it are not flows.
-    assert!(r.disallowed().is_empty(), "{:?}", r.disallowed());
     assert!(r.stderr.contains("observing on network airgap-check-"));
-    assert_nothing_left(j["stage"]["run_id"].as_str().unwrap());
+    // Nothing of the run is left (the builder checked); nor the network, by its name.
     let nets = docker_ok(&["network", "ls", "-q", "--filter", &format!("name={net}")]);
     assert!(nets.is_empty(), "the per-run network is gone: {nets}");
 }
@@ -280,18 +193,17 @@ fn observe_on_a_network_of_ones_own_catches_a_fetch_with_its_name_and_phase() {
     let mut net = TestNet::new(1);
     net.responder();
     let (addr, env_addr) = (net.addr(10), format!("FETCH_ADDR={}", net.addr(10)));
-    let r = run_with_reports(&stage_args(
-        "fixtures/buildpacks/fetch-env",
-        &[
+    let r = Agc::stage(&["fetch-env"])
+        .args(&[
             "--network",
             &net.name,
             "--env",
             &env_addr,
             "--env",
             "FETCH_HOST=mirror.example.org",
-        ],
-    ));
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        ])
+        .expect_exit(1)
+        .run();
     let j = r.json();
     assert_eq!(j["stage"]["network"], net.name.as_str());
     let flows: Vec<&Value> = j["flows"]
@@ -310,7 +222,7 @@ fn observe_on_a_network_of_ones_own_catches_a_fetch_with_its_name_and_phase() {
     assert_eq!(f["state"], "data");
     assert!(f["packets_in"].as_u64().unwrap() > 0, "{f}");
     assert!(r.stdout.contains("mirror.example.org"), "{}", r.stdout);
-    assert_junit_valid(&r.path("r.xml"));
+    r.assert_junit_valid();
     // The network was the user's: it stays; the run's own things do not.
     assert_eq!(
         docker_ok(&[
@@ -323,7 +235,6 @@ fn observe_on_a_network_of_ones_own_catches_a_fetch_with_its_name_and_phase() {
         .len(),
         12
     );
-    assert_nothing_left(j["stage"]["run_id"].as_str().unwrap());
 }
 
 #[test]
@@ -331,33 +242,32 @@ fn filter_limits_what_is_captured_and_says_so() {
     let mut net = TestNet::new(2);
     net.responder();
     let env_addr = format!("FETCH_ADDR={}", net.addr(10));
-    let r = run_with_reports(&stage_args(
-        "fixtures/buildpacks/fetch-env",
-        &[
+    let r = Agc::stage(&["fetch-env"])
+        .args(&[
             "--network",
             &net.name,
             "--env",
             &env_addr,
             "--filter",
             "not tcp port 80",
-        ],
-    ));
-    // The fetch is outside the filter: unseen, so the verdict covers the rest only, and says so.
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        ])
+        // The fetch is outside the filter: unseen, so the verdict covers the rest only, and
+        // says so.
+        .expect_exit(0)
+        .expect_disallowed(&[])
+        .run();
     let j = r.json();
     assert_eq!(j["capture"]["filter"], "not tcp port 80");
-    assert!(r.disallowed().is_empty());
     assert!(
         r.stdout.contains("only packets that pass the filter"),
         "{}",
         r.stdout
     );
     // A filter that also hides the canary cannot give a pass.
-    let r = run_with_reports(&stage_args(
-        "fixtures/buildpacks/clean",
-        &["--network", &net.name, "--filter", "tcp"],
-    ));
-    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let r = Agc::stage(&["clean"])
+        .args(&["--network", &net.name, "--filter", "tcp"])
+        .expect_exit(3)
+        .run();
     assert_eq!(r.json()["capture"]["canary_seen"], false);
 }
 
@@ -404,9 +314,13 @@ fn a_bad_filter_or_network_is_exit_2_with_one_line_and_nothing_created() {
         ),
     ];
     for (args, want) in cases {
-        let out = airgap(&args).stdin(Stdio::null()).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // Whatever got as far as a run id left nothing carrying it, nor its pid: the builder
+        // checks.
+        let out = Agc::new(&args)
+            .context(format!("{args:?}"))
+            .expect_exit(2)
+            .run();
+        let err = &out.stderr;
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(
             err.lines()
@@ -419,15 +333,6 @@ fn a_bad_filter_or_network_is_exit_2_with_one_line_and_nothing_created() {
             !err.contains("building"),
             "{args:?}: nothing was built: {err}"
         );
-        // A run that got as far as an id left nothing carrying it.
-        if let Some(id) = err
-            .split("run ")
-            .nth(1)
-            .and_then(|r| r.split(':').next())
-            .filter(|id| id.len() == 12)
-        {
-            assert_nothing_left(id);
-        }
     }
 }
 
@@ -436,8 +341,10 @@ fn watch_judges_a_running_container_until_duration() {
     let mut net = TestNet::new(3);
     net.responder();
     let client = net.client(11, "watch.example.org");
-    let r = run_with_reports(&["watch", &client, "--duration", "3s"]);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let r = Agc::watch(&client)
+        .args(&["--duration", "3s"])
+        .expect_exit(1)
+        .run();
     let j = r.json();
     assert_eq!(j["mode"], "watch");
     assert_eq!(j["capture"]["canary_seen"], true);
@@ -448,21 +355,20 @@ fn watch_judges_a_running_container_until_duration() {
     assert_eq!(j["local"][0], net.addr(11).as_str());
     let d = r.disallowed();
     assert!(d.len() >= 2, "a request a second for 3 s: {d:?}");
-    for (proto, remote, port, names) in &d {
-        assert_eq!(
-            (proto.as_str(), remote.as_str(), *port),
-            ("tcp", net.addr(10).as_str(), 80)
-        );
-        assert_eq!(names, &vec!["watch.example.org".to_string()]);
+    for f in &d {
+        assert_eq!(f, &flow_("tcp", &net.addr(10), Some(80)));
+    }
+    for names in r.disallowed_names() {
+        assert_eq!(names, vec!["watch.example.org".to_string()]);
     }
     assert!(r.stdout.contains("until --duration 3s"), "{}", r.stdout);
-    assert_junit_valid(&r.path("r.xml"));
+    r.assert_junit_valid();
     // The pcap it wrote judges the same offline.
-    let out = airgap(&["analyze", "--pcap", r.path("r.pcap").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("watch.example.org"));
+    let out = Agc::new(&["analyze", "--pcap"])
+        .arg(r.pcap_path())
+        .expect_exit(1)
+        .run();
+    assert!(out.stdout.contains("watch.example.org"), "{}", out.stdout);
     // Watching does not disturb the container.
     assert_eq!(
         docker_ok(&["inspect", "-f", "{{.State.Running}}", &client]),
@@ -480,9 +386,11 @@ fn watch_ends_when_the_container_exits() {
     );
     let c = net.run("once", 12, &script);
     let t = Instant::now();
-    let r = run_with_reports(&["watch", &c, "--duration", "60s"]);
+    let r = Agc::watch(&c)
+        .args(&["--duration", "60s"])
+        .expect_exit(1)
+        .run();
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("the container exited (code 7)"),
         "{}",
@@ -492,37 +400,23 @@ fn watch_ends_when_the_container_exits() {
     assert!(r.json()["capture"]["dropped"].is_u64());
     let d = r.disallowed();
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!(d[0].3, vec!["once.example.org".to_string()]);
+    assert_eq!(
+        r.disallowed_names(),
+        vec![vec!["once.example.org".to_string()]]
+    );
 }
 
 #[test]
 fn watch_stops_on_ctrl_c_and_a_quiet_container_passes() {
     let mut net = TestNet::new(5);
     let quiet = net.run("quiet", 13, "exec sleep 300");
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = airgap(&["watch", &quiet])
-        .arg("--json")
-        .arg(dir.path().join("r.json"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The canary proves the capture saw the container; nothing else came: an earned pass.
+    let mut run = Agc::watch(&quiet).json_only().expect_exit(0).spawn();
     // Wait for it to be armed, then Ctrl-C.
     std::thread::sleep(Duration::from_secs(3));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let t = Instant::now();
-    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let r = finish(out, dir);
-    // The canary proves the capture saw the container; nothing else came: an earned pass.
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    run.signal(Signal::SIGINT);
+    run.wait(Duration::from_secs(20));
+    let r = run.finish();
     assert!(r.stdout.contains("until Ctrl-C"), "{}", r.stdout);
     assert_eq!(r.json()["capture"]["canary_seen"], true);
 }
@@ -532,22 +426,12 @@ fn watch_captures_inside_the_namespace_when_the_container_has_two_interfaces() {
     let mut net = TestNet::new(6);
     net.responder();
     let client = net.client(14, "twoif.example.org");
-    let other = format!("{}-second", net.name);
-    let _ = docker(&["network", "rm", &other]);
-    docker_ok(&[
-        "network",
-        "create",
-        "--subnet",
-        "198.19.6.0/24",
-        "--label",
-        "io.airgap-check.test=1",
-        &other,
-    ]);
-    docker_ok(&["network", "connect", &other, &client]);
-    let r = run_with_reports(&["watch", &client, "--duration", "3s"]);
-    let _ = docker(&["network", "disconnect", "-f", &other, &client]);
-    let _ = docker(&["network", "rm", &other]);
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let second = SecondNet::connect(format!("{}-second", net.name), "198.19.6.0/24", &client);
+    let r = Agc::watch(&client)
+        .args(&["--duration", "3s"])
+        .expect_exit(1)
+        .run();
+    drop(second);
     let j = r.json();
     let point = j["capture"]["point"].as_str().unwrap();
     assert!(
@@ -558,14 +442,15 @@ fn watch_captures_inside_the_namespace_when_the_container_has_two_interfaces() {
     assert_eq!(j["capture"]["link_type"], "LINUX_SLL");
     assert_eq!(j["capture"]["canary_seen"], true);
     assert!(r
-        .disallowed()
+        .disallowed_names()
         .iter()
-        .any(|d| d.3 == vec!["twoif.example.org".to_string()]));
+        .any(|n| n == &vec!["twoif.example.org".to_string()]));
 }
 
 #[test]
 fn prune_removes_a_network_a_dead_run_left() {
     ensure_stack();
+    let _prune = prune_lock();
     // A network labelled as a killed run's (a pid that is not airgap-check) goes; a live one stays.
     let dead = "agc-test-prune-dead";
     let _ = docker(&["network", "rm", dead]);
@@ -580,9 +465,8 @@ fn prune_removes_a_network_a_dead_run_left() {
         "io.airgap-check.pid=999999999",
         dead,
     ]);
-    let out = airgap(&["prune"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("removed network"));
+    let out = Agc::prune().expect_exit(0).run();
+    assert!(out.stdout.contains("removed network"), "{}", out.stdout);
     assert!(docker_ok(&["network", "ls", "-q", "--filter", &format!("name=^{dead}$")]).is_empty());
 }
 
@@ -592,27 +476,22 @@ fn watch_is_inconclusive_when_the_capture_dies_under_a_running_container() {
     // old one ends, the container goes on. That is not the end of the container, and no pass.
     let mut net = TestNet::new(7);
     let quiet = net.run("swapped", 15, "exec sleep 300");
-    let dir = tempfile::tempdir().unwrap();
-    let child = airgap(&["watch", &quiet, "--duration", "20s"])
-        .arg("--json")
-        .arg(dir.path().join("r.json"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = Agc::watch(&quiet)
+        .args(&["--duration", "20s"])
+        .json_only()
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .spawn();
     std::thread::sleep(Duration::from_secs(2));
     docker_ok(&["network", "disconnect", &net.name, &quiet]);
     docker_ok(&["network", "connect", &net.name, &quiet]);
-    let out = child.wait_with_output().unwrap();
-    let r = finish(out, dir);
-    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let r = run.finish();
     assert!(
         r.stdout
             .contains("the capture failed while the container still ran"),
         "{}",
         r.stdout
     );
-    assert_eq!(r.json()["verdict"], "inconclusive");
 }
 
 #[test]
@@ -624,7 +503,7 @@ fn frames_sent_past_a_capture_inside_the_namespace_are_not_a_pass() {
     let cc = Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&bin)
-        .arg(root().join("tests/support/bypass.c"))
+        .arg(root().join("tests/integration/support/bypass.c"))
         .output()
         .expect("gcc runs");
     assert!(
@@ -657,10 +536,7 @@ fn frames_sent_past_a_capture_inside_the_namespace_are_not_a_pass() {
         "exec sleep 300",
     ]);
     net.containers.push(name.clone());
-    let other = format!("{}-second", net.name);
-    let _ = docker(&["network", "rm", &other]);
-    docker_ok(&["network", "create", "--subnet", "198.19.8.0/24", &other]);
-    docker_ok(&["network", "connect", &other, &name]);
+    let second = SecondNet::connect(format!("{}-second", net.name), "198.19.8.0/24", &name);
     docker_ok(&["cp", bin.to_str().unwrap(), &format!("{name}:/bypass")]);
     let send = |bypass: &str| {
         docker_ok(&[
@@ -674,28 +550,22 @@ fn frames_sent_past_a_capture_inside_the_namespace_are_not_a_pass() {
             "ff:ff:ff:ff:ff:ff",
         ])
     };
-    let watch = |bypass: &'static str| {
-        let dir = tempfile::tempdir().unwrap();
-        let child = airgap(&["watch", &name, "--duration", "4s"])
-            .arg("--json")
-            .arg(dir.path().join("r.json"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let watch = |bypass: &'static str, exit: i32| {
+        let run = Agc::watch(&name)
+            .args(&["--duration", "4s"])
+            .json_only()
+            .expect_exit(exit)
+            .spawn();
         std::thread::sleep(Duration::from_secs(2));
         send(bypass);
-        finish(child.wait_with_output().unwrap(), dir)
+        run.finish()
     };
     // Without the bypass the frames are seen, and judged: 198.18.8.10 is not allowed.
-    let r = watch("0");
-    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let r = watch("0", 1);
     assert_eq!(r.json()["capture"]["link_type"], "LINUX_SLL");
     // With it they are not seen; the counters say something was sent: not a pass.
-    let r = watch("1");
-    let _ = docker(&["network", "disconnect", "-f", &other, &name]);
-    let _ = docker(&["network", "rm", &other]);
-    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let r = watch("1", 3);
+    drop(second);
     assert!(
         r.stdout
             .contains("more than the capture inside its namespace saw"),

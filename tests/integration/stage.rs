@@ -2,276 +2,25 @@
 //! namespaces and real captures. Every packet stays inside the sealed network these runs build.
 //! Needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW), Docker and busybox-static.
 
-#[path = "support/stack.rs"]
-mod stack;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-use stack::{root, STACK_IMAGE};
 
-/// The fixture stack is built once per test binary.
-fn ensure_stack() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(e) = BUILT.get_or_init(stack::build_stack) {
-        panic!("cannot build the fixture stack: {e}");
-    }
-}
-
-struct Stage {
-    args: Vec<String>,
-    timeout: &'static str,
-    dir: tempfile::TempDir,
-    reports: bool,
-}
-
-struct Staged {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    json: Option<Value>,
-    junit: Option<String>,
-    junit_path: PathBuf,
-    pcap_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// `airgap-check --app fixtures/apps/hello --buildpack fixtures/buildpacks/<bp>` on the fixture stack.
-fn stage(buildpacks: &[&str]) -> Stage {
-    ensure_stack();
-    let mut args = vec![
-        "--app".to_string(),
-        "fixtures/apps/hello".into(),
-        "--stack-image".into(),
-        STACK_IMAGE.into(),
-    ];
-    for bp in buildpacks {
-        args.push("--buildpack".into());
-        args.push(if bp.contains('/') {
-            bp.to_string()
-        } else {
-            format!("fixtures/buildpacks/{bp}")
-        });
-    }
-    Stage {
-        args,
-        timeout: "120s",
-        dir: tempfile::tempdir().unwrap(),
-        reports: true,
-    }
-}
-
-impl Stage {
-    fn arg(mut self, a: &str) -> Stage {
-        self.args.push(a.into());
-        self
-    }
-
-    fn timeout(mut self, t: &'static str) -> Stage {
-        self.timeout = t;
-        self
-    }
-
-    fn no_reports(mut self) -> Stage {
-        self.reports = false;
-        self
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::cargo_bin("airgap-check").unwrap();
-        cmd.current_dir(root())
-            .args(&self.args)
-            .args(["--timeout", self.timeout])
-            .env("NO_COLOR", "1");
-        if self.reports {
-            cmd.arg("--json")
-                .arg(self.dir.path().join("r.json"))
-                .arg("--junit")
-                .arg(self.dir.path().join("r.xml"))
-                .arg("--pcap")
-                .arg(self.dir.path().join("r.pcap"));
-        }
-        cmd
-    }
-
-    fn run(self) -> Staged {
-        let out = assert_cmd::Command::from_std(self.command())
-            .timeout(Duration::from_secs(240))
-            .output()
-            .unwrap();
-        let json = std::fs::read_to_string(self.dir.path().join("r.json"))
-            .ok()
-            .map(|s| serde_json::from_str(&s).expect("the JSON report parses"));
-        let staged = Staged {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-            json,
-            junit: std::fs::read_to_string(self.dir.path().join("r.xml")).ok(),
-            junit_path: self.dir.path().join("r.xml"),
-            pcap_path: self.dir.path().join("r.pcap"),
-            _dir: self.dir,
-        };
-        staged.assert_nothing_left();
-        staged
-    }
-}
-
-impl Staged {
-    fn json(&self) -> &Value {
-        self.json.as_ref().unwrap_or_else(|| {
-            panic!(
-                "no JSON report; exit {}\n{}\n{}",
-                self.code, self.stdout, self.stderr
-            )
-        })
-    }
-
-    fn run_id(&self) -> Option<String> {
-        if let Some(j) = &self.json {
-            return j["stage"]["run_id"].as_str().map(String::from);
-        }
-        run_id_in(&self.stderr)
-    }
-
-    /// (protocol, remote, remote_port, phase) of every disallowed flow, sorted.
-    fn disallowed(&self) -> Vec<(String, String, Value, String)> {
-        let mut v: Vec<_> = self.json()["flows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["allowed"] == false)
-            .map(|f| {
-                (
-                    f["protocol"].as_str().unwrap().to_string(),
-                    f["remote"].as_str().unwrap().to_string(),
-                    f["remote_port"].clone(),
-                    f["phase"].as_str().unwrap_or("-").to_string(),
-                )
-            })
-            .collect();
-        v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        v
-    }
-
-    fn phases(&self) -> Vec<(String, Value)> {
-        self.json()["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["name"].as_str().unwrap().to_string(),
-                    p["exit_code"].clone(),
-                )
-            })
-            .collect()
-    }
-
-    fn assert_junit_valid(&self) {
-        let out = Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(root().join("tests/schemas/junit-10.xsd"))
-            .arg(&self.junit_path)
-            .output()
-            .expect("xmllint runs");
-        assert!(
-            out.status.success(),
-            "{}\n{:?}",
-            String::from_utf8_lossy(&out.stderr),
-            self.junit
-        );
-    }
-
-    /// No container, image or interface of this run survives it.
-    fn assert_nothing_left(&self) {
-        let Some(id) = self.run_id() else { return };
-        let (containers, images) = labelled_with_run(&id);
-        assert!(
-            containers.is_empty(),
-            "run {id} left containers {containers:?}"
-        );
-        assert!(images.is_empty(), "run {id} left images {images:?}");
-        let ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .filter(|n| n.starts_with("agc"))
-            .collect();
-        assert!(
-            ifaces.is_empty(),
-            "interfaces in the host namespace: {ifaces:?}"
-        );
-    }
-}
-
-fn run_id_in(stderr: &str) -> Option<String> {
-    stderr
-        .split("run ")
-        .nth(1)
-        .and_then(|r| r.split(':').next())
-        .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(String::from)
-}
-
-/// Containers and images carrying this run's label (asked of the engine through bollard).
-fn labelled_with_run(id: &str) -> (Vec<String>, Vec<String>) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let d = airgap_check::staging::engine::connect().await.unwrap();
-        let label = format!("{}={id}", airgap_check::staging::engine::LABEL_RUN);
-        let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
-        let cs = d
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
-        let is = d
-            .list_images(Some(
-                ListImagesOptionsBuilder::new().filters(&filters).build(),
-            ))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.id)
-            .collect();
-        (cs, is)
-    })
-}
-
-/// (protocol, remote, remote_port, phase) of a flow.
-type Flow = (String, String, Value, String);
-
-fn flow(proto: &str, remote: &str, port: Option<u16>, phase: &str) -> Flow {
-    (
-        proto.into(),
-        remote.into(),
-        port.map_or(Value::Null, Value::from),
-        phase.into(),
-    )
-}
+use crate::support::leftovers::{self, LABEL, LABEL_PID, LABEL_RUN};
+use crate::support::run::{run_id_in, Flow};
+use crate::support::{ensure_stack, flow, prune_lock, root, Agc, STACK_IMAGE};
 
 #[test]
 fn clean_buildpack_passes_and_the_pass_is_earned() {
-    let s = stage(&["clean"]).run();
-    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["clean"])
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .expect_disallowed(&[])
+        .run();
     let j = s.json();
-    assert_eq!(j["verdict"], "pass");
     assert_eq!(j["mode"], "stage");
     assert_eq!(j["capture"]["canary_seen"], true);
     assert_eq!(j["capture"]["dropped"], 0);
@@ -309,28 +58,18 @@ fn clean_buildpack_passes_and_the_pass_is_earned() {
     assert!(!x.contains("<failure"), "{x}");
     s.assert_junit_valid();
     // The pcap holds what was captured and analyze reads it back to the same verdict.
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .args(["analyze", "--pcap"])
-        .arg(&s.pcap_path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    Agc::new(&["analyze", "--pcap"])
+        .arg(s.pcap_path())
+        .expect_exit(0)
+        .run();
 }
 
 #[test]
 fn connection_at_the_first_instant_is_caught_in_detect() {
-    let s = stage(&["leak-first-instant"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.5", Some(443), "detect")]
-    );
+    let s = Agc::stage(&["leak-first-instant"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.5", Some(443), "detect")])
+        .run();
     let f = &s.json()["flows"][0];
     assert_eq!(
         f["state"], "handshake",
@@ -347,68 +86,58 @@ fn connection_at_the_first_instant_is_caught_in_detect() {
 
 #[test]
 fn ipv6_is_caught() {
-    let s = stage(&["leak-ipv6"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "2001:db8::7", Some(80), "supply")]
-    );
+    Agc::stage(&["leak-ipv6"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "2001:db8::7", Some(80), "supply")])
+        .run();
 }
 
 #[test]
 fn udp_is_caught() {
-    let s = stage(&["leak-udp"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("udp", "203.0.113.30", Some(69), "supply")]
-    );
+    let s = Agc::stage(&["leak-udp"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("udp", "203.0.113.30", Some(69), "supply")])
+        .run();
     assert_eq!(s.json()["flows"][0]["state"], "unreachable");
 }
 
 #[test]
 fn icmp_is_caught() {
     // busybox ping needs a raw socket, so this one stages as root (--user).
-    let s = stage(&["leak-icmp"]).arg("--user").arg("root").run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["leak-icmp"])
+        .arg("--user")
+        .arg("root")
+        .expect_exit(1)
+        .expect_disallowed(&[flow("icmp", "198.51.100.10", None, "supply")])
+        .run();
     assert_eq!(s.json()["stage"]["user"], "root");
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("icmp", "198.51.100.10", None, "supply")]
-    );
     assert_eq!(s.json()["flows"][0]["state"], "answered");
 }
 
 #[test]
 fn background_process_is_attributed_to_the_phase_it_connected_in() {
-    let s = stage(&["leak-background"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    // Started by supply, connected two seconds later while finalize ran.
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.40", Some(8443), "finalize")]
-    );
+    let s = Agc::stage(&["leak-background"])
+        .expect_exit(1)
+        // Started by supply, connected two seconds later while finalize ran.
+        .expect_disallowed(&[flow("tcp", "203.0.113.40", Some(8443), "finalize")])
+        .run();
     assert_eq!(s.json()["phases"][2]["disallowed_flows"], 1);
 }
 
 #[test]
 fn metadata_endpoint_is_caught() {
-    let s = stage(&["leak-metadata"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "169.254.169.254", Some(80), "finalize")]
-    );
+    Agc::stage(&["leak-metadata"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "169.254.169.254", Some(80), "finalize")])
+        .run();
 }
 
 #[test]
 fn lookup_by_name_becomes_a_named_connection() {
-    let s = stage(&["leak-dns"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "198.18.0.1", Some(443), "supply")]
-    );
+    let s = Agc::stage(&["leak-dns"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(443), "supply")])
+        .run();
     let flows = s.json()["flows"].as_array().unwrap();
     let tcp = flows.iter().find(|f| f["protocol"] == "tcp").unwrap();
     assert_eq!(
@@ -437,21 +166,20 @@ fn lookup_by_name_becomes_a_named_connection() {
 
 #[test]
 fn legacy_compile_phase_is_run_and_caught() {
-    let s = stage(&["leak-compile"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["leak-compile"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.50", Some(80), "compile")])
+        .run();
     let names: Vec<String> = s.phases().into_iter().map(|p| p.0).collect();
     assert_eq!(names, ["detect", "compile", "release"]);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.50", Some(80), "compile")]
-    );
 }
 
 #[test]
 fn staging_failure_fails_with_the_output_tail() {
-    let s = stage(&["fail-supply"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(s.json()["verdict"], "fail");
+    let s = Agc::stage(&["fail-supply"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .run();
     assert_eq!(
         s.phases(),
         vec![
@@ -475,8 +203,10 @@ fn staging_failure_fails_with_the_output_tail() {
 #[test]
 fn a_hang_times_out_cleanly() {
     let t = Instant::now();
-    let s = stage(&["hang"]).timeout("3s").run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["hang"])
+        .stage_timeout("3s")
+        .expect_exit(1)
+        .run();
     let supply = &s.json()["phases"][1];
     assert_eq!(
         (supply["timed_out"].as_bool(), supply["exit_code"].is_null()),
@@ -488,8 +218,7 @@ fn a_hang_times_out_cleanly() {
 
 #[test]
 fn multi_buildpack_staging_attributes_flows_to_the_right_buildpack() {
-    let s = stage(&["leak-ipv6", "clean"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["leak-ipv6", "clean"]).expect_exit(1).run();
     let names: Vec<(String, u64)> = s.json()["phases"]
         .as_array()
         .unwrap()
@@ -542,8 +271,9 @@ fn zipped_buildpack_stages_like_its_directory() {
         }
         w.finish().unwrap();
     }
-    let s = stage(&[zip_path.to_str().unwrap()]).run();
-    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    Agc::stage(&[zip_path.to_str().unwrap()])
+        .expect_exit(0)
+        .run();
 }
 
 #[test]
@@ -586,31 +316,33 @@ fn ten_concurrent_runs_each_see_only_their_own_traffic() {
     ];
     let runs: Vec<_> = cases
         .iter()
-        .map(|(bp, _)| {
-            let bp = bp.to_string();
-            std::thread::spawn(move || stage(&[bp.as_str()]).timeout("300s").run())
+        .map(|(bp, want)| {
+            let run = Agc::stage(&[*bp])
+                .stage_timeout("300s")
+                .context(*bp)
+                .expect_exit(if want.is_empty() { 0 } else { 1 })
+                .expect_disallowed(want);
+            std::thread::spawn(move || run.run())
         })
         .collect();
     let mut ids = std::collections::HashSet::new();
-    for ((bp, want), run) in cases.into_iter().zip(runs) {
-        let s = run.join().unwrap();
-        assert_eq!(
-            s.code,
-            if want.is_empty() { 0 } else { 1 },
-            "{bp}: {}\n{}",
-            s.stdout,
-            s.stderr
-        );
-        assert_eq!(s.disallowed(), want, "{bp}");
+    for ((bp, _), run) in cases.into_iter().zip(runs) {
+        let s = run.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         assert_eq!(s.json()["capture"]["dropped"], 0, "{bp}");
-        assert!(ids.insert(s.run_id().unwrap()), "run ids are unique");
+        assert!(
+            ids.insert(s.run_id.clone().expect("a run id")),
+            "run ids are unique"
+        );
     }
 }
 
 #[test]
 fn an_out_of_memory_kill_fails_staging_and_says_so() {
-    let s = stage(&["oom"]).arg("--memory").arg("64m").run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["oom"])
+        .arg("--memory")
+        .arg("64m")
+        .expect_exit(1)
+        .run();
     let supply = &s.json()["phases"][1];
     assert_eq!(supply["name"], "supply");
     assert_eq!(supply["oom_killed"], true, "{supply}");
@@ -625,156 +357,80 @@ fn an_out_of_memory_kill_fails_staging_and_says_so() {
     assert!(s.junit.as_deref().unwrap().contains("out of memory"));
     s.assert_junit_valid();
     // The limit is what the buildpacks are told.
-    let out = stage(&["clean"])
+    let out = Agc::stage(&["clean"])
         .arg("--memory")
         .arg("5m")
         .no_reports()
+        .expect_exit(2)
         .run();
-    assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--memory \"5m\""), "{}", out.stderr);
 }
 
-/// Start a staging run and return once its stderr has shown `marker`: the child, and a channel
-/// that carries everything it has printed so far.
-fn spawn_until(
-    s: &Stage,
-    env: &[(&str, &str)],
-    marker: &str,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    String,
-) {
-    let mut cmd = s.command();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 4096];
-        let mut all = String::new();
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.push_str(&String::from_utf8_lossy(&buf[..n]));
-            let _ = tx.send(all.clone());
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut seen = String::new();
-    while !seen.contains(marker) {
-        assert!(
-            Instant::now() < deadline,
-            "never reached {marker:?}: {seen}"
-        );
-        if let Ok(s) = rx.recv_timeout(Duration::from_secs(1)) {
-            seen = s;
-        }
-    }
-    (child, rx, seen)
-}
-
-fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
-/// What the engine holds with this run's label: containers, images, networks.
-fn docker_objects_of(id: &str) -> Vec<String> {
-    let label = format!("label=io.airgap-check.run={id}");
-    let mut left = Vec::new();
-    for what in [
-        &["ps", "-aq", "--filter", &label][..],
-        &["images", "-aq", "--filter", &label][..],
-        &["network", "ls", "-q", "--filter", &label][..],
-    ] {
-        let out = Command::new("docker").args(what).output().unwrap();
-        left.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(|s| format!("{} {s}", what[0])),
-        );
-    }
-    left
-}
-
-fn agc_interfaces() -> Vec<String> {
-    std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.starts_with("agc"))
-        .collect()
-}
+/// Where a staging run of the hang buildpack has reached a phase that never ends.
+const IN_SUPPLY: &str = "supply (buildpack 0: hang)";
+/// How long a staging run may take to get there (the image build included).
+const UNTIL_SUPPLY: Duration = Duration::from_secs(180);
 
 #[test]
 fn sigint_stops_the_run_and_removes_everything() {
-    interrupted_in_supply(nix::sys::signal::Signal::SIGINT, "SIGINT");
+    interrupted_in_supply(Signal::SIGINT, "SIGINT");
 }
 
 /// A run stopped by `sig` while a phase runs: exit 3, "interrupted", nothing of it left.
-fn interrupted_in_supply(sig: nix::sys::signal::Signal, name: &str) {
-    let s = stage(&["hang"]).no_reports();
-    let (mut child, rx, mut seen) = spawn_until(&s, &[], "supply (buildpack 0: hang)");
-    signal(&child, sig);
-    assert_eq!(child.wait().unwrap().code(), Some(3));
-    std::thread::sleep(Duration::from_millis(200));
-    while let Ok(s) = rx.try_recv() {
-        seen = s;
-    }
-    assert!(seen.contains(&format!("interrupted by {name}")), "{seen}");
-    let id = run_id_in(&seen).expect("the run id is printed");
-    assert_eq!(docker_objects_of(&id), Vec::<String>::new());
-    assert_eq!(agc_interfaces(), Vec::<String>::new());
+fn interrupted_in_supply(sig: Signal, name: &str) {
+    let run = Agc::stage(&["hang"]).no_reports().expect_exit(3).spawn();
+    run.wait_for_stderr(IN_SUPPLY, UNTIL_SUPPLY);
+    run.signal(sig);
+    let o = run.finish();
+    assert!(
+        o.stderr.contains(&format!("interrupted by {name}")),
+        "{}",
+        o.stderr
+    );
+    assert!(o.run_id.is_some(), "the run id is printed: {}", o.stderr);
 }
 
 #[test]
 fn sigkill_leaves_only_what_prune_removes() {
+    // Nothing else may prune what this run leaves before the test looks at it.
+    let _prune = prune_lock();
     for network in ["sealed", "bridge"] {
-        let s = stage(&["hang"]).arg("--network").arg(network).no_reports();
-        let (mut child, _rx, seen) = spawn_until(&s, &[], "supply (buildpack 0: hang)");
-        let pid = child.id();
-        signal(&child, nix::sys::signal::Signal::SIGKILL);
-        child.wait().unwrap();
+        let mut run = Agc::stage(&["hang"])
+            .arg("--network")
+            .arg(network)
+            .no_reports()
+            .context(network)
+            .expect_signal(libc::SIGKILL)
+            .spawn();
+        let seen = run.wait_for_stderr(IN_SUPPLY, UNTIL_SUPPLY);
+        let pid = run.pid();
+        run.signal(Signal::SIGKILL);
+        run.wait(Duration::from_secs(30));
         let id = run_id_in(&seen).expect("the run id is printed");
         // The kernel removed the namespaces and veths with the process; Docker's objects and the
         // temporary folder wait for prune.
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(agc_interfaces(), Vec::<String>::new(), "{network}");
-        let left = docker_objects_of(&id);
+        assert_eq!(
+            leftovers::agc_interfaces(),
+            Vec::<String>::new(),
+            "{network}"
+        );
+        let left = leftovers::of_run(&id);
         assert!(
-            left.iter().any(|l| l.starts_with("ps ")),
+            left.iter().any(|l| l.starts_with("container ")),
             "{network}: the container is still there before prune: {left:?}"
         );
         if network == "bridge" {
             assert!(left.iter().any(|l| l.starts_with("network ")), "{left:?}");
         }
-        let tmp = |pid: u32| {
-            std::fs::read_dir(std::env::temp_dir())
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("airgap-check-{pid}-"))
-                })
-                .count()
-        };
-        assert_eq!(tmp(pid), 1, "{network}: its temporary folder is left");
-        let out = Command::cargo_bin("airgap-check")
-            .unwrap()
-            .arg("prune")
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        assert_eq!(docker_objects_of(&id), Vec::<String>::new(), "{network}");
-        assert_eq!(tmp(pid), 0, "{network}");
+        assert_eq!(
+            leftovers::temp_dirs(pid, None).len(),
+            1,
+            "{network}: its temporary folder is left"
+        );
+        Agc::prune().expect_exit(0).run();
+        // Now nothing of the run may be left: the leftover check of `finish` says so.
+        run.finish();
     }
 }
 
@@ -797,6 +453,14 @@ impl Relay {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (stop2, conns2) = (stop.clone(), conns.clone());
+        // The engine this test process uses (DOCKER_HOST, or Docker's default socket).
+        let engine_socket = match std::env::var("DOCKER_HOST") {
+            Ok(h) => PathBuf::from(
+                h.strip_prefix("unix://")
+                    .expect("the relay needs a unix:// DOCKER_HOST"),
+            ),
+            Err(_) => PathBuf::from("/var/run/docker.sock"),
+        };
         std::thread::spawn(move || {
             while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
                 let Ok((client, _)) = listener.accept() else {
@@ -804,7 +468,7 @@ impl Relay {
                     continue;
                 };
                 client.set_nonblocking(false).unwrap();
-                let engine = UnixStream::connect("/var/run/docker.sock").unwrap();
+                let engine = UnixStream::connect(&engine_socket).unwrap();
                 {
                     let mut c = conns2.lock().unwrap();
                     c.push(client.try_clone().unwrap());
@@ -846,25 +510,16 @@ impl Relay {
 #[test]
 fn losing_the_docker_connection_mid_run_is_exit_3_with_a_way_to_clean_up() {
     let relay = Relay::start();
-    let s = stage(&["hang"]).no_reports();
-    let host = relay.docker_host();
-    let (mut child, rx, mut seen) = spawn_until(
-        &s,
-        &[("DOCKER_HOST", host.as_str())],
-        "supply (buildpack 0: hang)",
-    );
+    let mut run = Agc::stage(&["hang"])
+        .no_reports()
+        .env("DOCKER_HOST", relay.docker_host())
+        .expect_exit(3)
+        .spawn();
+    run.wait_for_stderr(IN_SUPPLY, UNTIL_SUPPLY);
     relay.cut();
     let t = Instant::now();
-    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let code = child.wait().unwrap().code();
-    std::thread::sleep(Duration::from_millis(200));
-    while let Ok(s) = rx.try_recv() {
-        seen = s;
-    }
-    assert_eq!(code, Some(3), "{seen}");
+    run.wait(Duration::from_secs(60));
+    let seen = run.stderr();
     assert!(t.elapsed() < Duration::from_secs(60), "it noticed: {seen}");
     let errors: Vec<&str> = seen
         .lines()
@@ -877,15 +532,14 @@ fn losing_the_docker_connection_mid_run_is_exit_3_with_a_way_to_clean_up() {
         "says how to clean up: {seen}"
     );
     // What the kernel holds went with the process; what the engine holds, prune removes.
-    assert_eq!(agc_interfaces(), Vec::<String>::new());
-    let id = run_id_in(&seen).expect("the run id is printed");
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .arg("prune")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(docker_objects_of(&id), Vec::<String>::new());
+    assert_eq!(leftovers::agc_interfaces(), Vec::<String>::new());
+    assert!(run_id_in(&seen).is_some(), "the run id is printed: {seen}");
+    {
+        let _prune = prune_lock();
+        Agc::prune().expect_exit(0).run();
+    }
+    // The exit code, and that nothing of the run is left now.
+    run.finish();
 }
 
 /// A tmpfs mounted for one test (root): read-only, or full.
@@ -921,12 +575,12 @@ impl Drop for Mount {
 fn pcap_to_a_read_only_or_full_place() {
     // Read-only: exit 2 before anything is created.
     let ro = Mount::tmpfs("ro,size=64k");
-    let s = stage(&["clean"])
+    let s = Agc::stage(&["clean"])
         .arg("--pcap")
-        .arg(&ro.path("r.pcap"))
+        .arg(ro.path("r.pcap"))
         .no_reports()
+        .expect_exit(2)
         .run();
-    assert_eq!(s.code, 2, "{}", s.stderr);
     assert!(
         s.stderr.contains(&ro.path("r.pcap")) && s.stderr.contains("Read-only file system"),
         "{}",
@@ -940,18 +594,14 @@ fn pcap_to_a_read_only_or_full_place() {
         .arg(format!("of={}", full.path("filler")))
         .stderr(Stdio::null())
         .status();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let s = stage(&["clean"])
+    let s = Agc::stage(&["clean"])
+        .json_only()
         .arg("--pcap")
-        .arg(&full.path("r.pcap"))
-        .arg("--json")
-        .arg(json.to_str().unwrap())
-        .no_reports()
+        .arg(full.path("r.pcap"))
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
         .run();
-    assert_eq!(s.code, 3, "{}\n{}", s.stdout, s.stderr);
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(j["verdict"], "inconclusive");
+    let j = s.json();
     assert!(
         j["notes"].to_string().contains("No space left on device"),
         "{}",
@@ -971,7 +621,7 @@ fn pcap_to_a_read_only_or_full_place() {
 
 #[test]
 fn sigterm_stops_the_run_and_removes_everything() {
-    interrupted_in_supply(nix::sys::signal::Signal::SIGTERM, "SIGTERM");
+    interrupted_in_supply(Signal::SIGTERM, "SIGTERM");
 }
 
 #[test]
@@ -1048,31 +698,13 @@ fn bad_inputs_exit_2_before_anything_is_created() {
         ),
     ];
     for (args, needle) in cases {
-        let mut cmd = Command::cargo_bin("airgap-check").unwrap();
-        let child = cmd
-            .current_dir(root())
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{needle}: {stderr}");
+        let o = Agc::new(&args).context(needle).expect_exit(2).run();
+        let stderr = &o.stderr;
         assert!(stderr.contains(needle), "{needle}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
         assert!(!stderr.contains("panicked"));
-        // No temporary folder of that process survives.
-        let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("airgap-check-{pid}-"))
-            })
-            .collect();
+        // No temporary folder of that process survives (the leftover check looked too).
+        let left = leftovers::temp_dirs(o.pid, None);
         assert!(left.is_empty(), "{needle}: left {left:?}");
     }
 }
@@ -1087,64 +719,58 @@ fn environment_problems_exit_3_with_one_actionable_line() {
         "fixtures/buildpacks/clean",
     ];
     // Docker unreachable.
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .current_dir(root())
-        .args(base)
-        .args(["--stack-image", STACK_IMAGE])
+    let out = Agc::new(&base)
+        .args(&["--stack-image", STACK_IMAGE])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+        .expect_exit(3)
+        .run();
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"),
         "{stderr}"
     );
     // A stack image that is neither present nor pullable (the "registry" is a closed port on this
     // machine, so the pull attempt stays here).
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .current_dir(root())
-        .args(base)
-        .args(["--stack-image", "localhost:1/airgap-check-missing:latest"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let out = Agc::new(&base)
+        .args(&["--stack-image", "localhost:1/airgap-check-missing:latest"])
+        .expect_exit(3)
+        .run();
+    let stderr = &out.stderr;
     assert!(
         stderr
             .contains("stack image localhost:1/airgap-check-missing:latest is not present locally"),
         "{stderr}"
     );
-    // Missing privilege: drop CAP_NET_ADMIN from the bounding set.
-    if Command::new("setpriv").arg("--version").output().is_ok() {
-        let bin = assert_cmd::cargo::cargo_bin("airgap-check");
-        let out = Command::new("setpriv")
-            .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
-            .arg(&bin)
-            .current_dir(root())
-            .args(base)
-            .args(["--stack-image", STACK_IMAGE])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{stderr}");
-        assert!(
-            stderr.contains("missing privilege: CAP_NET_ADMIN"),
-            "{stderr}"
-        );
-    }
+    // Missing privilege: drop CAP_NET_ADMIN from the bounding set (setpriv: util-linux).
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    assert!(
+        setpriv.is_ok_and(|o| o.status.success()),
+        "setpriv (util-linux) is needed to run airgap-check without CAP_NET_ADMIN"
+    );
+    let out = Agc::new(&base)
+        .args(&["--stack-image", STACK_IMAGE])
+        .wrapped_in(&[
+            "setpriv",
+            "--bounding-set",
+            "-net_admin",
+            "--inh-caps",
+            "-net_admin",
+        ])
+        .expect_exit(3)
+        .run();
+    let stderr = &out.stderr;
+    assert!(
+        stderr.contains("missing privilege: CAP_NET_ADMIN"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn tls_client_hello_names_the_flow_by_its_sni() {
-    let s = stage(&["leak-tls"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.61", Some(443), "supply")]
-    );
+    let s = Agc::stage(&["leak-tls"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.61", Some(443), "supply")])
+        .run();
     let f = &s.json()["flows"]
         .as_array()
         .unwrap()
@@ -1167,8 +793,7 @@ fn tls_client_hello_names_the_flow_by_its_sni() {
 
 #[test]
 fn http_request_names_the_flow_by_its_host_and_a_host_rule_allows_only_it() {
-    let s = stage(&["leak-http"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage(&["leak-http"]).expect_exit(1).run();
     let f = &s.json()["flows"]
         .as_array()
         .unwrap()
@@ -1189,8 +814,11 @@ fn http_request_names_the_flow_by_its_host_and_a_host_rule_allows_only_it() {
     )
     .unwrap();
     let allow = allow.display().to_string();
-    let ok = stage(&["leak-http"]).arg("--allowlist").arg(&allow).run();
-    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    let ok = Agc::stage(&["leak-http"])
+        .arg("--allowlist")
+        .arg(&allow)
+        .expect_exit(0)
+        .run();
     let f = &ok.json()["flows"]
         .as_array()
         .unwrap()
@@ -1199,19 +827,22 @@ fn http_request_names_the_flow_by_its_host_and_a_host_rule_allows_only_it() {
         .unwrap()
         .clone();
     assert_eq!(f["rule"], "our mirror");
-    let other = stage(&["leak-tls"]).arg("--allowlist").arg(&allow).run();
-    assert_eq!(other.code, 1, "{}", other.stdout);
+    Agc::stage(&["leak-tls"])
+        .arg("--allowlist")
+        .arg(&allow)
+        .expect_exit(1)
+        .run();
 }
 
 #[test]
 fn dns_queries_are_reported_with_their_phase_and_a_suggested_allowlist_makes_the_run_pass() {
     let dir = tempfile::tempdir().unwrap();
     let suggested = dir.path().join("suggested.yaml");
-    let s = stage(&["leak-dns"])
+    let s = Agc::stage(&["leak-dns"])
         .arg("--suggest-allowlist")
         .arg(suggested.to_str().unwrap())
+        .expect_exit(1)
         .run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
     let q = s.json()["dns_queries"].as_array().unwrap();
     let bp = q
         .iter()
@@ -1220,42 +851,43 @@ fn dns_queries_are_reported_with_their_phase_and_a_suggested_allowlist_makes_the
     assert_eq!(bp["phase"], "supply");
     let text = std::fs::read_to_string(&suggested).unwrap();
     assert!(text.contains("buildpacks.cloudfoundry.org"), "{text}");
-    let again = stage(&["leak-dns"])
+    Agc::stage(&["leak-dns"])
         .arg("--allowlist")
         .arg(suggested.to_str().unwrap())
+        .context(format!("the suggestion:\n{text}"))
+        .expect_exit(0)
         .run();
-    assert_eq!(again.code, 0, "{text}\n{}\n{}", again.stdout, again.stderr);
 }
 
 #[test]
 fn a_staging_capture_analyzed_later_keeps_its_names() {
-    let s = stage(&["leak-dns"]).run();
-    assert_eq!(s.code, 1);
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .args(["analyze", "--pcap"])
-        .arg(&s.pcap_path)
-        .args(["--local", "10.99.0.2", "--local", "fd00:99::2"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let s = Agc::stage(&["leak-dns"]).expect_exit(1).run();
+    let out = Agc::new(&["analyze", "--pcap"])
+        .arg(s.pcap_path())
+        .args(&["--local", "10.99.0.2", "--local", "fd00:99::2"])
+        .expect_exit(1)
+        .run();
+    let stdout = &out.stdout;
     assert!(
         stdout.contains("buildpacks.cloudfoundry.org"),
         "names from the sinkhole's DNS answers in the pcap: {stdout}"
     );
 }
 
+/// The containers carrying this run id's label.
+fn containers_of(run: &str) -> Vec<String> {
+    leftovers::of_run(run)
+        .into_iter()
+        .filter(|o| o.starts_with("container "))
+        .collect()
+}
+
 #[test]
 fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     ensure_stack();
+    let _prune = prune_lock();
     use bollard::models::{ContainerCreateBody, HostConfig};
     use bollard::query_parameters::CreateContainerOptionsBuilder;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     // One container as a killed run leaves it (its pid is gone), one owned by a live process.
     let dead_pid = {
         let mut c = Command::new("true").spawn().unwrap();
@@ -1265,21 +897,11 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     };
     let make = |run: &str, pid: u32| {
         let labels = std::collections::HashMap::from([
-            (
-                airgap_check::staging::engine::LABEL.to_string(),
-                "1".to_string(),
-            ),
-            (
-                airgap_check::staging::engine::LABEL_RUN.to_string(),
-                run.to_string(),
-            ),
-            (
-                airgap_check::staging::engine::LABEL_PID.to_string(),
-                pid.to_string(),
-            ),
+            (LABEL.to_string(), "1".to_string()),
+            (LABEL_RUN.to_string(), run.to_string()),
+            (LABEL_PID.to_string(), pid.to_string()),
         ]);
-        rt.block_on(async {
-            let d = airgap_check::staging::engine::connect().await.unwrap();
+        leftovers::block_on(async {
             let body = ContainerCreateBody {
                 image: Some(STACK_IMAGE.into()),
                 cmd: Some(vec!["true".into()]),
@@ -1290,7 +912,8 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
                 }),
                 ..ContainerCreateBody::default()
             };
-            d.create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
+            leftovers::docker()
+                .create_container(Some(CreateContainerOptionsBuilder::new().build()), body)
                 .await
                 .unwrap()
                 .id
@@ -1299,95 +922,50 @@ fn prune_removes_what_a_dead_run_left_and_spares_live_ones() {
     let dead_run = format!("dead{:08x}", dead_pid);
     make(&dead_run, dead_pid);
     // A live airgap-check: the prune command itself is one; use a long-running one instead.
-    let mut live = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .env("NO_COLOR", "1")
-        .current_dir(root())
-        .args([
-            "--app",
-            "fixtures/apps/hello",
-            "--buildpack",
-            "fixtures/buildpacks/hang",
-            "--stack-image",
-            STACK_IMAGE,
-            "--timeout",
-            "60s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let live_run = format!("live{:08x}", live.id());
-    make(&live_run, live.id());
+    let live = Agc::stage(&["hang"])
+        .no_reports()
+        .stage_timeout("60s")
+        .expect_exit(3)
+        .spawn();
+    let live_run = format!("live{:08x}", live.pid());
+    make(&live_run, live.pid());
     // Wait until the live run is past its build, so the SIGTERM below lands in a phase.
-    let mut err = std::io::BufReader::new(live.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-        assert!(
-            n > 0 && Instant::now() < deadline,
-            "the live run ended early"
-        );
-        if line.contains("supply (buildpack 0: hang)") {
-            break;
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .arg("prune")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    live.wait_for_stderr(IN_SUPPLY, UNTIL_SUPPLY);
+    let out = Agc::prune().expect_exit(0).run();
+    let stdout = &out.stdout;
+    assert!(containers_of(&dead_run).is_empty(), "{stdout}");
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(labelled_with_run(&dead_run).0.is_empty(), "{stdout}");
-    assert_eq!(
-        labelled_with_run(&live_run).0.len(),
+        containers_of(&live_run).len(),
         1,
         "a live run's container is kept: {stdout}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(live.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    live.wait().unwrap();
+    live.signal(Signal::SIGTERM);
+    let mut live = live;
+    live.wait(Duration::from_secs(60));
     // The live run's own cleanup does not know this extra container; prune it now that it is dead.
-    let out = Command::cargo_bin("airgap-check")
-        .unwrap()
-        .arg("prune")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(labelled_with_run(&live_run).0.is_empty());
+    Agc::prune().expect_exit(0).run();
+    assert!(containers_of(&live_run).is_empty());
+    // Exit 3 (interrupted), and nothing with the live run's pid label is left.
+    live.finish();
 }
 
 #[test]
 fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
     // It connects a second after release has exited: still caught, in release.
-    let s = stage(&["leak-late"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.70", Some(80), "release")]
-    );
+    Agc::stage(&["leak-late"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.70", Some(80), "release")])
+        .run();
     // Dressed as the idle first process: told apart by its pid, watched, caught.
-    let s = stage(&["hide-as-idle"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.71", Some(80), "release")]
-    );
+    Agc::stage(&["hide-as-idle"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.71", Some(80), "release")])
+        .run();
     // It does nothing visible before the watch window ends: killed, and the run cannot pass.
-    let s = stage(&["linger"]).run();
-    assert_eq!(s.code, 3, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(s.json()["verdict"], "inconclusive");
+    let s = Agc::stage(&["linger"])
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .run();
     let notes = s.json()["notes"].to_string();
     assert!(
         notes.contains("still ran 10 s after the last phase") && notes.contains("sleep 60"),
@@ -1398,12 +976,10 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
 #[test]
 fn http_on_port_53_is_not_dns() {
     // The default DNS rules judge by port, with `content: dns`: an HTTP request is not DNS.
-    let s = stage(&["leak-port53"]).run();
-    assert_eq!(s.code, 1, "{}\n{}", s.stdout, s.stderr);
-    assert_eq!(
-        s.disallowed(),
-        vec![flow("tcp", "203.0.113.40", Some(53), "supply")]
-    );
+    let s = Agc::stage(&["leak-port53"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "203.0.113.40", Some(53), "supply")])
+        .run();
     let f = &s.json()["flows"]
         .as_array()
         .unwrap()
@@ -1416,35 +992,13 @@ fn http_on_port_53_is_not_dns() {
 
 #[test]
 fn sigterm_during_the_build_leaves_no_layer_behind() {
-    let s = stage(&["clean"]).no_reports();
-    let mut child = s
-        .command()
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-        assert!(n > 0, "ended before building: {seen}");
-        seen.push_str(&line);
-        if line.contains("building the staging image") {
-            break;
-        }
-    }
+    let run = Agc::stage(&["clean"]).no_reports().expect_exit(3).spawn();
+    run.wait_for_stderr("building the staging image", UNTIL_SUPPLY);
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let _ = std::io::Read::read_to_string(&mut err, &mut seen);
-    assert_eq!(child.wait().unwrap().code(), Some(3), "{seen}");
-    let id = run_id_in(&seen).expect("the run id is printed");
-    let (cs, is) = labelled_with_run(&id);
-    assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}: {seen}");
+    run.signal(Signal::SIGTERM);
+    // No container, image (layers included) or network of the run is left: `finish` checks.
+    let o = run.finish();
+    assert!(o.run_id.is_some(), "the run id is printed: {}", o.stderr);
 }
 
 // Hostile app directories: what goes into the build context (src/context.rs).
@@ -1465,23 +1019,6 @@ fn checking_buildpack(dir: &std::path::Path, check: &str) -> PathBuf {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     bp
-}
-
-fn stage_app(app: &std::path::Path, bp: &std::path::Path) -> Stage {
-    ensure_stack();
-    Stage {
-        args: vec![
-            "--app".into(),
-            app.display().to_string(),
-            "--buildpack".into(),
-            bp.display().to_string(),
-            "--stack-image".into(),
-            STACK_IMAGE.into(),
-        ],
-        timeout: "120s",
-        dir: tempfile::tempdir().unwrap(),
-        reports: true,
-    }
 }
 
 #[test]
@@ -1546,8 +1083,7 @@ echo hostile-app-checked"#,
         dirs = "d".repeat(120),
     );
     let bp = checking_buildpack(dir.path(), &check);
-    let s = stage_app(&app, &bp).arg("-v").run();
-    assert_eq!(s.code, 0, "{}\n{}", s.stdout, s.stderr);
+    let s = Agc::stage_app(&app, &bp).arg("-v").expect_exit(0).run();
     assert!(s.stderr.contains("hostile-app-checked"), "{}", s.stderr);
     for (name, kind) in [
         ("fifo", "a FIFO (named pipe)"),
@@ -1562,39 +1098,6 @@ echo hostile-app-checked"#,
             "{notes}"
         );
     }
-}
-
-/// Run a stage to its end: (exit code, peak RSS in KiB from wait4, stderr). Checks that nothing
-/// of the run is left.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also reports its peak RSS
-fn run_for_peak_rss(s: Stage) -> (i32, u64, String) {
-    let mut child = s
-        .command()
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(pid, child.id() as i32);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let stderr = reader.join().unwrap();
-    if let Some(id) = run_id_in(&stderr) {
-        let (cs, is) = labelled_with_run(&id);
-        assert!(cs.is_empty() && is.is_empty(), "left {cs:?} {is:?}");
-    }
-    (code, ru.ru_maxrss as u64, stderr)
 }
 
 #[test]
@@ -1624,12 +1127,20 @@ test "$(wc -c < "$1/data")" -eq 67108864
 test "$(ls "$1" | wc -l)" -eq 2002
 echo huge-app-checked"#;
     let bp = checking_buildpack(dir.path(), check);
-    let (code, huge, stderr) = run_for_peak_rss(stage_app(&app, &bp).arg("-v").no_reports());
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("huge-app-checked"), "{stderr}");
+    // Peak RSS in KiB, from wait4.
+    let o = Agc::stage_app(&app, &bp)
+        .arg("-v")
+        .no_reports()
+        .expect_exit(0)
+        .run();
+    assert!(o.stderr.contains("huge-app-checked"), "{}", o.stderr);
+    let huge = o.max_rss_kib;
     // The same run with the 1-file hello app: what a run costs whatever the app.
-    let (code, base, stderr) = run_for_peak_rss(stage(&["clean"]).no_reports());
-    assert_eq!(code, 0, "{stderr}");
+    let base = Agc::stage(&["clean"])
+        .no_reports()
+        .expect_exit(0)
+        .run()
+        .max_rss_kib;
     eprintln!("peak RSS: {huge} KiB with a 320 MiB app, {base} KiB with the hello app");
     assert!(
         huge < base + 32 * 1024,
@@ -1661,17 +1172,11 @@ fn hostile_app_path_too_long_is_exit_2_naming_it_before_anything_is_created() {
         .unwrap();
     }
     drop(fd);
-    let child = stage_app(&app, &root().join("fixtures/buildpacks/clean"))
+    let out = Agc::stage_app(&app, &root().join("fixtures/buildpacks/clean"))
         .no_reports()
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+        .expect_exit(2)
+        .run();
+    let stderr = &out.stderr;
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.contains(&format!("cannot read {}/{seg}/", app.display()))
@@ -1679,13 +1184,8 @@ fn hostile_app_path_too_long_is_exit_2_naming_it_before_anything_is_created() {
         "{stderr}"
     );
     assert!(!stderr.contains("run "), "nothing was started: {stderr}");
-    let left = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("airgap-check-{pid}-"))
-        });
-    assert!(!left, "a temporary folder of the run survived");
+    assert!(
+        leftovers::temp_dirs(out.pid, None).is_empty(),
+        "a temporary folder of the run survived"
+    );
 }

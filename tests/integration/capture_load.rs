@@ -7,8 +7,12 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+// The one module, with support/stack.rs, that uses airgap-check's own modules: it tests the
+// capture itself, without the binary.
 use airgap_check::capture::sandbox::{in_netns, Sandbox};
 use airgap_check::capture::LiveCapture;
+
+use crate::support::leftovers;
 
 /// A `sleep` in a new network namespace, killed on drop.
 struct Stand(Child);
@@ -70,6 +74,8 @@ fn a_burst_of_small_datagrams_is_captured_whole() {
     let live = capture.finish().expect("finish");
     drop(sandbox);
     drop(stand);
+    // The veth pair lived in the two namespaces only, never in this one.
+    assert_eq!(leftovers::agc_interfaces(), Vec::<String>::new());
 
     assert_eq!(live.error, None);
     assert_eq!(live.dropped, Some(0), "the capture dropped packets");
