@@ -56,6 +56,8 @@ const BLOCK_MS: i32 = 20;
 /// How long a stopping capture waits for the last packets: more than two block timeouts.
 const DRAIN_MS: u16 = 100;
 const _: () = assert!(DRAIN_MS as i32 > 2 * BLOCK_MS);
+/// The longest a stopping capture waits for packets the socket took in but has not handed over.
+const MAX_DRAIN: Duration = Duration::from_secs(2);
 
 /// Packets the socket took in between two libpcap statistics readings `(received, dropped)` but
 /// that were not among the `read` packets read in between. libpcap's `received` includes the
@@ -318,17 +320,28 @@ struct Session {
 
 impl Session {
     fn read_until_stopped(&mut self, cap: &mut pcap::Capture<pcap::Active>) {
-        let mut draining = false;
+        let mut draining: Option<Instant> = None;
         loop {
             match cap.next_packet() {
                 Ok(p) => self.on_packet(p.header, p.data),
                 Err(pcap::Error::TimeoutExpired) => {
                     // Nothing buffered. Asked to stop: one more look after a short wait for
-                    // packets in flight (longer than a block takes to be handed over), then end.
-                    if draining {
-                        return;
+                    // packets in flight (longer than a block takes to be handed over), then end
+                    // once every packet the socket took in has been read. A block the kernel has
+                    // not handed over yet (its retire timer runs late on a loaded machine) is
+                    // waited for, up to MAX_DRAIN; what is still unread then counts as dropped.
+                    match draining {
+                        Some(since)
+                            if self.all_read(cap) || since.elapsed() >= MAX_DRAIN =>
+                        {
+                            return
+                        }
+                        Some(_) => {}
+                        None if self.shared.stop.load(Ordering::SeqCst) => {
+                            draining = Some(Instant::now());
+                        }
+                        None => {}
                     }
-                    draining = self.shared.stop.load(Ordering::SeqCst);
                     self.on_idle(cap);
                 }
                 Err(e) => {
@@ -338,6 +351,14 @@ impl Session {
                     return;
                 }
             }
+        }
+    }
+
+    /// Whether every packet the socket has taken in so far was read (or dropped by libpcap).
+    fn all_read(&self, cap: &mut pcap::Capture<pcap::Active>) -> bool {
+        match (self.base, cap.stats()) {
+            (Some(b), Ok(st)) => unread(b, (st.received, st.dropped), self.read) == 0,
+            _ => true,
         }
     }
 
