@@ -1,4 +1,4 @@
-//! Packets in: a saved capture ([`file`]), or a live one ([`live`]) at a capture point — the sink
+//! Packets in: a saved capture ([`file`](mod@file)), or a live one ([`live`]) at a capture point — the sink
 //! end of a [`sandbox`] whose [`sinkhole`] answers every name, or a container's own interface on a
 //! real network ([`point`]) — proven on every run by a [`canary`].
 

@@ -6,8 +6,8 @@
 //! flow plus a bounded map of IP fragment ids.
 //!
 //! Naming ([`crate::flows::naming`]): a TCP flow's first bytes from its initiator are held until they show
-//! a TLS ClientHello's server name, an HTTP request, or neither (at most [`MAX_FIRST_BYTES`] per
-//! flow, [`MAX_PENDING_BYTES`] in all); a UDP flow's first datagram is tried as a DNS query on any
+//! a TLS ClientHello's server name, an HTTP request, or neither (at most [`MAX_FIRST_BYTES`](crate::flows::MAX_FIRST_BYTES) per
+//! flow, [`MAX_PENDING_BYTES`](crate::flows::MAX_PENDING_BYTES) in all); a UDP flow's first datagram is tried as a DNS query on any
 //! port; every DNS message to or from port 53 is read into a bounded [`DnsSeen`].
 
 use ahash::AHashMap;
@@ -43,7 +43,7 @@ pub struct Counts {
     /// Later fragments whose first fragment was never seen (judged as flows with unknown ports).
     pub orphan_fragments: u64,
     /// TCP flows whose first bytes were read for names before they were complete, because
-    /// [`MAX_PENDING_BYTES`] of first bytes were held already (a flood of unfinished requests).
+    /// [`MAX_PENDING_BYTES`](crate::flows::MAX_PENDING_BYTES) of first bytes were held already (a flood of unfinished requests).
     pub naming_cut: u64,
 }
 

@@ -23,7 +23,7 @@ impl Run {
         }
     }
 
-    /// The name of what the run creates: "airgap-check-<id>".
+    /// The name of what the run creates: `airgap-check-<id>`.
     pub fn name(&self) -> String {
         format!("airgap-check-{}", self.id)
     }

@@ -20,7 +20,7 @@ pub struct ExecOutcome {
 /// A command to run in the staging container.
 pub struct Exec<'a> {
     pub argv: &'a [String],
-    /// A user name or uid[:gid]; empty: the container's default.
+    /// A user name or `uid[:gid]`; empty: the container's default.
     pub user: &'a str,
     pub env: &'a [String],
 }
