@@ -331,11 +331,7 @@ impl Session {
                     // not handed over yet (its retire timer runs late on a loaded machine) is
                     // waited for, up to MAX_DRAIN; what is still unread then counts as dropped.
                     match draining {
-                        Some(since)
-                            if self.all_read(cap) || since.elapsed() >= MAX_DRAIN =>
-                        {
-                            return
-                        }
+                        Some(since) if self.all_read(cap) || since.elapsed() >= MAX_DRAIN => return,
                         Some(_) => {}
                         None if self.shared.stop.load(Ordering::SeqCst) => {
                             draining = Some(Instant::now());

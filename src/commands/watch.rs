@@ -259,15 +259,7 @@ async fn exit_behind_the_failure(d: &Docker, id: &str) -> Ended {
 
 /// The container's exit, if it has exited.
 async fn exited(d: &Docker, id: &str) -> Option<Ended> {
-    let st = d
-        .inspect_container(
-            id,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .ok()
-        .and_then(|i| i.state);
-    match st {
+    match engine::state(d, id).await {
         Some(s) if s.running == Some(true) => None,
         Some(s) => Some(Ended::Exited(
             s.exit_code,

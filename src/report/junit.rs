@@ -40,7 +40,7 @@ fn names_text(names: &[String]) -> String {
 }
 
 /// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request.
-fn request_text(f: &crate::verdict::analysis::Judged) -> String {
+fn request_text(f: &Judged) -> String {
     f.flow
         .app
         .as_ref()
@@ -138,7 +138,7 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
         p.dedup();
         p
     };
-    let details: Vec<String> = flows.iter().map(|f| flow_detail(f, start)).collect();
+    let details: Vec<String> = flows.iter().map(|f| flow_line(f, start, true)).collect();
     let disallowed = flows.iter().filter(|f| !f.allowed()).count();
     let mut case = if disallowed > 0 {
         let message = format!(
@@ -169,34 +169,6 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
     case
 }
 
-/// One flow, for the testcase's system-out.
-fn flow_detail(f: &Judged, start: Option<Micros>) -> String {
-    let k = &f.flow.key;
-    format!(
-        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}), last {}{}{}{}",
-        proto_label(k.proto),
-        endpoint(k.src, k.src_port),
-        endpoint(k.dst, k.dst_port),
-        names_text(&f.names),
-        plural(f.flow.stats.packets_out, "packet"),
-        plural(f.flow.stats.packets_in, "packet"),
-        f.flow.stats.bytes(),
-        f.flow.state().as_str(),
-        timestamp(f.flow.stats.first_seen),
-        relative(f.flow.stats.first_seen, start),
-        timestamp(f.flow.stats.last_seen),
-        request_text(f),
-        f.phase
-            .as_deref()
-            .map(|p| format!(", phase {p}"))
-            .unwrap_or_default(),
-        f.rule
-            .as_deref()
-            .map(|r| format!(", allowed by rule \"{r}\""))
-            .unwrap_or_default(),
-    )
-}
-
 fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
     let ts = a
         .start_ts()
@@ -209,11 +181,19 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
     ReportBuilder::new().add_testsuite(suite).build()
 }
 
-/// One line per flow, for system-out and failure bodies.
-fn flow_line(f: &crate::verdict::analysis::Judged, start: Option<i64>) -> String {
+/// One line per flow, for system-out and failure bodies. A destination's testcase (analyze,
+/// watch) also gives its last packet and its phase; a phase's does not need to.
+fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
     let k = &f.flow.key;
+    let (last, phase) = match (destination, f.phase.as_deref()) {
+        (false, _) => (String::new(), String::new()),
+        (true, p) => (
+            format!(", last {}", timestamp(f.flow.stats.last_seen)),
+            p.map(|p| format!(", phase {p}")).unwrap_or_default(),
+        ),
+    };
     format!(
-        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){}{}",
+        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){last}{}{phase}{}",
         proto_label(k.proto),
         endpoint(k.src, k.src_port),
         endpoint(k.dst, k.dst_port),
@@ -254,7 +234,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             })
             .collect();
         let bad: Vec<_> = flows.iter().filter(|f| !f.allowed()).collect();
-        let mut body: Vec<String> = flows.iter().map(|f| flow_line(f, start)).collect();
+        let mut body: Vec<String> = flows.iter().map(|f| flow_line(f, start, false)).collect();
         if let Some(p) = phase {
             body.push(format!(
                 "exit code {}; {:.1}s",

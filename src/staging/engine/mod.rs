@@ -303,20 +303,23 @@ pub async fn kill_container(docker: &Docker, id: &str) -> Result<()> {
     }
 }
 
+/// The container's state, if the engine tells it.
+pub async fn state(docker: &Docker, id: &str) -> Option<bollard::models::ContainerState> {
+    docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|i| i.state)
+}
+
 /// Wait (at most `max`) until the container no longer runs.
 pub async fn wait_stopped(docker: &Docker, id: &str, max: Duration) {
     let until = tokio::time::Instant::now() + max;
     while tokio::time::Instant::now() < until {
-        let running = docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.running);
-        if running != Some(true) {
+        if state(docker, id).await.and_then(|s| s.running) != Some(true) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
