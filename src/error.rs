@@ -9,9 +9,16 @@ use crate::staging::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file the user named cannot be read.
+    /// A file the user named cannot be read, for a reason of airgap-check's.
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
+
+    /// A file or folder the user named cannot be read: the system's error.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A capture file that libpcap will not open (not a capture, bad header).
     #[error("{path}: not a readable pcap or pcapng capture: {reason}")]
@@ -37,9 +44,16 @@ pub enum Error {
         expected: String,
     },
 
-    /// A report file that cannot be written.
+    /// A report file that cannot be written, for a reason of airgap-check's.
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+
+    /// A file that cannot be written: the system's error.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// Reading the capture failed part-way for a reason other than a truncated file.
     #[error("{path}: capture read error: {reason}")]
@@ -54,8 +68,11 @@ pub enum Error {
     Engine(#[from] EngineError),
 
     /// The stack image is neither present nor pullable.
-    #[error("stack image {image} is not present locally and could not be pulled ({reason}); build or load it first (docker build / docker load)")]
-    StackImage { image: String, reason: String },
+    #[error("stack image {image} is not present locally and could not be pulled ({source}); build or load it first (docker build / docker load)")]
+    StackImage {
+        image: String,
+        source: bollard::errors::Error,
+    },
 
     /// The process lacks a privilege the sealed run needs.
     #[error("missing privilege: {what}; run as root (e.g. with sudo) or grant the capability")]
@@ -94,6 +111,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Unreadable { .. }
+            | Error::Read { .. }
+            | Error::WriteFile { .. }
             | Error::BadCapture { .. }
             | Error::UnsupportedLinkType { .. }
             | Error::Allowlist { .. }

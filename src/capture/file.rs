@@ -60,9 +60,9 @@ pub fn describe_read_stop(msg: &str) -> String {
 /// that pass `filter`, a libpcap expression, when one is given).
 pub fn read_file(path: &Path, table: &mut FlowTable, filter: Option<&str>) -> Result<ReadOutcome> {
     // Tell a missing or unreadable file apart from a file that is not a capture.
-    std::fs::File::open(path).map_err(|e| Error::Unreadable {
+    std::fs::File::open(path).map_err(|e| Error::Read {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     })?;
     if path.is_dir() {
         return Err(Error::Unreadable {

@@ -57,9 +57,9 @@ pub fn pcap_tempfile(pcap: &Path) -> Result<tempfile::NamedTempFile> {
                 .filter(|x| !x.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
         )
-        .map_err(|e| crate::error::Error::Write {
+        .map_err(|e| crate::error::Error::WriteFile {
             path: pcap.to_path_buf(),
-            reason: e.to_string(),
+            source: e,
         })
 }
 
@@ -118,9 +118,9 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut rendered = Vec::with_capacity(reports.len());
     for (path, fill) in reports {
-        let err = |e: std::io::Error| Error::Write {
+        let err = |e: std::io::Error| Error::WriteFile {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e,
         };
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,

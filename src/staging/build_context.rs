@@ -37,9 +37,9 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 
 /// Check a buildpack directory or zip; zips are extracted under `scratch`.
 pub fn load_buildpack(source: &Path, scratch: &Path, i: usize) -> Result<Buildpack> {
-    let meta = std::fs::metadata(source).map_err(|e| Error::Unreadable {
+    let meta = std::fs::metadata(source).map_err(|e| Error::Read {
         path: source.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     })?;
     let dir = if meta.is_dir() {
         source.to_path_buf()
@@ -76,9 +76,9 @@ pub fn load_buildpack(source: &Path, scratch: &Path, i: usize) -> Result<Buildpa
 
 /// Extract a zip, refusing any entry that would land outside `into`.
 fn extract_zip(zip_path: &Path, into: &Path) -> Result<()> {
-    let file = File::open(zip_path).map_err(|e| Error::Unreadable {
+    let file = File::open(zip_path).map_err(|e| Error::Read {
         path: zip_path.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     })?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| {
         bad(
@@ -272,9 +272,9 @@ pub fn shown(path: &Path) -> PathBuf {
 }
 
 fn unreadable(path: &Path, e: std::io::Error) -> Error {
-    Error::Unreadable {
+    Error::Read {
         path: shown(path),
-        reason: e.to_string(),
+        source: e,
     }
 }
 
@@ -376,9 +376,9 @@ fn append_tree(
 ) -> Result<()> {
     let fail = |tar: &ContextTar, path: &Path, e: std::io::Error| {
         if tar.get_ref().failed {
-            Error::Write {
+            Error::WriteFile {
                 path: out.to_path_buf(),
-                reason: e.to_string(),
+                source: e,
             }
         } else {
             unreadable(path, e)
@@ -422,9 +422,9 @@ pub fn write_context(
     app: &Path,
     buildpacks: &[Buildpack],
 ) -> Result<Vec<Skipped>> {
-    let werr = |e: std::io::Error| Error::Write {
+    let werr = |e: std::io::Error| Error::WriteFile {
         path: out.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     };
     let file = File::create(out).map_err(werr)?;
     let mut tar = tar::Builder::new(Tracked {

@@ -161,15 +161,15 @@ fn validate_app(a: &StageArgs) -> Result<PathBuf> {
             })
         }
         Err(e) => {
-            return Err(Error::Unreadable {
+            return Err(Error::Read {
                 path: app,
-                reason: e.to_string(),
+                source: e,
             })
         }
     }
-    std::fs::read_dir(&app).map_err(|e| Error::Unreadable {
+    std::fs::read_dir(&app).map_err(|e| Error::Read {
         path: app.clone(),
-        reason: e.to_string(),
+        source: e,
     })?;
     Ok(app)
 }
@@ -196,9 +196,9 @@ fn scratch_dir() -> Result<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("airgap-check-{}-", std::process::id()))
         .tempdir()
-        .map_err(|e| Error::Write {
+        .map_err(|e| Error::WriteFile {
             path: std::env::temp_dir(),
-            reason: e.to_string(),
+            source: e,
         })
 }
 

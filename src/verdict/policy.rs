@@ -276,9 +276,9 @@ impl Allowlist {
     /// Read and validate an allowlist file (at most [`MAX_ALLOWLIST_BYTES`]).
     pub fn load(path: &Path) -> Result<Allowlist> {
         use std::io::Read;
-        let unreadable = |e: std::io::Error| Error::Unreadable {
+        let unreadable = |e: std::io::Error| Error::Read {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            source: e,
         };
         // Read one byte past the limit, whatever the file claims to be (a FIFO, /dev/zero).
         let mut bytes = Vec::new();

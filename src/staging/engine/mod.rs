@@ -88,7 +88,7 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
         if let Err(e) = step {
             return Err(Error::StackImage {
                 image: image.to_string(),
-                reason: e.to_string(),
+                source: e,
             });
         }
     }
@@ -97,7 +97,7 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
         .await
         .map_err(|e| Error::StackImage {
             image: image.to_string(),
-            reason: e.to_string(),
+            source: e,
         })?;
     Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
 }
@@ -131,9 +131,9 @@ async fn build(
     // Streamed from disk in 1 MiB chunks: a large app never sits in memory whole.
     let file = tokio::fs::File::open(context_tar)
         .await
-        .map_err(|e| Error::Unreadable {
+        .map_err(|e| Error::Read {
             path: context_tar.to_path_buf(),
-            reason: e.to_string(),
+            source: e,
         })?;
     let body = futures_util::stream::try_unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt;
