@@ -98,7 +98,7 @@ impl CanaryPlan {
         };
         let (v4, v6) = send_until_seen(ns, &self.to, capture, &canary.payload).await?;
         let seen_for = |t: &SocketAddr| if t.is_ipv4() { v4 } else { v6 };
-        let all = self.to.iter().all(seen_for);
+        let all = !self.to.is_empty() && self.to.iter().all(seen_for);
         let problem = (!all).then(|| {
             self.to
                 .iter()

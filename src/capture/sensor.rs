@@ -202,8 +202,20 @@ impl Sensor {
         Ok(outcome)
     }
 
-    /// Read the container's transmit counters now (while its interfaces exist: an exited
-    /// container's are gone, and the last reading before that is what is known).
+    /// Read the container's transmit counters for the last time, its processes killed: a reading
+    /// that fails (or goes backwards) leaves them unknown, and the capture cannot be vouched for.
+    pub fn read_final_counters(&mut self) {
+        let now = point::tx_counters_in(&self.container_ns);
+        let monotonic = match (now, self.tx_last) {
+            (Some(n), Some(l)) => n.packets >= l.packets && n.dropped >= l.dropped,
+            _ => false,
+        };
+        self.tx_last = now.filter(|_| monotonic);
+        self.capture.count_sent_until_now();
+    }
+
+    /// Read the container's transmit counters now, while it runs (watch: an exited container's
+    /// interfaces are gone, and the last reading before that is what is known).
     pub fn read_counters(&mut self) {
         if let Some(now) = point::tx_counters_in(&self.container_ns) {
             // An interface that vanished between two looks (an exit) must not lower them.

@@ -33,10 +33,14 @@ pub fn interrupts() -> Result<(Signal, Signal)> {
 
 /// Run `job` on a fresh runtime to its end, unless SIGINT or SIGTERM comes first: then say so and
 /// drop it, so that the guards it holds remove what it created, and report the interruption. A
-/// panic inside it is an internal error, after the same clean-up.
-pub fn run_interruptible<F>(log: &Progress, job: F) -> Result<i32>
+/// panic inside it is an internal error, after the same clean-up. What the job hands back goes to
+/// `after` (the clean-up of a run that ended), which no signal interrupts: its exit code is the
+/// command's.
+pub fn run_interruptible<T, F, A, AF>(log: &Progress, job: F, after: A) -> Result<i32>
 where
-    F: Future<Output = Result<i32>>,
+    F: Future<Output = Result<T>>,
+    A: FnOnce(T) -> AF,
+    AF: Future<Output = i32>,
 {
     let rt = runtime()?;
     let result = rt.block_on(async {
@@ -54,7 +58,10 @@ where
         }
         // Dropping the job drops its guards: what it created is removed here, on this runtime.
         drop(job);
-        outcome
+        match outcome {
+            Ok(done) => Ok(after(done).await),
+            Err(e) => Err(e),
+        }
     });
     log.done();
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -28,10 +28,23 @@ pub fn run(args: &StageArgs) -> Result<i32> {
     let cfg = validate(args)?;
     sandbox::check_privileges()?;
     let log = Progress::new(cfg.verbose);
-    run_interruptible(&log, stage(&cfg, &log))
+    let log = &log;
+    run_interruptible(log, stage(&cfg, log), |(code, made)| async move {
+        made.clean_up(log).await;
+        code
+    })
 }
 
-async fn stage(cfg: &StageConfig, log: &Progress) -> Result<i32> {
+/// What a run made, to be removed once it has ended (each a guard: an interrupted run removes
+/// them as it is dropped).
+struct Made {
+    staging: Staging,
+    network: Option<Joined>,
+    built: Built,
+}
+
+/// The run, up to its reports: the exit code, and what to remove.
+async fn stage(cfg: &StageConfig, log: &Progress) -> Result<(i32, Made)> {
     let run = Run::new(engine::connect().await?);
     log.line(&format!(
         "run {}: stack image {} (CF_STACK={})",
@@ -40,7 +53,7 @@ async fn stage(cfg: &StageConfig, log: &Progress) -> Result<i32> {
     container::check_network(&run, cfg).await?;
     let built = image::build(&run, cfg, log).await?;
     let network = container::join_network(&run, cfg).await?;
-    let staging = container::start(&run, cfg, &built.image, network.as_ref()).await?;
+    let staging = container::start(&run, cfg, &built.id, network.as_ref()).await?;
     let mut sensor = arm(&run, cfg, &staging, network.as_ref(), log).await?;
     let canary_seen = prove(&mut sensor, log).await?;
     let (phases, unwatched) = if canary_seen {
@@ -55,7 +68,7 @@ async fn stage(cfg: &StageConfig, log: &Progress) -> Result<i32> {
     // No process is left to start anything new; what a dead one queued (a TCP FIN, a
     // retransmission) belongs to flows already seen. A moment for those, then stop.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    sensor.read_counters();
+    sensor.read_final_counters();
     let tcp_refused = sensor.tcp_sink_error.clone().map(Note::TcpRefused);
     let mut sensed = sensor.finish().await?;
     let pcap = sensed.pcap.take();
@@ -73,8 +86,12 @@ async fn stage(cfg: &StageConfig, log: &Progress) -> Result<i32> {
             pcap,
         },
     )?;
-    clean_up(staging, network, built, cfg.keep_image, log).await;
-    Ok(code)
+    let made = Made {
+        staging,
+        network,
+        built,
+    };
+    Ok((code, made))
 }
 
 /// Arm the capture before anything of the buildpack runs: sealed, or on the observed network.
@@ -92,7 +109,7 @@ async fn arm(
     };
     match network {
         None => {
-            let tag: String = staging.container.id().chars().take(8).collect();
+            let tag: String = run.id.chars().take(8).collect();
             Sensor::sealed(staging.pid, &tag, &opts, log).await
         }
         Some(net) => {
@@ -175,31 +192,27 @@ fn judge(
     conclude(seen)
 }
 
-/// Remove what the run created, container first; one warning for whatever could not be.
-async fn clean_up(
-    staging: Staging,
-    network: Option<Joined>,
-    built: Built,
-    keep_image: bool,
-    log: &Progress,
-) {
-    let mut left: Vec<(String, Error)> = Vec::new();
-    let container = staging.container.describe();
-    if let Err(e) = staging.container.remove().await {
-        left.push((container, e));
-    }
-    if let Some(own) = network.and_then(|n| n.own) {
-        let what = format!("network {}", own.id());
-        if let Err(e) = own.remove().await {
-            left.push((what, e));
+impl Made {
+    /// Remove what the run created, container first; one warning for whatever could not be.
+    async fn clean_up(self, log: &Progress) {
+        let mut left: Vec<(String, Error)> = Vec::new();
+        let container = self.staging.container.describe();
+        if let Err(e) = self.staging.container.remove().await {
+            left.push((container, e));
         }
-    }
-    left.extend(built.clean_up(keep_image, log).await);
-    if let Some((_, why)) = left.first() {
-        let what: Vec<&str> = left.iter().map(|(w, _)| w.as_str()).collect();
-        log.warn(&format!(
-            "could not remove {} ({why}); run `airgap-check prune` once the Docker engine answers",
-            what.join(", ")
-        ));
+        if let Some(own) = self.network.and_then(|n| n.own) {
+            let what = own.describe();
+            if let Err(e) = own.remove().await {
+                left.push((what, e));
+            }
+        }
+        left.extend(self.built.clean_up().await);
+        if let Some((_, why)) = left.first() {
+            let what: Vec<&str> = left.iter().map(|(w, _)| w.as_str()).collect();
+            log.warn(&format!(
+                "could not remove {} ({why}); run `airgap-check prune` once the Docker engine answers",
+                what.join(", ")
+            ));
+        }
     }
 }

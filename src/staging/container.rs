@@ -4,7 +4,7 @@
 use crate::capture::sandbox::SINK_V4;
 use crate::error::Result;
 use crate::staging::config::{bad_arg, Network, StageConfig};
-use crate::staging::engine::{self, Container, Guard, IdleContainer, Image};
+use crate::staging::engine::{self, Container, Guard, IdleContainer};
 use crate::staging::run::Run;
 
 /// The network the phases run on in observe mode: a bridge of the run's own, or the user's.
@@ -60,13 +60,13 @@ pub async fn join_network(run: &Run, cfg: &StageConfig) -> Result<Option<Joined>
 pub async fn start(
     run: &Run,
     cfg: &StageConfig,
-    image: &Guard<Image>,
+    image: &str,
     network: Option<&Joined>,
 ) -> Result<Staging> {
     let sink_dns = SINK_V4.to_string();
     let name = run.name();
     let spec = IdleContainer {
-        image: image.id(),
+        image,
         name: &name,
         network: network.map(|n| n.name.as_str()),
         dns: network.is_none().then_some(sink_dns.as_str()),

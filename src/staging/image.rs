@@ -12,9 +12,12 @@ use crate::staging::run::Run;
 
 /// The staging image of a run.
 pub struct Built {
-    pub image: Guard<Image>,
-    /// Every image carrying the run's label (layers of the build).
-    pub layers: RunLayers,
+    /// The image's id.
+    pub id: String,
+    /// The image, removed with the run; `None` when it is kept (`--keep-image`).
+    image: Option<Guard<Image>>,
+    /// Every image carrying the run's label (layers of the build); `None` when kept.
+    layers: Option<RunLayers>,
     /// What the build context left out (FIFOs, sockets, devices).
     pub skipped: Vec<Skipped>,
 }
@@ -49,16 +52,27 @@ pub async fn build(run: &Run, cfg: &StageConfig, log: &Progress) -> Result<Built
     let tag = format!("airgap-check-run:{}", run.id);
     log.line("building the staging image (no network during the build)");
     let t = Instant::now();
-    let mut layers = RunLayers::new(&run.docker, &run.id);
+    // --keep-image: nothing of the build is removed, whatever ends the run.
+    let mut layers = (!cfg.keep_image).then(|| RunLayers::new(&run.docker, &run.id));
     let image =
         engine::build_image(&run.docker, &tar_path, &tag, None, false, |l| log.detail(l)).await?;
-    layers.built();
+    if let Some(l) = layers.as_mut() {
+        l.built();
+    }
+    let id = image.id().to_string();
     log.line(&format!(
         "built {} in {:.1}s",
-        short(image.id()),
+        short(&id),
         t.elapsed().as_secs_f64()
     ));
+    let image = if cfg.keep_image {
+        log.line(&format!("keeping image {} (--keep-image)", image.keep()));
+        None
+    } else {
+        Some(image)
+    };
     Ok(Built {
+        id,
         image,
         layers,
         skipped,
@@ -66,20 +80,20 @@ pub async fn build(run: &Run, cfg: &StageConfig, log: &Progress) -> Result<Built
 }
 
 impl Built {
-    /// Remove the image and the run's layers, or keep them (`--keep-image`); what could not be
-    /// removed, and why.
-    pub async fn clean_up(self, keep: bool, log: &Progress) -> Option<(String, Error)> {
-        if keep {
-            log.line(&format!("kept image {}", self.image.keep()));
-            self.layers.keep();
-            return None;
+    /// Remove the image and the run's layers (unless kept); what could not be removed, and why.
+    pub async fn clean_up(self) -> Option<(String, Error)> {
+        if let Some(image) = self.image {
+            let what = image.describe();
+            if let Err(e) = image.remove().await {
+                if let Some(layers) = self.layers {
+                    layers.keep();
+                }
+                return Some((what, e));
+            }
         }
-        let what = self.image.describe();
-        if let Err(e) = self.image.remove().await {
-            self.layers.keep();
-            return Some((what, e));
+        if let Some(layers) = self.layers {
+            let _ = layers.remove().await;
         }
-        let _ = self.layers.remove().await;
         None
     }
 }

@@ -255,6 +255,20 @@ fn multi_buildpack_staging_attributes_flows_to_the_right_buildpack() {
 }
 
 #[test]
+fn keep_image_keeps_the_image_whether_the_run_passes_or_fails() {
+    let s = Agc::stage(&["clean"])
+        .expect_kept_image()
+        .expect_exit(0)
+        .run();
+    assert!(s.stderr.contains("keeping image sha256:"), "{}", s.stderr);
+    // A staging failure: the image is still kept.
+    Agc::stage(&["fail-supply"])
+        .expect_kept_image()
+        .expect_exit(1)
+        .run();
+}
+
+#[test]
 fn zipped_buildpack_stages_like_its_directory() {
     let dir = tempfile::tempdir().unwrap();
     let zip_path = dir.path().join("clean.zip");

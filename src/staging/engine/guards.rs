@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 pub trait Removable {
     /// "container", "image", "network": for the reader.
     const WHAT: &'static str;
+    /// Whether its id is a long hash, shown shortened (a network's is its name).
+    const HASH_ID: bool = true;
     fn remove(docker: Docker, id: String) -> impl Future<Output = Result<()>> + Send + 'static;
 }
 
@@ -41,6 +43,7 @@ impl Removable for Image {
 
 impl Removable for Network {
     const WHAT: &'static str = "network";
+    const HASH_ID: bool = false;
     async fn remove(docker: Docker, id: String) -> Result<()> {
         super::remove_network(&docker, &id).await
     }
@@ -70,13 +73,14 @@ impl<K: Removable> Guard<K> {
 
     /// "container 3f2a9c1b0d4e", for the reader.
     pub fn describe(&self) -> String {
-        format!("{} {}", K::WHAT, short(&self.id))
+        describe::<K>(&self.id)
     }
 
-    /// Remove the object now.
+    /// Remove the object now. Cancelled half-way, the guard is still armed: its drop finishes.
     pub async fn remove(mut self) -> Result<()> {
+        let r = K::remove(self.docker.clone(), self.id.clone()).await;
         self.armed = false;
-        K::remove(self.docker.clone(), std::mem::take(&mut self.id)).await
+        r
     }
 
     /// Leave the object in place (`--keep-image`); its id.
@@ -92,7 +96,7 @@ impl<K: Removable> Drop for Guard<K> {
             return;
         }
         let id = std::mem::take(&mut self.id);
-        let what = format!("{} {}", K::WHAT, short(&id));
+        let what = describe::<K>(&id);
         if let Err(e) = run_to_end(&self.docker, move |d| K::remove(d, id)) {
             warn_left(&what, &e);
         }
@@ -125,10 +129,11 @@ impl RunLayers {
         self.built = true;
     }
 
-    /// Remove the run's layers now.
+    /// Remove the run's layers now. Cancelled half-way, the guard is still armed.
     pub async fn remove(mut self) -> Result<()> {
+        let r = sweep(self.docker.clone(), self.run_id.clone(), self.built).await;
         self.armed = false;
-        sweep(self.docker.clone(), self.run_id.clone(), self.built).await
+        r
     }
 
     /// Leave them (`--keep-image`).
@@ -188,6 +193,13 @@ fn warn_left(what: &str, e: &Error) {
     eprintln!(
         "airgap-check: warning: could not remove {what} ({e}); run `airgap-check prune` once the Docker engine answers"
     );
+}
+
+fn describe<K: Removable>(id: &str) -> String {
+    match K::HASH_ID {
+        true => format!("{} {}", K::WHAT, short(id)),
+        false => format!("{} {id}", K::WHAT),
+    }
 }
 
 /// The first 12 characters of an id, without its "sha256:".

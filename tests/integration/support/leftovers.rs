@@ -141,6 +141,30 @@ pub fn docker_objects(label: &str, since: Option<SystemTime>) -> Vec<String> {
     })
 }
 
+/// Remove the image a run kept (`--keep-image`, tagged `airgap-check-run:<id>`); an error when
+/// there is none.
+pub fn remove_kept_image(run_id: &str) -> Result<(), String> {
+    let tag = format!("airgap-check-run:{run_id}");
+    block_on(async {
+        let d = docker();
+        d.inspect_image(&tag)
+            .await
+            .map_err(|e| format!("no image {tag}: {e}"))?;
+        d.remove_image(
+            &tag,
+            Some(
+                bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                    .force(true)
+                    .build(),
+            ),
+            None,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| format!("cannot remove {tag}: {e}"))
+    })
+}
+
 /// Everything the engine holds with this run id's label.
 pub fn of_run(run_id: &str) -> Vec<String> {
     docker_objects(&format!("{LABEL_RUN}={run_id}"), None)

@@ -99,6 +99,7 @@ pub struct Agc {
     exit: Option<Exit>,
     verdict: Option<String>,
     disallowed: Option<Vec<Flow>>,
+    kept_image: bool,
 }
 
 impl Agc {
@@ -118,6 +119,7 @@ impl Agc {
             exit: None,
             verdict: None,
             disallowed: None,
+            kept_image: false,
         }
     }
 
@@ -335,6 +337,13 @@ impl Agc {
     }
 
     /// Run to the end; check the expectations and that nothing is left.
+    /// Run with --keep-image and expect the run's image to be there afterwards; the check then
+    /// removes it before it looks for anything else left behind.
+    pub fn expect_kept_image(mut self) -> Agc {
+        self.kept_image = true;
+        self.arg("--keep-image")
+    }
+
     pub fn run(self) -> Outcome {
         self.spawn().finish()
     }
@@ -631,6 +640,13 @@ impl Running {
                 None => wrong.push(format!(
                     "expected disallowed flows {want:?}, but no JSON report"
                 )),
+            }
+        }
+        if agc.kept_image {
+            match o.run_id.as_deref().map(leftovers::remove_kept_image) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => wrong.push(format!("expected the run's image kept: {e}")),
+                None => wrong.push("expected the run's image kept, but no run id".into()),
             }
         }
         let left = leftovers::find(self.pid, o.run_id.as_deref(), &self.before);
