@@ -25,9 +25,13 @@ pub struct Cli {
 /// The main job: stage an app with buildpacks in a sealed network and judge every packet.
 #[derive(Debug, Args)]
 pub struct StageArgs {
-    /// The app to stage (a directory).
-    #[arg(long, value_name = "DIR")]
-    pub app: Option<PathBuf>,
+    /// The app to stage (a directory); repeat to stage several, each in its own sealed container,
+    /// with the same buildpacks.
+    #[arg(long = "app", value_name = "DIR")]
+    pub apps: Vec<PathBuf>,
+    /// Stage at most N apps at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
     /// A buildpack directory or zip; repeat for multi-buildpack staging (the last one is final).
     #[arg(long = "buildpack", value_name = "DIR|ZIP")]
     pub buildpacks: Vec<PathBuf>,
@@ -61,9 +65,20 @@ pub struct StageArgs {
     /// A phase the kernel kills for lack of memory fails staging, and the reports say so.
     #[arg(long, value_name = "SIZE", default_value = "1g")]
     pub memory: String,
-    /// Keep the image built for the run (it is removed by default).
+    /// Keep the image built for the run (it is removed by default; only --context copy builds
+    /// one).
     #[arg(long)]
     pub keep_image: bool,
+    /// How the app and the buildpacks reach the engine: `mount` (the engine mounts this host's
+    /// files: no image is built, a buildpack is never copied), `copy` (everything is sent in a
+    /// build context and built into an image, for an engine that cannot see this host's files), or
+    /// `auto` (mount, and copy when the engine turns out not to see them).
+    #[arg(long, value_name = "auto|mount|copy", default_value = "auto")]
+    pub context: String,
+    /// Refuse a buildpack zip that expands to more than SIZE (e.g. 8g); default: 256 MiB plus four
+    /// times the zip's own size. Extracted zips are cached by content (see `prune`).
+    #[arg(long, value_name = "SIZE")]
+    pub max_unzipped: Option<String>,
     /// Show the image build and the phases' output as they run.
     #[arg(short, long)]
     pub verbose: bool,
@@ -176,6 +191,18 @@ pub fn parse_duration_for(
 
 /// A memory size: bytes, or a number with k, m or g (binary units), at least 6m (Docker's floor).
 pub fn parse_memory(s: &str) -> Result<u64, crate::error::Error> {
+    parse_size("--memory", s)
+        .ok()
+        .filter(|b| *b >= 6 << 20)
+        .ok_or_else(|| crate::error::Error::BadArgument {
+            option: "--memory",
+            value: s.to_string(),
+            expected: "expected a size of at least 6m, such as 512m or 2g".into(),
+        })
+}
+
+/// A size for `option`: bytes, or a number with k, m or g (binary units): 512m, 8g.
+pub fn parse_size(option: &'static str, s: &str) -> Result<u64, crate::error::Error> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').unwrap_or(&t);
     let (num, unit) = match t.char_indices().last() {
@@ -187,11 +214,10 @@ pub fn parse_memory(s: &str) -> Result<u64, crate::error::Error> {
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .filter(|b| *b >= 6 << 20)
         .ok_or_else(|| crate::error::Error::BadArgument {
-            option: "--memory",
+            option,
             value: s.to_string(),
-            expected: "expected a size of at least 6m, such as 512m or 2g".into(),
+            expected: "expected a size such as 512m or 8g".into(),
         })
 }
 

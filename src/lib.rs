@@ -50,7 +50,7 @@ where
         Some(Command::Analyze(a)) => commands::analyze::run(&a),
         Some(Command::Prune) => commands::prune::run(),
         Some(Command::Watch(w)) => commands::watch::run(&w),
-        None if cli.stage.app.is_none() && cli.stage.buildpacks.is_empty() => {
+        None if cli.stage.apps.is_empty() && cli.stage.buildpacks.is_empty() => {
             let _ = cli::parse(["airgap-check", "--help"]).map_err(|e| e.print());
             Ok(2)
         }

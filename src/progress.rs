@@ -5,10 +5,14 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// Progress lines on stderr: plain in CI, a live line on a terminal, every detail with -v.
+#[derive(Clone)]
 pub struct Progress {
     verbose: bool,
+    /// indicatif's bar is a handle: clones share it.
     bar: Option<indicatif::ProgressBar>,
     start: Instant,
+    /// "[app] " when several apps stage at once.
+    prefix: String,
 }
 
 impl Progress {
@@ -22,11 +26,28 @@ impl Progress {
             verbose,
             bar,
             start: Instant::now(),
+            prefix: String::new(),
         }
     }
 
+    /// The same progress, each line naming `app`.
+    pub fn for_app(&self, app: &str) -> Progress {
+        Progress {
+            prefix: format!("[{app}] "),
+            ..self.clone()
+        }
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
     pub fn line(&self, msg: &str) {
-        let msg = format!("[{:>6.1}s] {msg}", self.start.elapsed().as_secs_f64());
+        let msg = format!(
+            "[{:>6.1}s] {}{msg}",
+            self.start.elapsed().as_secs_f64(),
+            self.prefix
+        );
         match &self.bar {
             Some(b) => b.println(msg),
             None => eprintln!("{msg}"),
@@ -40,7 +61,7 @@ impl Progress {
     /// Transient detail: the spinner's message on a terminal, a line with -v, nothing otherwise.
     pub fn detail(&self, msg: &str) {
         if self.verbose {
-            eprintln!("  {msg}");
+            eprintln!("  {}{msg}", self.prefix);
         } else if let Some(b) = &self.bar {
             b.set_message(msg.chars().take(100).collect::<String>());
         }

@@ -37,7 +37,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<i32> {
         Outputs {
             reports: &args.reports,
             allowlist: &allowlist,
-            pcap: None,
+            pcap: Vec::new(),
         },
     )
 }

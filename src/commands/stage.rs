@@ -1,9 +1,15 @@
-//! The main job: stage an app with buildpacks in a sealed network (or observed on a real one) and
-//! judge every packet. Each step is a function of the module that owns its idea; whatever ends
-//! the run (a verdict, an error, a timeout, Ctrl-C, SIGTERM), what it created is removed: the
-//! engine's objects are guards, the namespaces die with their last handle.
+//! The main job: stage apps with buildpacks in a sealed network (or observed on a real one) and
+//! judge every packet. Each app stages in a container and a sealed network of its own, up to
+//! `--jobs` at once, all of them sharing the prepared buildpacks. Each step is a function of the
+//! module that owns its idea; whatever ends the run (a verdict, an error, a timeout, Ctrl-C,
+//! SIGTERM), what it created is removed: the engine's objects are guards, the namespaces die with
+//! their last handle.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use bollard::Docker;
 
 use crate::capture::sandbox;
 use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
@@ -13,9 +19,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::report::{self, Outputs};
 use crate::staging::config::{validate, StageConfig};
-use crate::staging::container::{self, Joined, Staging};
+use crate::staging::container::{self, Joined, Plan, Record, Stack, Staging};
 use crate::staging::engine;
-use crate::staging::image::{self, Built};
 use crate::staging::linger::linger_then_kill;
 use crate::staging::phases::{self, Phases};
 use crate::staging::run::Run;
@@ -29,8 +34,10 @@ pub fn run(args: &StageArgs) -> Result<i32> {
     sandbox::check_privileges()?;
     let log = Progress::new(cfg.verbose);
     let log = &log;
-    run_interruptible(log, stage(&cfg, log), |(code, made)| async move {
-        made.clean_up(log).await;
+    run_interruptible(log, stage_all(&cfg, log), |(code, made)| async move {
+        for m in made {
+            m.clean_up(log).await;
+        }
         code
     })
 }
@@ -40,21 +47,121 @@ pub fn run(args: &StageArgs) -> Result<i32> {
 struct Made {
     staging: Staging,
     network: Option<Joined>,
-    built: Built,
 }
 
-/// The run, up to its reports: the exit code, and what to remove.
-async fn stage(cfg: &StageConfig, log: &Progress) -> Result<(i32, Made)> {
-    let run = Run::new(engine::connect().await?);
+/// One app's run, concluded.
+struct AppRun {
+    analysis: Analysis,
+    pcap: Option<(PathBuf, tempfile::NamedTempFile)>,
+    made: Made,
+}
+
+/// Every app, up to their reports: the exit code, and what to remove.
+async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)> {
+    let docker = engine::connect().await?;
+    container::check_network(&docker, cfg).await?;
+    let stack_user = engine::ensure_image(&docker, &cfg.stack_image).await?;
+    let stack = || Stack {
+        image: &cfg.stack_image,
+        user: stack_user.as_deref(),
+    };
+    let notes = buildpack_notes(cfg, log);
+    if let [app] = cfg.apps.as_slice() {
+        let one = stage_app(&docker, cfg, app, 0, stack(), &notes, log).await?;
+        log.done();
+        let outputs = outputs(cfg, one.pcap.into_iter().collect());
+        let code = report::deliver(&one.analysis, outputs)?;
+        return Ok((code, vec![one.made]));
+    }
+    let jobs = Arc::new(tokio::sync::Semaphore::new(cfg.jobs));
+    let runs = cfg.apps.iter().enumerate().map(|(n, app)| {
+        let (jobs, docker, notes) = (jobs.clone(), docker.clone(), &notes);
+        async move {
+            let _turn = jobs.acquire().await;
+            let log = log.for_app(&app.display().to_string());
+            let run = stage_app(&docker, cfg, app, n, stack(), notes, &log).await;
+            // Done with: removed now, not when every app is.
+            match run {
+                Ok(r) => {
+                    r.made.clean_up(&log).await;
+                    (r.analysis, r.pcap)
+                }
+                Err(e) => {
+                    log.warn(&format!("the run failed: {e}"));
+                    (Analysis::failed(Mode::Stage, app, &cfg.allowlist, &e), None)
+                }
+            }
+        }
+    });
+    let runs: Vec<_> = futures_util::future::join_all(runs).await;
+    log.done();
+    let (analyses, pcaps): (Vec<Analysis>, Vec<_>) = runs.into_iter().unzip();
+    let code = report::deliver_runs(
+        &analyses,
+        outputs(cfg, pcaps.into_iter().flatten().collect()),
+    )?;
+    Ok((code, Vec::new()))
+}
+
+fn outputs(cfg: &StageConfig, pcap: Vec<(PathBuf, tempfile::NamedTempFile)>) -> Outputs<'_> {
+    Outputs {
+        reports: &cfg.reports,
+        allowlist: &cfg.allowlist,
+        pcap,
+    }
+}
+
+/// Buildpack scripts that cannot run, said once before staging and noted in every report.
+fn buildpack_notes(cfg: &StageConfig, log: &Progress) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for (i, bp) in cfg.buildpacks.iter().enumerate() {
+        let scripts = bp.not_executable();
+        if scripts.is_empty() {
+            continue;
+        }
+        let note = Note::NotExecutable {
+            buildpack: format!("{i} ({})", bp.name()),
+            scripts,
+        };
+        log.warn(&note.to_string());
+        notes.push(note);
+    }
+    notes
+}
+
+/// One app: start its container, seal and arm, prove the capture, run the phases, conclude.
+async fn stage_app(
+    docker: &Docker,
+    cfg: &StageConfig,
+    app: &Path,
+    n: usize,
+    stack: Stack<'_>,
+    notes: &[Note],
+    log: &Progress,
+) -> Result<AppRun> {
+    let run = Run::new(docker.clone());
     log.line(&format!(
         "run {}: stack image {} (CF_STACK={})",
         run.id, cfg.stack_image, cfg.stack
     ));
-    container::check_network(&run, cfg).await?;
-    let built = image::build(&run, cfg, log).await?;
     let network = container::join_network(&run, cfg).await?;
-    let staging = container::start(&run, cfg, &built.id, network.as_ref()).await?;
-    let mut sensor = arm(&run, cfg, &staging, network.as_ref(), log).await?;
+    let dir = cfg.scratch.path().join(format!("app-{n}"));
+    let plan = Plan {
+        app,
+        dir: &dir,
+        stack,
+        network: network.as_ref(),
+    };
+    let staging = container::start(&run, cfg, &plan, log).await?;
+    let mut sensor = arm(
+        &run,
+        cfg,
+        &staging,
+        network.as_ref(),
+        pcap_for(cfg, app, n),
+        log,
+    )
+    .await?;
     let canary_seen = prove(&mut sensor, log).await?;
     let (phases, unwatched) = if canary_seen {
         let phases = phases::run_all(&run, cfg, &staging, log).await?;
@@ -72,26 +179,45 @@ async fn stage(cfg: &StageConfig, log: &Progress) -> Result<(i32, Made)> {
     let tcp_refused = sensor.tcp_sink_error.clone().map(Note::TcpRefused);
     let mut sensed = sensor.finish().await?;
     let pcap = sensed.pcap.take();
-    let mut notes: Vec<Note> = built.skipped.iter().cloned().map(Note::Skipped).collect();
+    let mut notes = notes.to_vec();
+    notes.extend(staging.skipped.iter().cloned().map(Note::Skipped));
     notes.extend(phases.failed.clone().map(Note::StagingFailed));
     notes.extend(unwatched);
     notes.extend(tcp_refused);
-    let analysis = judge(cfg, &run, &staging, network.as_ref(), sensed, phases, notes);
-    log.done();
-    let code = report::deliver(
-        &analysis,
-        Outputs {
-            reports: &cfg.reports,
-            allowlist: &cfg.allowlist,
-            pcap,
-        },
-    )?;
-    let made = Made {
-        staging,
-        network,
-        built,
+    let seen = Seen {
+        app,
+        run: &run,
+        staging: &staging,
+        network: network.as_ref(),
     };
-    Ok((code, made))
+    let analysis = judge(cfg, &seen, sensed, phases, notes);
+    Ok(AppRun {
+        analysis,
+        pcap,
+        made: Made { staging, network },
+    })
+}
+
+/// Where this app's capture file goes: --pcap itself, or a file of its own in --pcap's folder.
+fn pcap_for(cfg: &StageConfig, app: &Path, n: usize) -> Option<PathBuf> {
+    let p = cfg.pcap.as_ref()?;
+    if cfg.apps.len() == 1 {
+        return Some(p.clone());
+    }
+    let name: String = app
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(p.join(format!("{n}-{name}.pcap")))
 }
 
 /// Arm the capture before anything of the buildpack runs: sealed, or on the observed network.
@@ -100,11 +226,12 @@ async fn arm(
     cfg: &StageConfig,
     staging: &Staging,
     network: Option<&Joined>,
+    pcap: Option<PathBuf>,
     log: &Progress,
 ) -> Result<Sensor> {
     let opts = SensorOptions {
         payload: format!("airgap-check canary {}", run.id).into_bytes(),
-        pcap: cfg.pcap.as_deref(),
+        pcap: pcap.as_deref(),
         filter: cfg.filter.as_deref(),
     };
     match network {
@@ -143,12 +270,18 @@ async fn prove(sensor: &mut Sensor, log: &Progress) -> Result<bool> {
     Ok(seen)
 }
 
+/// What one app's run was, for its report.
+struct Seen<'a> {
+    app: &'a Path,
+    run: &'a Run,
+    staging: &'a Staging,
+    network: Option<&'a Joined>,
+}
+
 /// What the run observed (and what the run knows: `notes`) → the analysis.
 fn judge(
     cfg: &StageConfig,
-    run: &Run,
-    staging: &Staging,
-    network: Option<&Joined>,
+    seen: &Seen<'_>,
     sensed: Sensed,
     phases: Phases,
     notes: Vec<Note>,
@@ -161,20 +294,29 @@ fn judge(
     health.first_ts = health
         .first_ts
         .or(phases.records.first().map(|r| r.started));
-    let mut seen = Observation::new(
+    let mut o = Observation::new(
         Mode::Stage,
-        cfg.app.display().to_string(),
+        seen.app.display().to_string(),
         &cfg.allowlist,
         sensed.table,
     );
-    seen.local = sensed.local;
-    seen.local_given = true;
-    seen.handed_out = sensed.handed_out;
-    seen.capture = health;
-    seen.phases = phases.records;
-    seen.notes = notes;
-    seen.stage = Some(StageInfo {
-        run_id: run.id.clone(),
+    o.local = sensed.local;
+    o.local_given = true;
+    o.handed_out = sensed.handed_out;
+    o.capture = health;
+    o.phases = phases.records;
+    o.notes = notes;
+    o.stage = Some(stage_info(cfg, seen));
+    conclude(o)
+}
+
+fn stage_info(cfg: &StageConfig, seen: &Seen<'_>) -> StageInfo {
+    let (context, dockerfile, mounts) = match &seen.staging.record {
+        Record::Mounted(m) => ("mount", None, m.clone()),
+        Record::Built(d) => ("copy", Some(d.clone()), Vec::new()),
+    };
+    StageInfo {
+        run_id: seen.run.id.clone(),
         stack_image: cfg.stack_image.clone(),
         stack: cfg.stack.clone(),
         buildpacks: cfg
@@ -182,14 +324,14 @@ fn judge(
             .iter()
             .map(|b| b.source.display().to_string())
             .collect(),
-        user: if staging.user.is_empty() {
-            "root".into()
-        } else {
-            staging.user.clone()
-        },
-        network: network.map_or_else(|| "sealed".into(), |n| n.name.clone()),
-    });
-    conclude(seen)
+        user: seen.staging.user.shown(),
+        network: seen
+            .network
+            .map_or_else(|| "sealed".into(), |n| n.name.clone()),
+        context: context.into(),
+        dockerfile,
+        mounts,
+    }
 }
 
 impl Made {
@@ -206,7 +348,9 @@ impl Made {
                 left.push((what, e));
             }
         }
-        left.extend(self.built.clean_up().await);
+        if let Some(built) = self.staging.built {
+            left.extend(built.clean_up().await);
+        }
         if let Some((_, why)) = left.first() {
             let what: Vec<&str> = left.iter().map(|(w, _)| w.as_str()).collect();
             log.warn(&format!(

@@ -86,7 +86,7 @@ async fn watch(
         Outputs {
             reports: &a.reports,
             allowlist,
-            pcap,
+            pcap: pcap.into_iter().collect(),
         },
     )
 }

@@ -57,6 +57,40 @@ pub fn write(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
     verdict(a, bad.len(), w)
 }
 
+/// Several apps: each app's summary, then one line per app with its verdict.
+pub fn write_runs(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
+    for a in runs {
+        write(a, w)?;
+        writeln!(w)?;
+    }
+    let all = crate::verdict::Verdict::of_all(runs.iter().map(|a| a.verdict));
+    writeln!(w, "{BOLD}airgap-check: {} apps{BOLD:#}", runs.len())?;
+    for a in runs {
+        let (style, word) = verdict_word(a.verdict);
+        let why = match a.verdict {
+            Verdict::Pass => format!("no disallowed flow in {} flows", a.flows.len()),
+            Verdict::Fail => why_failed(a, a.flows.iter().filter(|f| !f.allowed()).count()),
+            Verdict::Inconclusive => a.note_texts().first().cloned().unwrap_or_default(),
+        };
+        writeln!(w, "  {style}{word:<12}{style:#} {}: {why}", a.input)?;
+    }
+    let (style, word) = verdict_word(all);
+    writeln!(
+        w,
+        "{style}{word}{style:#}: {} of {} apps pass",
+        runs.iter().filter(|a| a.verdict == Verdict::Pass).count(),
+        runs.len()
+    )
+}
+
+fn verdict_word(v: Verdict) -> (Style, &'static str) {
+    match v {
+        Verdict::Pass => (GREEN, "PASS"),
+        Verdict::Fail => (RED, "FAIL"),
+        Verdict::Inconclusive => (YELLOW, "INCONCLUSIVE"),
+    }
+}
+
 /// One row per phase; a failed one with the last lines of its output.
 fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
     for p in &a.phases {

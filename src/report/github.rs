@@ -494,6 +494,7 @@ mod tests {
                 buildpacks: vec!["fixtures/buildpacks/leak-dns".into()],
                 user: "vcap".into(),
                 network: "sealed".into(),
+                ..StageInfo::default()
             }),
             dns_queries: Vec::new(),
         }

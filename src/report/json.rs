@@ -58,6 +58,12 @@ pub struct JsonStage<'a> {
     pub user: &'a str,
     /// "sealed", or the Docker network the phases ran on (observe mode).
     pub network: &'a str,
+    /// How the app and the buildpacks reached the container: "mount" or "copy".
+    pub context: &'a str,
+    /// `copy`: the Dockerfile the staging image was built with; null when mounted.
+    pub dockerfile: Option<&'a str>,
+    /// `mount`: the container's mounts, "target ← source (how)".
+    pub mounts: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -188,6 +194,9 @@ impl<'a> JsonReport<'a> {
                 buildpacks: &st.buildpacks,
                 user: &st.user,
                 network: &st.network,
+                context: &st.context,
+                dockerfile: st.dockerfile.as_deref(),
+                mounts: &st.mounts,
             }),
             phases: a
                 .stage
@@ -297,6 +306,67 @@ impl<'a> JsonFlow<'a> {
             phase_buildpack: j.phase_buildpack,
         }
     }
+}
+
+/// Several apps' runs: the verdict of them all, and each app's report.
+#[derive(Serialize)]
+pub struct JsonRuns<'a> {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub mode: Mode,
+    pub verdict: Verdict,
+    pub summary: RunsSummary,
+    pub runs: Vec<JsonRun<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct RunsSummary {
+    pub runs: usize,
+    pub pass: usize,
+    pub fail: usize,
+    pub inconclusive: usize,
+}
+
+/// One app's run: the app, then the fields of a single-app report.
+#[derive(Serialize)]
+pub struct JsonRun<'a> {
+    pub app: &'a str,
+    #[serde(flatten)]
+    pub report: JsonReport<'a>,
+}
+
+impl<'a> JsonRuns<'a> {
+    pub fn new(runs: &'a [Analysis]) -> JsonRuns<'a> {
+        let count = |v: Verdict| runs.iter().filter(|a| a.verdict == v).count();
+        JsonRuns {
+            schema_version: SCHEMA_VERSION,
+            tool: Tool {
+                name: "airgap-check",
+                version: env!("CARGO_PKG_VERSION"),
+            },
+            mode: runs.first().map_or(Mode::Stage, |a| a.mode),
+            verdict: Verdict::of_all(runs.iter().map(|a| a.verdict)),
+            summary: RunsSummary {
+                runs: runs.len(),
+                pass: count(Verdict::Pass),
+                fail: count(Verdict::Fail),
+                inconclusive: count(Verdict::Inconclusive),
+            },
+            runs: runs
+                .iter()
+                .map(|a| JsonRun {
+                    app: &a.input,
+                    report: JsonReport::new(a),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Several apps' runs as pretty JSON with a trailing newline.
+pub fn write_runs(runs: &[Analysis], w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, &JsonRuns::new(runs))?;
+    w.write_all(b"\n")
 }
 
 /// Serialize the report as pretty JSON with a trailing newline.

@@ -50,6 +50,18 @@ fn request_text(f: &Judged) -> String {
 }
 
 pub fn build(a: &Analysis) -> junit_report::Report {
+    ReportBuilder::new().add_testsuite(testsuite(a)).build()
+}
+
+/// Several apps: one testsuite per app, named after it.
+pub fn build_runs(runs: &[Analysis]) -> junit_report::Report {
+    ReportBuilder::new()
+        .add_testsuites(runs.iter().map(testsuite))
+        .build()
+}
+
+/// The testsuite of one run.
+fn testsuite(a: &Analysis) -> junit_report::TestSuite {
     let start = a.start_ts();
     let mut cases = vec![capture_case(a, start)];
     if a.stage.is_some() {
@@ -169,16 +181,15 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
     case
 }
 
-fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::Report {
+fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::TestSuite {
     let ts = a
         .start_ts()
         .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let suite = TestSuiteBuilder::new(&attr_safe(&format!("airgap-check {} {}", a.mode, a.input)))
+    TestSuiteBuilder::new(&attr_safe(&format!("airgap-check {} {}", a.mode, a.input)))
         .add_testcases(cases)
         .set_timestamp(ts)
-        .build();
-    ReportBuilder::new().add_testsuite(suite).build()
+        .build()
 }
 
 /// One line per flow, for system-out and failure bodies. A destination's testcase (analyze,
@@ -300,8 +311,16 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
 }
 
 pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    build(a)
-        .write_xml(&mut *w)
+    write_report(build(a), w)
+}
+
+/// Several apps' runs: one testsuite each.
+pub fn write_runs(runs: &[Analysis], w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write_report(build_runs(runs), w)
+}
+
+fn write_report(r: junit_report::Report, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    r.write_xml(&mut *w)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     w.write_all(b"\n")
 }

@@ -160,7 +160,8 @@ pub fn write_together(reports: Vec<(&Path, Fill<'_>)>) -> Result<()> {
 pub struct Outputs<'a> {
     pub reports: &'a ReportArgs,
     pub allowlist: &'a Allowlist,
-    pub pcap: Option<(PathBuf, tempfile::NamedTempFile)>,
+    /// Capture files to move into place (one per app).
+    pub pcap: Vec<(PathBuf, tempfile::NamedTempFile)>,
 }
 
 impl ReportArgs {
@@ -184,14 +185,46 @@ impl ReportArgs {
 /// there is one to keep, the summary on stdout; the exit code is the verdict's.
 pub fn deliver(a: &Analysis, out: Outputs<'_>) -> Result<i32> {
     write_reports(a, out.reports, out.allowlist)?;
-    if let Some((p, t)) = out.pcap {
+    keep_captures(out.pcap)?;
+    print_summary(a);
+    Ok(a.verdict.exit_code())
+}
+
+/// As [`deliver`], for several apps' runs: one report of each kind holding every run; the exit
+/// code is 1 if any run failed, else 3 if any was inconclusive, else 0.
+pub fn deliver_runs(runs: &[Analysis], out: Outputs<'_>) -> Result<i32> {
+    let merged = Analysis::merged(runs);
+    let mut reports: Vec<(&Path, Fill<'_>)> = Vec::new();
+    if let Some(p) = &out.reports.json {
+        reports.push((p, Box::new(|w| json::write_runs(runs, w))));
+    }
+    if let Some(p) = &out.reports.junit {
+        reports.push((p, Box::new(|w| junit::write_runs(runs, w))));
+    }
+    if let Some(p) = &out.reports.suggest_allowlist {
+        reports.push((p, Box::new(|w| suggest::write(&merged, out.allowlist, w))));
+    }
+    write_together(reports)?;
+    keep_captures(out.pcap)?;
+    let mut stdout = anstream::stdout().lock();
+    let _ = console::write_runs(runs, &mut stdout);
+    let _ = stdout.flush();
+    drop(stdout);
+    for a in runs {
+        github_actions(a);
+    }
+    Ok(crate::verdict::Verdict::of_all(runs.iter().map(|a| a.verdict)).exit_code())
+}
+
+/// Move the capture files written whole into place.
+fn keep_captures(pcap: Vec<(PathBuf, tempfile::NamedTempFile)>) -> Result<()> {
+    for (p, t) in pcap {
         t.persist(&p).map_err(|e| Error::Write {
             path: p.clone(),
             reason: e.error.to_string(),
         })?;
     }
-    print_summary(a);
-    Ok(a.verdict.exit_code())
+    Ok(())
 }
 
 /// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none

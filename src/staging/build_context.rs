@@ -1,194 +1,37 @@
-//! The Docker build context of a staging run: a generated Dockerfile over the stack image, the app
-//! and the buildpacks (directories, or zips extracted safely), as one tar file.
+//! The Docker build context of `--context copy` (an engine that cannot mount this host's files): a
+//! generated Dockerfile over the stack image, the app, the lifecycle's empty folders and the
+//! buildpacks, as one tar file streamed from disk.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::staging::lifecycle::{self, Scripts};
+use crate::staging::buildpack::Buildpack;
+use crate::staging::lifecycle;
+use crate::staging::tree::{open_file, unreadable, walk, Kind, Skipped};
 
-/// A buildpack ready to go into the context.
-#[derive(Clone, Debug)]
-pub struct Buildpack {
-    /// What the user named (directory or zip).
-    pub source: PathBuf,
-    /// The directory whose bin/ holds the scripts (the source, or where its zip was extracted).
-    pub dir: PathBuf,
-    pub scripts: Scripts,
-}
-
-impl Buildpack {
-    /// A short name for reports: the source's file name.
-    pub fn name(&self) -> String {
-        self.source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.source.display().to_string())
-    }
-}
-
-fn bad(path: &Path, reason: impl Into<String>) -> Error {
-    Error::BadInput {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
-/// Check a buildpack directory or zip; zips are extracted under `scratch`.
-pub fn load_buildpack(source: &Path, scratch: &Path, i: usize) -> Result<Buildpack> {
-    let meta = std::fs::metadata(source).map_err(|e| Error::Read {
-        path: source.to_path_buf(),
-        source: e,
-    })?;
-    let dir = if meta.is_dir() {
-        source.to_path_buf()
-    } else {
-        let into = scratch.join(format!("buildpack-{i}"));
-        extract_zip(source, &into)?;
-        // Accept a zip whose scripts sit under one top-level folder (as GitHub archives are).
-        if !into.join("bin").is_dir() {
-            let entries: Vec<_> = std::fs::read_dir(&into)
-                .map_err(|e| bad(source, e.to_string()))?
-                .filter_map(|e| e.ok())
-                .collect();
-            if entries.len() == 1 && entries[0].path().join("bin").is_dir() {
-                entries[0].path()
-            } else {
-                into
-            }
-        } else {
-            into
-        }
-    };
-    if !dir.join("bin").is_dir() {
-        return Err(bad(
-            source,
-            "not a buildpack: no bin/ directory (expected bin/supply, bin/finalize or bin/compile, bin/release)",
-        ));
-    }
-    Ok(Buildpack {
-        source: source.to_path_buf(),
-        scripts: Scripts::of(&dir),
-        dir,
-    })
-}
-
-/// Extract a zip, refusing any entry that would land outside `into`.
-fn extract_zip(zip_path: &Path, into: &Path) -> Result<()> {
-    let file = File::open(zip_path).map_err(|e| Error::Read {
-        path: zip_path.to_path_buf(),
-        source: e,
-    })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
-        bad(
-            zip_path,
-            format!("not a buildpack directory or a readable zip: {e}"),
-        )
-    })?;
-    std::fs::create_dir_all(into).map_err(|e| bad(into, e.to_string()))?;
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| bad(zip_path, format!("bad zip entry {i}: {e}")))?;
-        let raw = entry.name().map(|n| n.into_owned()).unwrap_or_default();
-        let rel = entry
-            .enclosed_name()
-            .filter(|p| p.components().all(|c| matches!(c, Component::Normal(_))))
-            .ok_or_else(|| bad(zip_path, format!("zip entry {raw:?} points outside the archive: expected relative paths only")))?;
-        let out = into.join(&rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out).map_err(|e| bad(&out, e.to_string()))?;
-            continue;
-        }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| bad(parent, e.to_string()))?;
-        }
-        // A symlink entry is written as a regular file holding its target: never followed.
-        let mut f = File::create(&out).map_err(|e| bad(&out, e.to_string()))?;
-        std::io::copy(&mut entry, &mut f)
-            .map_err(|e| bad(zip_path, format!("zip entry {raw:?}: {e}")))?;
-        if let Some(mode) = entry.unix_mode() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(mode & 0o777));
-        }
-    }
-    Ok(())
-}
-
-/// The user a name or uid[:gid] may be: safe to put in a shell line and a Dockerfile.
-pub fn valid_user(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 64
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
-/// An image reference Docker could accept; anything else is refused before it reaches a Dockerfile.
-pub fn valid_image_ref(r: &str) -> bool {
-    !r.is_empty()
-        && r.len() <= 255
-        && r.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b':' | b'@')
-        })
-}
-
-/// The Dockerfile: the stack image, the app and buildpacks at the lifecycle's paths, the lifecycle's
-/// directories owned by the user that will run the phases (written to /tmp/.airgap-check-user), and
-/// the run's labels — first, so that every layer of the build carries them and an interrupted
-/// build can be cleaned up by label. Few steps: each costs the legacy builder a container and a
-/// commit.
-pub fn dockerfile(
-    stack_image: &str,
-    user_override: Option<&str>,
-    stack_user: Option<&str>,
-    buildpacks: usize,
-    labels: &[(&str, &str)],
-) -> String {
-    let deps: Vec<String> = (0..buildpacks)
-        .map(|i| {
-            format!(
-                "{}/{}",
-                lifecycle::DEPS_DIR,
-                lifecycle::index(i, buildpacks)
-            )
-        })
-        .collect();
-    let dirs = format!(
-        "{} {} {} {} {}",
-        lifecycle::BUILD_DIR,
-        lifecycle::CACHE_DIR,
-        lifecycle::DEPS_DIR,
-        lifecycle::PROFILE_DIR,
-        lifecycle::ENV_DIR
-    );
-    let stack_user = stack_user.filter(|u| valid_user(u));
-    let as_root = match stack_user {
-        Some(u) if u != "root" && u != "0" && !u.starts_with("0:") => "USER root\n",
-        _ => "",
-    };
+/// The Dockerfile of `--context copy`: the stack image, the run's labels first (every layer of the
+/// build carries them, so an interrupted build can be cleaned up by label), and three copies: the
+/// app and the lifecycle's folders owned by the staging user, the buildpacks readable by all
+/// (modes set in the context, so no RUN step: a RUN costs the legacy builder a container and a
+/// copy of every file it touches).
+pub fn dockerfile(stack_image: &str, owner: (u32, u32), labels: &[(&str, &str)]) -> String {
     let label_line: Vec<String> = labels
         .iter()
         .filter(|(k, v)| valid_label(k) && valid_label(v))
         .map(|(k, v)| format!("{k}=\"{v}\""))
         .collect();
+    let chown = format!("--chown={}:{} ", owner.0, owner.1);
     format!(
-        "# Generated by airgap-check: stage an app over the stack image, sealed from any network.\n\
+        "# Generated by airgap-check: the staging image, for an engine that cannot mount this host's files.\n\
          FROM {stack_image}\n\
          LABEL {labels}\n\
-         {as_root}\
-         COPY app {build}\n\
-         COPY buildpacks {bps}\n\
-         RUN set -e; mkdir -p {dirs} {deps}; \\\n\
-         \x20   u='{over}'; if [ -z \"$u\" ] && id vcap >/dev/null 2>&1; then u=vcap; fi; \\\n\
-         \x20   if [ -z \"$u\" ]; then u='{stack_user}'; fi; \\\n\
-         \x20   if [ -n \"$u\" ] && [ \"$u\" != root ] && [ \"$u\" != 0 ]; then chown -R \"$u\" {dirs}; fi; \\\n\
-         \x20   chmod -R a+rX {bps}; printf '%s' \"$u\" > /tmp/.airgap-check-user\n",
+         COPY {chown}app {build}\n\
+         COPY {chown}lifecycle /tmp\n\
+         COPY buildpacks {bps}\n",
         build = lifecycle::BUILD_DIR,
         bps = lifecycle::BUILDPACKS_DIR,
-        deps = deps.join(" "),
-        over = user_override.filter(|u| valid_user(u)).unwrap_or(""),
-        stack_user = stack_user.unwrap_or(""),
         labels = label_line.join(" "),
     )
 }
@@ -197,151 +40,6 @@ fn valid_label(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-/// A directory entry that is not staged: a FIFO, a socket or a device node. A Cloud Foundry app
-/// upload holds only directories, regular files and symlinks, so these never reach a real staging;
-/// a FIFO would also block whoever reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Skipped {
-    pub path: PathBuf,
-    /// "a FIFO (named pipe)", "a unix socket", …
-    pub kind: &'static str,
-}
-
-impl Skipped {
-    /// One line for the console and the reports.
-    pub fn describe(&self) -> String {
-        format!(
-            "{}: not staged: {}; only directories, regular files and symlinks are (as in a Cloud Foundry app upload)",
-            shown(&self.path).display(),
-            self.kind
-        )
-    }
-}
-
-/// What a directory entry is, from its own metadata (a symlink is never followed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File,
-    Symlink,
-    Special(&'static str),
-}
-
-fn kind_of(ft: std::fs::FileType) -> Kind {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_dir() {
-        Kind::Dir
-    } else if ft.is_file() {
-        Kind::File
-    } else if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_fifo() {
-        Kind::Special("a FIFO (named pipe)")
-    } else if ft.is_socket() {
-        Kind::Special("a unix socket")
-    } else if ft.is_char_device() {
-        Kind::Special("a character device")
-    } else if ft.is_block_device() {
-        Kind::Special("a block device")
-    } else {
-        Kind::Special("a file of an unknown type")
-    }
-}
-
-/// A path as it can be shown on one line of a terminal: control characters and bytes that are not
-/// UTF-8 escaped (`\n`, `\xff`), so a hostile file name cannot break the line or drive the
-/// terminal. Other paths are shown as they are.
-pub fn shown(path: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let mut s = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                s.extend(c.escape_default());
-            } else {
-                s.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            s.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    PathBuf::from(s)
-}
-
-fn unreadable(path: &Path, e: std::io::Error) -> Error {
-    Error::Read {
-        path: shown(path),
-        source: e,
-    }
-}
-
-/// Visit every entry under `root` (not `root` itself): each directory's entries in byte order of
-/// their names, each directory before what it holds, symlinks never followed.
-fn walk(root: &Path, visit: &mut dyn FnMut(&Path, &Path, Kind) -> Result<()>) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let mut entries = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))? {
-            let e = e.map_err(|e| unreadable(&dir, e))?;
-            let path = e.path();
-            let ft = e.file_type().map_err(|e| unreadable(&path, e))?;
-            entries.push((path, kind_of(ft)));
-        }
-        entries.sort_by(|a, b| {
-            let name = |p: &Path| p.file_name().map(|n| n.as_bytes().to_vec());
-            name(&a.0).cmp(&name(&b.0))
-        });
-        let mut subdirs = Vec::new();
-        for (path, kind) in entries {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            visit(&path, rel, kind)?;
-            if kind == Kind::Dir {
-                subdirs.push(path);
-            }
-        }
-        dirs.extend(subdirs.into_iter().rev());
-    }
-    Ok(())
-}
-
-/// Open a regular file for reading without following a symlink and without blocking: if it was
-/// swapped for a FIFO since it was listed, the open returns at once and the caller sees no file.
-fn open_file(path: &Path) -> std::io::Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    Ok(f.metadata()?.is_file().then_some(f))
-}
-
-/// Check a directory that goes into the context before anything is created: every directory
-/// listable, every regular file readable. Returns what will be skipped (see [`Skipped`]).
-pub fn check_tree(root: &Path) -> Result<Vec<Skipped>> {
-    let mut skipped = Vec::new();
-    walk(root, &mut |path, _, kind| {
-        match kind {
-            Kind::File => {
-                if open_file(path).map_err(|e| unreadable(path, e))?.is_none() {
-                    skipped.push(Skipped {
-                        path: path.to_path_buf(),
-                        kind: "no longer a regular file",
-                    });
-                }
-            }
-            Kind::Special(what) => skipped.push(Skipped {
-                path: path.to_path_buf(),
-                kind: what,
-            }),
-            Kind::Dir | Kind::Symlink => {}
-        }
-        Ok(())
-    })?;
-    Ok(skipped)
 }
 
 /// The context file's writer: remembers a failed write, so that an error from the tar builder is
@@ -443,6 +141,24 @@ pub fn write_context(
         .map_err(werr)?;
     let mut skipped = Vec::new();
     append_tree(&mut tar, out, "app", app, &mut skipped)?;
+    let mut dirs = vec!["lifecycle".to_string()];
+    dirs.extend(["cache", "deps", "profile.d", "env"].map(|d| format!("lifecycle/{d}")));
+    dirs.extend(
+        (0..buildpacks.len())
+            .map(|i| format!("lifecycle/deps/{}", lifecycle::index(i, buildpacks.len()))),
+    );
+    for d in dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_cksum();
+        tar.append_data(&mut h, &d, std::io::empty())
+            .map_err(werr)?;
+    }
+    // The buildpacks readable by all (the staging user is not their owner), executable where
+    // their owner may execute.
+    tar.mode(tar::HeaderMode::Deterministic);
     for (i, bp) in buildpacks.iter().enumerate() {
         append_tree(
             &mut tar,
@@ -460,86 +176,20 @@ pub fn write_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::staging::tree::{check_tree, shown};
 
     #[test]
-    fn zip_entries_cannot_escape() {
-        let dir = tempfile::tempdir().unwrap();
-        let zpath = dir.path().join("evil.zip");
-        {
-            let mut w = zip::ZipWriter::new(File::create(&zpath).unwrap());
-            let o = zip::write::SimpleFileOptions::default();
-            w.start_file("bin/supply", o).unwrap();
-            w.write_all(b"#!/bin/sh\n").unwrap();
-            w.start_file("../../escaped", o).unwrap();
-            w.write_all(b"x").unwrap();
-            w.finish().unwrap();
-        }
-        let e = load_buildpack(&zpath, dir.path(), 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("points outside"), "{e}");
-        assert!(!dir.path().parent().unwrap().join("escaped").exists());
-    }
-
-    #[test]
-    fn zip_with_one_top_folder_and_exec_bits() {
-        let dir = tempfile::tempdir().unwrap();
-        let zpath = dir.path().join("bp.zip");
-        {
-            let mut w = zip::ZipWriter::new(File::create(&zpath).unwrap());
-            let o = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-            w.start_file("bp-1.0/bin/supply", o).unwrap();
-            w.write_all(b"#!/bin/sh\n").unwrap();
-            w.start_file("bp-1.0/bin/finalize", o).unwrap();
-            w.write_all(b"#!/bin/sh\n").unwrap();
-            w.finish().unwrap();
-        }
-        let bp = load_buildpack(&zpath, dir.path(), 0).unwrap();
-        assert!(bp.scripts.supply && bp.scripts.finalize && !bp.scripts.compile);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(bp.dir.join("bin/supply"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o111, 0o111);
-    }
-
-    #[test]
-    fn not_a_buildpack() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = load_buildpack(dir.path(), dir.path(), 0).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("no bin/"));
-        let f = dir.path().join("x.zip");
-        std::fs::write(&f, b"not a zip").unwrap();
-        let e = load_buildpack(&f, dir.path(), 0).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("readable zip"), "{e}");
-    }
-
-    #[test]
-    fn dockerfile_refuses_unsafe_users_and_images() {
-        assert!(valid_image_ref("cloudfoundry/cflinuxfs4:latest"));
-        assert!(!valid_image_ref("x\nRUN curl evil"));
-        let d = dockerfile(
-            "stack",
-            Some("bad user; rm -rf /"),
-            Some("vcap"),
-            2,
-            &[("io.x", "1"), ("bad", "a\"b")],
-        );
-        assert!(d.contains("u='';"), "{d}");
-        assert!(d.contains("/tmp/deps/0 /tmp/deps/1"), "{d}");
-        assert!(
-            d.contains("USER root"),
-            "a non-root stack user needs root for the RUN: {d}"
-        );
+    fn dockerfile_has_no_run_step_and_gives_the_copies_to_the_user() {
+        let d = dockerfile("stack", (2000, 2001), &[("io.x", "1"), ("bad", "a\"b")]);
         assert!(
             d.contains("FROM stack\nLABEL io.x=\"1\"\n"),
             "labels first: {d}"
         );
         assert!(!d.contains("a\"b"), "{d}");
-        assert!(!dockerfile("stack", None, None, 1, &[]).contains("USER root"));
+        assert!(!d.contains("RUN"), "{d}");
+        assert!(d.contains("COPY --chown=2000:2001 app /tmp/app\n"), "{d}");
+        assert!(d.contains("COPY --chown=2000:2001 lifecycle /tmp\n"), "{d}");
+        assert!(d.contains("COPY buildpacks /tmp/buildpacks\n"), "{d}");
     }
 
     /// An entry of a context tar: (path bytes, entry type, link target bytes, size).
@@ -654,7 +304,12 @@ mod tests {
         assert_eq!(check_tree(&app).unwrap(), expected);
         let out = dir.path().join("context.tar");
         assert_eq!(write_within(&out, &app, 30).unwrap(), expected);
-        let names: Vec<Vec<u8>> = entries(&out).into_iter().map(|e| e.0).collect();
+        // The lifecycle's empty folders aside, only what is staged.
+        let names: Vec<Vec<u8>> = entries(&out)
+            .into_iter()
+            .map(|e| e.0)
+            .filter(|n| !n.starts_with(b"lifecycle"))
+            .collect();
         assert_eq!(names, [&b"Dockerfile"[..], b"app", b"app/kept"]);
         let line = expected[0].describe();
         assert!(line.contains("/app/fifo: not staged: a FIFO"), "{line}");

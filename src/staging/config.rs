@@ -1,18 +1,50 @@
 //! A staging run's configuration: every input checked before anything is created on the host
 //! (exit 2 naming the input otherwise).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{parse_duration, parse_env, parse_memory, ReportArgs, StageArgs};
+use crate::cli::{parse_duration, parse_env, parse_memory, parse_size, ReportArgs, StageArgs};
 use crate::error::{Error, Result};
-use crate::staging::build_context::{self as context, Buildpack};
+use crate::staging::buildpack::{load_buildpack, Buildpack, UnzipLimit};
 use crate::staging::lifecycle::{self, PhaseSpec};
+use crate::staging::zip_cache::ZipCache;
 use crate::verdict::policy::Allowlist;
+
+/// How the app and the buildpacks reach the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// Mounted from this host (no image is built); sent in a build context when the engine turns
+    /// out not to see this host's files.
+    Auto,
+    /// Mounted from this host, or the run fails.
+    Mount,
+    /// Sent in a build context and built into an image (an engine on another host).
+    Copy,
+}
+
+impl Context {
+    fn parse(s: &str) -> Result<Context> {
+        match s {
+            "auto" => Ok(Context::Auto),
+            "mount" => Ok(Context::Mount),
+            "copy" => Ok(Context::Copy),
+            _ => Err(bad_arg(
+                "--context",
+                s,
+                "expected auto, mount (the engine mounts this host's files) or copy (everything sent in a build context)",
+            )),
+        }
+    }
+}
 
 /// A staging run's validated configuration.
 pub struct StageConfig {
-    pub app: PathBuf,
+    /// The apps, each staged in its own sealed container.
+    pub apps: Vec<PathBuf>,
+    /// At most this many apps at once.
+    pub jobs: usize,
+    pub context: Context,
     pub buildpacks: Vec<Buildpack>,
     pub phases: Vec<PhaseSpec>,
     pub stack_image: String,
@@ -29,7 +61,7 @@ pub struct StageConfig {
     pub filter: Option<String>,
     /// The container's memory limit, bytes.
     pub memory: u64,
-    /// Holds extracted zips and the build context; removed on drop.
+    /// Holds the apps' workspaces and build contexts; removed on drop.
     pub scratch: tempfile::TempDir,
 }
 
@@ -93,7 +125,7 @@ pub(crate) fn bad_arg(option: &'static str, value: &str, expected: &str) -> Erro
 
 /// Check every input before anything is created on the host (exit 2 on any problem).
 pub fn validate(a: &StageArgs) -> Result<StageConfig> {
-    let app = validate_app(a)?;
+    let apps = validate_apps(a)?;
     if a.buildpacks.is_empty() {
         return Err(bad_arg(
             "--buildpack",
@@ -103,6 +135,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
     }
     let timeout = parse_duration(&a.timeout)?;
     let network = Network::parse(&a.network)?;
+    let context = Context::parse(&a.context)?;
     if let Some(f) = &a.judge.filter {
         crate::capture::check_filter(f)?;
     }
@@ -116,11 +149,24 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         Some(p) => Allowlist::load(p)?,
         None => Allowlist::default_list(),
     };
-    a.reports.check_writable(a.save.pcap.as_deref())?;
+    let pcap = validate_pcap(a.save.pcap.as_deref(), apps.len())?;
+    a.reports
+        .check_writable(pcap.as_deref().filter(|_| apps.len() == 1))?;
+    let limit = UnzipLimit {
+        bytes: a
+            .max_unzipped
+            .as_deref()
+            .map(|m| parse_size("--max-unzipped", m))
+            .transpose()?,
+    };
+    let jobs = validate_jobs(a.jobs)?;
+    let memory = parse_memory(&a.memory)?;
     let scratch = scratch_dir()?;
-    let (buildpacks, phases) = load_buildpacks(a, &app, &scratch)?;
+    let (buildpacks, phases) = load_buildpacks(a, &apps, limit)?;
     Ok(StageConfig {
-        app,
+        apps,
+        jobs,
+        context,
         buildpacks,
         phases,
         stack_image: a.stack_image.clone(),
@@ -130,7 +176,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
             .unwrap_or_else(|| stack_name(&a.stack_image)),
         allowlist,
         reports: a.reports.clone(),
-        pcap: a.save.pcap.clone(),
+        pcap,
         timeout,
         env,
         user: a.user.clone(),
@@ -138,50 +184,98 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         verbose: a.verbose,
         network,
         filter: a.judge.filter.clone(),
-        memory: parse_memory(&a.memory)?,
+        memory,
         scratch,
     })
 }
 
-/// The app: a directory that can be listed.
-fn validate_app(a: &StageArgs) -> Result<PathBuf> {
-    let app = a.app.clone().ok_or_else(|| {
-        bad_arg(
+/// The apps: directories that can be listed, each named once.
+fn validate_apps(a: &StageArgs) -> Result<Vec<PathBuf>> {
+    if a.apps.is_empty() {
+        return Err(bad_arg(
             "--app",
             "",
             "expected the app directory to stage (see --help)",
-        )
-    })?;
-    match std::fs::metadata(&app) {
+        ));
+    }
+    let mut seen = Vec::new();
+    for app in &a.apps {
+        validate_app(app)?;
+        let canonical = app.canonicalize().unwrap_or_else(|_| app.clone());
+        if seen.contains(&canonical) {
+            return Err(bad_arg(
+                "--app",
+                &app.display().to_string(),
+                "is given twice: expected each app once",
+            ));
+        }
+        seen.push(canonical);
+    }
+    Ok(a.apps.clone())
+}
+
+/// One app: a directory that can be listed.
+fn validate_app(app: &Path) -> Result<()> {
+    match std::fs::metadata(app) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(Error::BadInput {
-                path: app,
+                path: app.to_path_buf(),
                 reason: "not a directory: expected the app's source folder".into(),
             })
         }
         Err(e) => {
             return Err(Error::Read {
-                path: app,
+                path: app.to_path_buf(),
                 source: e,
             })
         }
     }
-    std::fs::read_dir(&app).map_err(|e| Error::Read {
-        path: app.clone(),
+    std::fs::read_dir(app).map_err(|e| Error::Read {
+        path: app.to_path_buf(),
         source: e,
     })?;
-    Ok(app)
+    Ok(())
+}
+
+/// --pcap: a file for one app; for several, a folder (made if missing) that gets one file each.
+fn validate_pcap(pcap: Option<&Path>, apps: usize) -> Result<Option<PathBuf>> {
+    let Some(p) = pcap else { return Ok(None) };
+    if apps == 1 {
+        return Ok(Some(p.to_path_buf()));
+    }
+    if p.is_file() {
+        return Err(Error::Write {
+            path: p.to_path_buf(),
+            reason: "is a file: with several --app, --pcap names a folder (one capture per app)"
+                .into(),
+        });
+    }
+    std::fs::create_dir_all(p).map_err(|e| Error::WriteFile {
+        path: p.to_path_buf(),
+        source: e,
+    })?;
+    crate::report::check_writable(&p.join("probe.pcap"))?;
+    Ok(Some(p.to_path_buf()))
+}
+
+/// --jobs: at least one; by default the number of CPUs.
+fn validate_jobs(jobs: Option<usize>) -> Result<usize> {
+    match jobs {
+        Some(0) => Err(bad_arg("--jobs", "0", "expected at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+    }
 }
 
 /// --user and --stack-image, as the engine will take them.
 fn validate_names(a: &StageArgs) -> Result<()> {
     if let Some(u) = &a.user {
-        if !context::valid_user(u) {
+        if !valid_user(u) {
             return Err(bad_arg("--user", u, "expected a user name or uid[:gid]"));
         }
     }
-    if !context::valid_image_ref(&a.stack_image) {
+    if !valid_image_ref(&a.stack_image) {
         return Err(bad_arg(
             "--stack-image",
             &a.stack_image,
@@ -202,23 +296,25 @@ fn scratch_dir() -> Result<tempfile::TempDir> {
         })
 }
 
-/// The buildpacks (zips extracted into `scratch`) and the phases they make.
+/// The buildpacks (zips extracted into the cache, or found there) and the phases they make.
 fn load_buildpacks(
     a: &StageArgs,
-    app: &std::path::Path,
-    scratch: &tempfile::TempDir,
+    apps: &[PathBuf],
+    limit: UnzipLimit,
 ) -> Result<(Vec<Buildpack>, Vec<PhaseSpec>)> {
+    let cache = ZipCache::from_env()?;
     let buildpacks = a
         .buildpacks
         .iter()
-        .enumerate()
-        .map(|(i, p)| context::load_buildpack(p, scratch.path(), i))
+        .map(|p| load_buildpack(p, &cache, limit))
         .collect::<Result<Vec<_>>>()?;
     // Every directory listable and every file readable before anything is created (exit 2 naming
     // the entry otherwise); FIFOs, sockets and devices are skipped later, with a warning each.
-    context::check_tree(app)?;
+    for app in apps {
+        crate::staging::tree::check_tree(app)?;
+    }
     for bp in &buildpacks {
-        context::check_tree(&bp.dir)?;
+        crate::staging::tree::check_tree(&bp.dir)?;
     }
     let scripts: Vec<_> = buildpacks.iter().map(|b| b.scripts).collect();
     let phases = lifecycle::plan(&scripts).map_err(|(i, reason)| Error::BadInput {
@@ -233,4 +329,34 @@ pub fn stack_name(image: &str) -> String {
     let last = image.rsplit('/').next().unwrap_or(image);
     let last = last.split('@').next().unwrap_or(last);
     last.split(':').next().unwrap_or(last).to_string()
+}
+
+/// The user a name or uid[:gid] may be: safe to put in a shell line and a Dockerfile.
+pub fn valid_user(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// An image reference Docker could accept; anything else is refused before it reaches a Dockerfile.
+pub fn valid_image_ref(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 255
+        && r.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b':' | b'@')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_users_and_images_are_refused() {
+        assert!(valid_image_ref("cloudfoundry/cflinuxfs4:latest"));
+        assert!(!valid_image_ref("x\nRUN curl evil"));
+        assert!(valid_user("vcap") && valid_user("2000:2000"));
+        assert!(!valid_user("bad user; rm -rf /"));
+    }
 }

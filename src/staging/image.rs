@@ -1,19 +1,25 @@
-//! Build: the staging image, from the stack image with the app and the buildpacks added, built
-//! with no network. The image (and, while the build runs, its layers) are guards of the run.
+//! Build (`--context copy`): the staging image, from the stack image with the app, the lifecycle's
+//! folders and the buildpacks sent in the build context, built with no network and no RUN step.
+//! The image (and, while the build runs, its layers) are guards of the run.
 
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::staging::build_context::{self, Skipped};
+use crate::staging::build_context;
 use crate::staging::config::StageConfig;
+use crate::staging::container::Plan;
 use crate::staging::engine::{self, short, Guard, Image, RunLayers};
 use crate::staging::run::Run;
+use crate::staging::tree::Skipped;
+use crate::staging::user::StagingUser;
 
 /// The staging image of a run.
 pub struct Built {
     /// The image's id.
     pub id: String,
+    /// The Dockerfile it was built with: the record of what the image is.
+    pub dockerfile: String,
     /// The image, removed with the run; `None` when it is kept (`--keep-image`).
     image: Option<Guard<Image>>,
     /// Every image carrying the run's label (layers of the build); `None` when kept.
@@ -22,35 +28,43 @@ pub struct Built {
     pub skipped: Vec<Skipped>,
 }
 
-/// Make sure the stack image is there, write the build context, and build the staging image.
-pub async fn build(run: &Run, cfg: &StageConfig, log: &Progress) -> Result<Built> {
-    let stack_user = engine::ensure_image(&run.docker, &cfg.stack_image).await?;
+/// Write the build context and build the staging image.
+pub async fn build(
+    run: &Run,
+    cfg: &StageConfig,
+    plan: &Plan<'_>,
+    user: &StagingUser,
+    log: &Progress,
+) -> Result<Built> {
     let labels: Vec<(&str, &str)> = run
         .labels
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let dockerfile = build_context::dockerfile(
-        &cfg.stack_image,
-        cfg.user.as_deref(),
-        stack_user.as_deref(),
-        cfg.buildpacks.len(),
-        &labels,
-    );
-    let tar_path = cfg.scratch.path().join("context.tar");
+    let dockerfile = build_context::dockerfile(plan.stack.image, (user.uid, user.gid), &labels);
+    std::fs::create_dir_all(plan.dir).map_err(|e| Error::WriteFile {
+        path: plan.dir.to_path_buf(),
+        source: e,
+    })?;
+    let tar_path = plan.dir.join("context.tar");
     let skipped = {
-        let (tar_path, app, bps) = (tar_path.clone(), cfg.app.clone(), cfg.buildpacks.clone());
+        let (tar_path, df, app, bps) = (
+            tar_path.clone(),
+            dockerfile.clone(),
+            plan.app.to_path_buf(),
+            cfg.buildpacks.clone(),
+        );
         tokio::task::spawn_blocking(move || {
-            build_context::write_context(&tar_path, &dockerfile, &app, &bps)
+            build_context::write_context(&tar_path, &df, &app, &bps)
         })
         .await
         .map_err(|e| Error::Internal(format!("the build-context task died: {e}")))??
     };
-    for s in &skipped {
-        log.warn(&s.describe());
-    }
     let tag = format!("airgap-check-run:{}", run.id);
     log.line("building the staging image (no network during the build)");
+    for l in dockerfile.lines() {
+        log.detail(l);
+    }
     let t = Instant::now();
     // --keep-image: nothing of the build is removed, whatever ends the run.
     let mut layers = (!cfg.keep_image).then(|| RunLayers::new(&run.docker, &run.id));
@@ -59,6 +73,7 @@ pub async fn build(run: &Run, cfg: &StageConfig, log: &Progress) -> Result<Built
     if let Some(l) = layers.as_mut() {
         l.built();
     }
+    let _ = std::fs::remove_file(&tar_path);
     let id = image.id().to_string();
     log.line(&format!(
         "built {} in {:.1}s",
@@ -73,6 +88,7 @@ pub async fn build(run: &Run, cfg: &StageConfig, log: &Progress) -> Result<Built
     };
     Ok(Built {
         id,
+        dockerfile,
         image,
         layers,
         skipped,

@@ -4,6 +4,7 @@
 //! running ([`linger`]).
 
 pub mod build_context;
+pub mod buildpack;
 pub mod config;
 pub mod container;
 pub mod engine;
@@ -12,3 +13,7 @@ pub mod lifecycle;
 pub mod linger;
 pub mod phases;
 pub mod run;
+pub mod tree;
+pub mod user;
+pub mod workspace;
+pub mod zip_cache;

@@ -80,7 +80,7 @@ async fn run_one(
     let name = spec.name;
     let cmd = Exec {
         argv: &spec.argv,
-        user: &staging.user,
+        user: &staging.user.exec,
         env,
     };
     let out = engine::exec(

@@ -140,6 +140,50 @@ pub struct DnsQueryRecord {
 }
 
 impl Analysis {
+    /// The analysis of a run that failed before it could observe anything (one app of several):
+    /// no verdict can be given.
+    pub fn failed(
+        mode: Mode,
+        input: &std::path::Path,
+        allowlist: &crate::verdict::policy::Allowlist,
+        error: &crate::error::Error,
+    ) -> Analysis {
+        let notes = vec![Note::RunFailed(error.to_string())];
+        Analysis {
+            mode,
+            input: input.display().to_string(),
+            allowlist: allowlist.source.clone(),
+            local: Vec::new(),
+            flows: Vec::new(),
+            counts: Counts::default(),
+            capture: CaptureHealth::default(),
+            verdict: crate::verdict::conclude::verdict(&[], &notes),
+            notes,
+            phases: Vec::new(),
+            stage: None,
+            dns_queries: Vec::new(),
+        }
+    }
+
+    /// Several runs as one, for what looks across them (the suggested allowlist): every flow
+    /// and DNS question of each.
+    pub fn merged(runs: &[Analysis]) -> Analysis {
+        let mut all = runs.first().cloned().unwrap_or_else(|| {
+            Analysis::failed(
+                Mode::Stage,
+                std::path::Path::new(""),
+                &crate::verdict::policy::Allowlist::default_list(),
+                &crate::error::Error::Internal("no runs".into()),
+            )
+        });
+        all.input = format!("{} apps", runs.len());
+        for a in runs.iter().skip(1) {
+            all.flows.extend(a.flows.iter().cloned());
+            all.dns_queries.extend(a.dns_queries.iter().cloned());
+        }
+        all
+    }
+
     /// Whether the capture itself leaves something unseen (a note says what), whatever the verdict
     /// says about the flows that were seen.
     pub fn capture_untrusted(&self) -> bool {
@@ -170,6 +214,12 @@ pub struct StageInfo {
     pub user: String,
     /// "sealed", or the Docker network the phases ran on (observe mode).
     pub network: String,
+    /// How the app and the buildpacks reached the container: "mount" or "copy".
+    pub context: String,
+    /// `copy`: the Dockerfile the staging image was built with.
+    pub dockerfile: Option<String>,
+    /// `mount`: the container's mounts, "target ← source (how)".
+    pub mounts: Vec<String>,
 }
 
 /// One lifecycle phase as it ran.

@@ -29,6 +29,26 @@ impl Verdict {
         }
     }
 
+    /// The verdict of several runs: a fail if any failed, else inconclusive if any was, else a
+    /// pass (none at all is inconclusive).
+    pub fn of_all(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let mut any = false;
+        let mut worst = Verdict::Pass;
+        for v in verdicts {
+            any = true;
+            worst = match (worst, v) {
+                (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+                (Verdict::Inconclusive, _) | (_, Verdict::Inconclusive) => Verdict::Inconclusive,
+                _ => Verdict::Pass,
+            };
+        }
+        if any {
+            worst
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::capture::file::describe_read_stop;
 use crate::flows::{MAX_DNS_NAMES, MAX_PENDING_BYTES};
-use crate::staging::build_context::Skipped;
+use crate::staging::tree::Skipped;
 use crate::verdict::analysis::Mode;
 
 /// What a note does to the verdict.
@@ -60,6 +60,13 @@ pub enum Note {
     InterfaceGone(String),
     /// watch: the transmit counters are the last reading before the container exited.
     CountersBeforeExit,
+    /// A buildpack's scripts that are not executable: their phases will fail with exit 126.
+    NotExecutable {
+        buildpack: String,
+        scripts: Vec<String>,
+    },
+    /// The run (one app of several) failed before it could observe anything.
+    RunFailed(String),
 
     // What the capture says of itself (derived by the conclusion from its health).
     /// libpcap stopped before the end of the file: its message.
@@ -110,7 +117,7 @@ impl Note {
     pub fn impact(&self) -> Impact {
         match self {
             Note::StagingFailed(_) => Impact::Fails,
-            Note::CanaryNotSeen { .. } => Impact::Blind,
+            Note::CanaryNotSeen { .. } | Note::RunFailed(_) => Impact::Blind,
             Note::Unwatched { .. }
             | Note::ReadStopped(_)
             | Note::NoPackets
@@ -123,6 +130,7 @@ impl Note {
             | Note::Invalid(_)
             | Note::NothingDecoded { .. } => Impact::Untrusted,
             Note::Skipped(_)
+            | Note::NotExecutable { .. }
             | Note::TcpRefused(_)
             | Note::Watched { .. }
             | Note::InterfaceGone(_)
@@ -181,6 +189,12 @@ impl fmt::Display for Note {
                 f,
                 "the capture ended when the container's interface went away ({e})"
             ),
+            Note::NotExecutable { buildpack, scripts } => write!(
+                f,
+                "buildpack {buildpack}: {} not executable (a zip made without Unix modes?): the phase will fail with exit 126",
+                scripts.join(", ")
+            ),
+            Note::RunFailed(e) => write!(f, "the run failed before it could be judged: {e}"),
             Note::CountersBeforeExit => f.write_str(
                 "the container's transmit counters are as read at most 250 ms before it exited",
             ),

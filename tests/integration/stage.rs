@@ -256,13 +256,16 @@ fn multi_buildpack_staging_attributes_flows_to_the_right_buildpack() {
 
 #[test]
 fn keep_image_keeps_the_image_whether_the_run_passes_or_fails() {
+    // Only --context copy builds an image.
     let s = Agc::stage(&["clean"])
+        .args(&["--context", "copy"])
         .expect_kept_image()
         .expect_exit(0)
         .run();
     assert!(s.stderr.contains("keeping image sha256:"), "{}", s.stderr);
     // A staging failure: the image is still kept.
     Agc::stage(&["fail-supply"])
+        .args(&["--context", "copy"])
         .expect_kept_image()
         .expect_exit(1)
         .run();
@@ -1006,7 +1009,12 @@ fn http_on_port_53_is_not_dns() {
 
 #[test]
 fn sigterm_during_the_build_leaves_no_layer_behind() {
-    let run = Agc::stage(&["clean"]).no_reports().expect_exit(3).spawn();
+    // Only --context copy builds an image.
+    let run = Agc::stage(&["clean"])
+        .args(&["--context", "copy"])
+        .no_reports()
+        .expect_exit(3)
+        .spawn();
     run.wait_for_stderr("building the staging image", UNTIL_SUPPLY);
     std::thread::sleep(Duration::from_millis(300));
     run.signal(Signal::SIGTERM);
@@ -1015,7 +1023,7 @@ fn sigterm_during_the_build_leaves_no_layer_behind() {
     assert!(o.run_id.is_some(), "the run id is printed: {}", o.stderr);
 }
 
-// Hostile app directories: what goes into the build context (src/context.rs).
+// Hostile app directories: what is staged of them (src/staging/tree.rs).
 
 /// A buildpack whose supply runs `check` (sh, `$1` the build dir) and fails staging when it fails.
 fn checking_buildpack(dir: &std::path::Path, check: &str) -> PathBuf {

@@ -54,6 +54,10 @@ pub enum EngineError {
     StartContainer { source: Bollard },
     #[error("docker inspect container: {}", cause(.source))]
     InspectContainer { source: Bollard },
+    #[error("docker read a file of the container: {}", cause(.source))]
+    ReadFile { source: Bollard },
+    #[error("docker read a file of the container: the engine's archive is not readable: {reason}")]
+    Archive { reason: String },
     #[error("docker inspect container: the container has no running process")]
     NotRunning,
     #[error("docker list processes: {}", cause(.source))]

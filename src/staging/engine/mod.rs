@@ -205,6 +205,8 @@ pub struct IdleContainer<'a> {
     /// The memory limit, bytes (no swap beyond it).
     pub memory: u64,
     pub labels: &'a HashMap<String, String>,
+    /// Folders of this host (and volumes) to mount.
+    pub mounts: Vec<bollard::models::Mount>,
 }
 
 /// Create the staging container with an idle first process, so that nothing of the buildpack runs
@@ -229,6 +231,7 @@ pub async fn create_idle_container(
             memory_swap: Some(c.memory as i64),
             // A fork bomb in a buildpack stops at the container, not at the host.
             pids_limit: Some(PIDS_LIMIT),
+            mounts: (!c.mounts.is_empty()).then(|| c.mounts.clone()),
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
@@ -241,6 +244,44 @@ pub async fn create_idle_container(
         .await
         .map_err(|source| EngineError::CreateContainer { source })?;
     Ok(Guard::new(docker, created.id))
+}
+
+/// A small file of a created (not necessarily started) container's file system, through the
+/// engine's archive API; `None` when there is no such file. At most 1 MiB is read.
+pub async fn file_of(docker: &Docker, container: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+        .path(path)
+        .build();
+    let mut stream = docker.download_from_container(container, Some(opts));
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) if tar.len() < 4 << 20 => tar.extend_from_slice(&b),
+            Ok(_) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(source) => return Err(EngineError::ReadFile { source }.into()),
+        }
+    }
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entries = archive.entries().map_err(|e| EngineError::Archive {
+        reason: e.to_string(),
+    })?;
+    for entry in entries.flatten() {
+        if entry.header().entry_type().is_file() {
+            let mut out = Vec::new();
+            entry
+                .take(1 << 20)
+                .read_to_end(&mut out)
+                .map_err(|e| EngineError::Archive {
+                    reason: e.to_string(),
+                })?;
+            return Ok(Some(out));
+        }
+    }
+    Ok(None)
 }
 
 /// Start a created container and return its first process's pid (on the host).
