@@ -44,7 +44,7 @@ impl Progress {
 
     pub fn line(&self, msg: &str) {
         let msg = format!(
-            "[{:>6.1}s] {}{msg}",
+            "[{:>7.2}s] {}{msg}",
             self.start.elapsed().as_secs_f64(),
             self.prefix
         );

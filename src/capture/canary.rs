@@ -136,10 +136,15 @@ async fn send_until_seen(
         if let Ok(Err(e)) = sent {
             return Err(e.into());
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let seen = capture.canary_seen();
-        if ((seen.0 || !need_v4) && (seen.1 || !need_v6)) || Instant::now() >= until {
-            return Ok(seen);
+        // Look often (the capture hands a block over within a few tens of milliseconds); send
+        // again every 150 ms.
+        let resend = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < resend {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let seen = capture.canary_seen();
+            if ((seen.0 || !need_v4) && (seen.1 || !need_v6)) || Instant::now() >= until {
+                return Ok(seen);
+            }
         }
     }
 }

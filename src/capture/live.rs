@@ -2,7 +2,7 @@
 //! canary recognised and every drop counted.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,10 +68,28 @@ fn unread(base: (u32, u32), end: (u32, u32), read: u64) -> u64 {
     received.saturating_sub(dropped).saturating_sub(read)
 }
 
+/// Where and what a live capture captures.
+pub struct CaptureSpec {
+    /// The network namespace to capture in; `None`: this process's own.
+    pub ns: Option<std::fs::File>,
+    pub iface: String,
+    /// How the canary is recognised (counted as the canary, not as a flow).
+    pub canary: Option<Canary>,
+    /// Write every packet here too (pcap).
+    pub save: Option<PathBuf>,
+    /// Only packets that pass this libpcap expression are seen at all.
+    pub filter: Option<String>,
+    /// The MAC address of the container's interface, for an Ethernet capture outside it: frames
+    /// from it are the container's (`LiveResult::sent_out`).
+    pub sender: Option<[u8; 6]>,
+}
+
 /// What the capture thread shares with the handle.
 #[derive(Clone)]
 struct Shared {
     stop: Arc<AtomicBool>,
+    /// Frames from the container the drain waits for (`u64::MAX`: none said).
+    expected: Arc<AtomicU64>,
     /// CANARY_V4 | CANARY_V6 | FAILED.
     seen: Arc<AtomicU8>,
     /// The time window (µs since the epoch, inclusive) whose outgoing frames `sent_out` counts.
@@ -79,25 +97,26 @@ struct Shared {
 }
 
 impl LiveCapture {
-    /// Open the capture on `iface` (inside namespace `ns`, if given) and return once it is armed:
-    /// every packet from then on is seen. Packets that match `canary` are counted as the canary and
-    /// not as flows. With `save`, every packet is also written there (pcap); with `filter`, only
-    /// packets that pass the libpcap expression are seen at all.
-    pub fn start(
-        ns: Option<std::fs::File>,
-        iface: &str,
-        canary: Option<Canary>,
-        save: Option<PathBuf>,
-        filter: Option<&str>,
-    ) -> Result<LiveCapture> {
+    /// Open the capture and return once it is armed: every packet from then on is seen.
+    pub fn start(spec: CaptureSpec) -> Result<LiveCapture> {
+        let CaptureSpec {
+            ns,
+            iface,
+            canary,
+            save,
+            filter,
+            sender,
+        } = spec;
+        let iface = iface.as_str();
         let shared = Shared {
             stop: Arc::new(AtomicBool::new(false)),
+            expected: Arc::new(AtomicU64::new(u64::MAX)),
             seen: Arc::new(AtomicU8::new(0)),
             window: Arc::new([AtomicI64::new(i64::MIN), AtomicI64::new(i64::MAX)]),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         let thread_shared = shared.clone();
-        let (name, filter) = (iface.to_string(), filter.map(str::to_string));
+        let name = iface.to_string();
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
@@ -105,7 +124,7 @@ impl LiveCapture {
                 match opened {
                     Ok(o) => {
                         let _ = ready_tx.send(Ok(()));
-                        o.run(canary, thread_shared)
+                        o.run(canary, sender, thread_shared)
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -153,8 +172,13 @@ impl LiveCapture {
         self.shared.seen.load(std::sync::atomic::Ordering::SeqCst) & FAILED != 0
     }
 
-    /// Stop, drain what is buffered, and hand back the result.
-    pub fn finish(mut self) -> Result<LiveResult> {
+    /// Stop, drain what is buffered, and hand back the result. With `expected`, the number of
+    /// frames the container's interfaces sent since [`LiveCapture::count_sent_from_now`], the
+    /// drain also waits (at most 2 s) until that many were seen coming from it.
+    pub fn finish(mut self, expected: Option<u64>) -> Result<LiveResult> {
+        if let Some(n) = expected {
+            self.shared.expected.store(n, Ordering::SeqCst);
+        }
         self.shared
             .stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -271,7 +295,7 @@ impl Opened {
     }
 
     /// Read until asked to stop (and drained) or until the capture fails; then the result.
-    fn run(self, canary: Option<Canary>, shared: Shared) -> LiveResult {
+    fn run(self, canary: Option<Canary>, sender: Option<[u8; 6]>, shared: Shared) -> LiveResult {
         let Opened {
             mut cap,
             link,
@@ -285,6 +309,7 @@ impl Opened {
             out,
             base,
             canary,
+            sender,
             shared,
             read: 0,
             last_canary: None,
@@ -304,6 +329,8 @@ struct Session {
     out: LiveResult,
     base: Option<(u32, u32)>,
     canary: Option<Canary>,
+    /// The container interface's MAC address (Ethernet captures outside it).
+    sender: Option<[u8; 6]>,
     shared: Shared,
     /// Packets read.
     read: u64,
@@ -320,23 +347,28 @@ struct Session {
 
 impl Session {
     fn read_until_stopped(&mut self, cap: &mut pcap::Capture<pcap::Active>) {
-        let mut draining: Option<Instant> = None;
+        let mut draining: Option<(Instant, u32)> = None;
         loop {
             match cap.next_packet() {
                 Ok(p) => self.on_packet(p.header, p.data),
                 Err(pcap::Error::TimeoutExpired) => {
-                    // Nothing buffered. Asked to stop: one more look after a short wait for
-                    // packets in flight (longer than a block takes to be handed over), then end
-                    // once every packet the socket took in has been read. A block the kernel has
-                    // not handed over yet (its retire timer runs late on a loaded machine) is
-                    // waited for, up to MAX_DRAIN; what is still unread then counts as dropped.
-                    match draining {
-                        Some(since) if self.all_read(cap) || since.elapsed() >= MAX_DRAIN => return,
-                        Some(_) => {}
-                        None if self.shared.stop.load(Ordering::SeqCst) => {
-                            draining = Some(Instant::now());
+                    // Nothing buffered. Asked to stop: the drain ends once every packet the
+                    // socket took in was read and every frame the container was said to have sent
+                    // was seen; without that count, after one more wait for packets in flight
+                    // (longer than a block takes to be handed over). A block the kernel has not
+                    // handed over yet (its retire timer runs late on a loaded machine) is waited
+                    // for, up to MAX_DRAIN; what is still unread then counts as dropped.
+                    if draining.is_none() && self.shared.stop.load(Ordering::SeqCst) {
+                        draining = Some((Instant::now(), 0));
+                    }
+                    if let Some((since, waits)) = draining.as_mut() {
+                        let exact = self.shared.expected.load(Ordering::SeqCst) != u64::MAX;
+                        if (self.drained(cap) && (exact || *waits > 0))
+                            || since.elapsed() >= MAX_DRAIN
+                        {
+                            return;
                         }
-                        None => {}
+                        *waits += 1;
                     }
                     self.on_idle(cap);
                 }
@@ -350,6 +382,13 @@ impl Session {
         }
     }
 
+    /// Whether the drain is done: every packet the socket took in was read, and every frame the
+    /// container was said to have sent (`Shared::expected`) was seen.
+    fn drained(&self, cap: &mut pcap::Capture<pcap::Active>) -> bool {
+        let expected = self.shared.expected.load(Ordering::SeqCst);
+        self.all_read(cap) && (expected == u64::MAX || self.out.sent_out >= expected)
+    }
+
     /// Whether every packet the socket has taken in so far was read (or dropped by libpcap).
     fn all_read(&self, cap: &mut pcap::Capture<pcap::Active>) -> bool {
         match (self.base, cap.stats()) {
@@ -361,7 +400,7 @@ impl Session {
     fn on_packet(&mut self, header: &pcap::PacketHeader, data: &[u8]) {
         self.read += 1;
         let ts = ts_micros(header.ts.tv_sec, header.ts.tv_usec).0;
-        if outgoing_not_loopback(self.link, data) {
+        if from_container(self.link, data, self.sender) {
             let from = self.shared.window[0].load(Ordering::SeqCst);
             let until = self.shared.window[1].load(Ordering::SeqCst);
             self.out.sent_out += u64::from((from..=until).contains(&ts));
@@ -480,6 +519,15 @@ impl Session {
             )),
             Ok(()) => None,
         };
+    }
+}
+
+/// Whether a frame came from the container: on Ethernet, from its interface's address; in a cooked
+/// capture inside its namespace ("any"), leaving an interface that is not loopback.
+fn from_container(link: LinkKind, frame: &[u8], sender: Option<[u8; 6]>) -> bool {
+    match link {
+        LinkKind::Ethernet => sender.is_some_and(|m| frame.get(6..12) == Some(&m[..])),
+        _ => outgoing_not_loopback(link, frame),
     }
 }
 

@@ -25,6 +25,22 @@ pub struct CapturePoint {
     pub host_side: bool,
     /// For the reader: where the capture runs, and why there.
     pub describe: String,
+    /// The container's interface whose frames a capture outside it sees (the host end's peer).
+    pub container_if: Option<String>,
+}
+
+/// The MAC address of interface `iface` of the container whose first process is `pid`, as its own
+/// sysfs shows it.
+pub fn container_mac(pid: u32, iface: &str) -> Option<[u8; 6]> {
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/root/sys/class/net/{iface}/address")).ok()?;
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    bytes.try_into().ok()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +123,7 @@ pub fn capture_point(pid: u32) -> Result<CapturePoint, SandboxError> {
             ),
             iface: host_if,
             host_side: true,
+            container_if: Some(container_if),
         }),
         Err(why) => Ok(CapturePoint {
             ns: Some(sandbox::netns_of_pid(pid)?),
@@ -115,6 +132,7 @@ pub fn capture_point(pid: u32) -> Result<CapturePoint, SandboxError> {
             describe: format!(
                 "every interface inside the container's network namespace, from a thread of airgap-check ({why})"
             ),
+            container_if: None,
         }),
     }
 }
@@ -183,15 +201,17 @@ impl TxCounters {
     }
 }
 
-/// Frames the container's interfaces sent that a capture inside its namespace never saw (sent
-/// with PACKET_QDISC_BYPASS, past every packet socket there): 0 for captures outside it.
+/// Frames the container's interfaces sent that the capture never saw (a raw socket with
+/// PACKET_QDISC_BYPASS slips past every capture inside the container's namespace; a veth drops
+/// what its peer has no room for): 0 when the capture cannot tell the container's frames apart
+/// (`counts_sent` false: no address to tell them by, or a filter that passes only some).
 pub fn unseen_by(
     tx: Option<TxCounters>,
     live: &crate::capture::LiveResult,
-    host_side: bool,
+    counts_sent: bool,
 ) -> u64 {
     match tx {
-        Some(t) if !host_side => t.packets.saturating_sub(live.sent_out),
+        Some(t) if counts_sent => t.packets.saturating_sub(live.sent_out),
         _ => 0,
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use crate::capture::canary::{Canary, CanaryOutcome, CanaryPlan, CANARY_PORT};
-use crate::capture::live::{LiveCapture, LiveResult};
+use crate::capture::live::{CaptureSpec, LiveCapture, LiveResult};
 use crate::capture::point::{self, CapturePoint, TxCounters};
 use crate::capture::sandbox::{self, Sandbox, CONTAINER_V4, CONTAINER_V6, SINK_V4, SINK_V6};
 use crate::capture::sinkhole::Sinkhole;
@@ -47,8 +47,12 @@ pub struct Sensor {
     local: Vec<IpNet>,
     /// Where the capture runs, for the reports.
     point: String,
-    /// The capture is outside the container's namespace (the sink, or a host-side veth).
-    host_side: bool,
+    /// The capture can tell the container's frames apart (to account for every frame it sent).
+    counts_sent: bool,
+    /// The capture runs inside the container's namespace, where a frame is seen before the
+    /// interface counts it: the window of counted frames closes at each counter reading. Outside,
+    /// a frame is seen after it was counted, so the window stays open for those in flight.
+    inside: bool,
     /// Why TCP connections are refused rather than accepted (sealed runs), if they are.
     pub tcp_sink_error: Option<String>,
     sealed: Option<Sealed>,
@@ -111,13 +115,15 @@ impl Sensor {
             none_because: None,
         };
         let pcap = pcap_file(opts.pcap)?;
-        let capture = LiveCapture::start(
-            Some(clone_ns(&sandbox.sink, &sandbox.sink_if)?),
-            &sandbox.sink_if,
-            canary.canary.clone(),
-            pcap.as_ref().map(|(_, t)| t.path().to_path_buf()),
-            opts.filter,
-        )?;
+        let sender = point::container_mac(pid, "eth0");
+        let capture = LiveCapture::start(CaptureSpec {
+            ns: Some(clone_ns(&sandbox.sink, &sandbox.sink_if)?),
+            iface: sandbox.sink_if.clone(),
+            canary: canary.canary.clone(),
+            save: pcap.as_ref().map(|(_, t)| t.path().to_path_buf()),
+            filter: opts.filter.map(str::to_string),
+            sender,
+        })?;
         log.line(&format!("capture armed on {}", sandbox.sink_if));
         Ok(Sensor {
             capture,
@@ -132,7 +138,8 @@ impl Sensor {
                 "sink end {} of the sealed container's veth (outside the container)",
                 sandbox.sink_if
             ),
-            host_side: true,
+            counts_sent: sender.is_some() && opts.filter.is_none(),
+            inside: false,
             tcp_sink_error: sandbox.tcp_sink_error.clone(),
             sealed: Some(Sealed { sinkhole, sandbox }),
             pcap,
@@ -159,16 +166,22 @@ impl Sensor {
         let CapturePoint {
             ns: capture_ns,
             iface,
-            host_side,
+            host_side: _,
             describe,
+            container_if,
         } = at;
-        let capture = LiveCapture::start(
-            capture_ns,
-            &iface,
-            canary.canary.clone(),
-            pcap.as_ref().map(|(_, t)| t.path().to_path_buf()),
-            opts.filter,
-        )?;
+        let sender = container_if.and_then(|i| point::container_mac(pid, &i));
+        // Outside the container its frames are told by its address; inside, by their direction.
+        let inside = capture_ns.is_some();
+        let counts_sent = (sender.is_some() || inside) && opts.filter.is_none();
+        let capture = LiveCapture::start(CaptureSpec {
+            ns: capture_ns,
+            iface,
+            canary: canary.canary.clone(),
+            save: pcap.as_ref().map(|(_, t)| t.path().to_path_buf()),
+            filter: opts.filter.map(str::to_string),
+            sender,
+        })?;
         Ok(Sensor {
             capture,
             container_ns: ns,
@@ -176,7 +189,8 @@ impl Sensor {
             outcome: None,
             local: local.into_iter().map(IpNet::from).collect(),
             point: describe,
-            host_side,
+            counts_sent,
+            inside,
             tcp_sink_error: None,
             sealed: None,
             pcap,
@@ -211,7 +225,9 @@ impl Sensor {
             _ => false,
         };
         self.tx_last = now.filter(|_| monotonic);
-        self.capture.count_sent_until_now();
+        if self.inside {
+            self.capture.count_sent_until_now();
+        }
     }
 
     /// Read the container's transmit counters now, while it runs (watch: an exited container's
@@ -224,7 +240,9 @@ impl Sensor {
                 .is_none_or(|l| now.packets >= l.packets && now.dropped >= l.dropped);
             if monotonic {
                 self.tx_last = Some(now);
-                self.capture.count_sent_until_now();
+                if self.inside {
+                    self.capture.count_sent_until_now();
+                }
             }
         }
     }
@@ -244,7 +262,8 @@ impl Sensor {
             outcome,
             local,
             point,
-            host_side,
+            counts_sent,
+            inside: _,
             tcp_sink_error: _,
             sealed,
             pcap,
@@ -252,7 +271,9 @@ impl Sensor {
             tx_base,
             tx_last,
         } = self;
-        let live = tokio::task::spawn_blocking(move || capture.finish())
+        let tx = tx_base.zip(tx_last).map(|(a, b)| b.since(a));
+        let expected = tx.filter(|_| counts_sent).map(|t| t.packets);
+        let live = tokio::task::spawn_blocking(move || capture.finish(expected))
             .await
             .map_err(|e| Error::Internal(format!("the capture task died: {e}")))??;
         let handed_out = match sealed {
@@ -264,9 +285,8 @@ impl Sensor {
             }
             None => Vec::new(),
         };
-        let tx = tx_base.zip(tx_last).map(|(a, b)| b.since(a));
         let capture_error = live.error.clone().map(|e| (e, live.error_at));
-        let (table, mut health, save_error) = health_of(live, tx, host_side);
+        let (table, mut health, save_error) = health_of(live, tx, counts_sent);
         health.point = point;
         health.filter = filter;
         if let Some(o) = outcome {
@@ -297,9 +317,9 @@ impl Sensor {
 fn health_of(
     live: LiveResult,
     tx: Option<TxCounters>,
-    host_side: bool,
+    counts_sent: bool,
 ) -> (FlowTable, CaptureHealth, Option<String>) {
-    let unseen = point::unseen_by(tx, &live, host_side);
+    let unseen = point::unseen_by(tx, &live, counts_sent);
     let by_interface = tx.map_or(0, |t| t.dropped);
     let mut error = live.error;
     if tx.is_none() {

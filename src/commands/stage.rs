@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bollard::Docker;
 
@@ -172,12 +171,13 @@ async fn stage_app(
     } else {
         (Phases::default(), None)
     };
-    // No process is left to start anything new; what a dead one queued (a TCP FIN, a
-    // retransmission) belongs to flows already seen. A moment for those, then stop.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No process is left to send anything new: the container's counters are final, and the
+    // capture drains until it has seen every frame they count.
+    log.detail("every process of the container is gone");
     sensor.read_final_counters();
     let tcp_refused = sensor.tcp_sink_error.clone().map(Note::TcpRefused);
     let mut sensed = sensor.finish().await?;
+    log.detail("capture drained");
     let pcap = sensed.pcap.take();
     let mut notes = notes.to_vec();
     notes.extend(staging.skipped.iter().cloned().map(Note::Skipped));

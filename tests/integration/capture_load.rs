@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 // The one module, with support/stack.rs, that uses airgap-check's own modules: it tests the
 // capture itself, without the binary.
+use airgap_check::capture::live::CaptureSpec;
 use airgap_check::capture::sandbox::{in_netns, Sandbox};
 use airgap_check::capture::LiveCapture;
 
@@ -52,13 +53,14 @@ impl Drop for Stand {
 fn a_burst_of_small_datagrams_is_captured_whole() {
     let stand = Stand::new();
     let sandbox = Sandbox::seal(stand.0.id(), "tload").expect("seal");
-    let capture = LiveCapture::start(
-        Some(sandbox.sink.try_clone().unwrap()),
-        &sandbox.sink_if,
-        None,
-        None,
-        None,
-    )
+    let capture = LiveCapture::start(CaptureSpec {
+        ns: Some(sandbox.sink.try_clone().unwrap()),
+        iface: sandbox.sink_if.clone(),
+        canary: None,
+        save: None,
+        filter: None,
+        sender: None,
+    })
     .expect("capture");
 
     // As fast as the kernel takes them: far faster than one capture frame per packet could hold.
@@ -71,7 +73,7 @@ fn a_burst_of_small_datagrams_is_captured_whole() {
     })
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let live = capture.finish().expect("finish");
+    let live = capture.finish(None).expect("finish");
     drop(sandbox);
     drop(stand);
     // The veth pair lived in the two namespaces only, never in this one.

@@ -356,14 +356,23 @@ pub async fn state(docker: &Docker, id: &str) -> Option<bollard::models::Contain
         .and_then(|i| i.state)
 }
 
-/// Wait (at most `max`) until the container no longer runs.
+/// Wait (at most `max`) until the container no longer runs: the engine says when.
 pub async fn wait_stopped(docker: &Docker, id: &str, max: Duration) {
-    let until = tokio::time::Instant::now() + max;
-    while tokio::time::Instant::now() < until {
-        if state(docker, id).await.and_then(|s| s.running) != Some(true) {
-            return;
+    let opts = bollard::query_parameters::WaitContainerOptionsBuilder::new()
+        .condition("not-running")
+        .build();
+    let mut waiting = docker.wait_container(id, Some(opts));
+    // Its exit code (137 after a kill) does not matter here, nor does an engine that cannot wait:
+    // the state is looked at then.
+    if tokio::time::timeout(max, waiting.next()).await.is_err()
+        || state(docker, id).await.and_then(|s| s.running) == Some(true)
+    {
+        let until = tokio::time::Instant::now() + max;
+        while tokio::time::Instant::now() < until
+            && state(docker, id).await.and_then(|s| s.running) == Some(true)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
