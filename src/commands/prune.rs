@@ -1,6 +1,7 @@
 //! `airgap-check prune`: remove what killed runs left — labelled containers, networks and images
-//! whose airgap-check process is gone, and their temporary folders. Namespaces and veths need
-//! nothing: the kernel removed them when the process died.
+//! whose airgap-check process is gone, and their temporary folders — and empty the cache of
+//! extracted buildpack zips (but what a running run uses). Namespaces and veths need nothing: the
+//! kernel removed them when the process died.
 
 use crate::error::{Error, Result};
 use crate::staging::engine;
@@ -12,8 +13,12 @@ pub fn run() -> Result<i32> {
         .map_err(Error::Runtime)?;
     let (containers, networks, images) = rt.block_on(remove_dead_objects())?;
     let dirs = remove_dead_folders();
+    let cache = crate::staging::zip_cache::ZipCache::from_env()?;
+    let (zips, bytes) = cache.clear();
     println!(
-        "pruned {containers} containers, {networks} networks, {images} images, {dirs} temporary folders"
+        "pruned {containers} containers, {networks} networks, {images} images, {dirs} temporary folders, {zips} extracted buildpack zips ({} in {})",
+        crate::staging::buildpack::size_text(bytes),
+        cache.root().display()
     );
     Ok(0)
 }

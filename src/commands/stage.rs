@@ -110,10 +110,23 @@ fn outputs(cfg: &StageConfig, pcap: Vec<(PathBuf, tempfile::NamedTempFile)>) -> 
     }
 }
 
-/// Buildpack scripts that cannot run, said once before staging and noted in every report.
+/// Where each zip came from, and buildpack scripts that cannot run: said once before staging
+/// (the scripts also noted in every report).
 fn buildpack_notes(cfg: &StageConfig, log: &Progress) -> Vec<Note> {
     let mut notes = Vec::new();
     for (i, bp) in cfg.buildpacks.iter().enumerate() {
+        if let Some(z) = &bp.zip {
+            log.line(&format!(
+                "buildpack {i}: {} {} (sha256 {})",
+                bp.source.display(),
+                if z.reused {
+                    "taken from the cache of extracted zips"
+                } else {
+                    "extracted into the cache of extracted zips"
+                },
+                &z.digest[..16]
+            ));
+        }
         let scripts = bp.not_executable();
         if scripts.is_empty() {
             continue;

@@ -9,4 +9,5 @@ mod analyze;
 mod capture_load;
 mod ci;
 mod observe;
+mod scale;
 mod stage;

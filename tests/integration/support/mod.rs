@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-pub use run::{flow, flow_, Agc, Outcome};
+pub use run::{flow, flow_, Agc, Flow, Outcome};
 pub use stack::{root, STACK_IMAGE};
 
 /// The fixture stack image, built once per test binary.

@@ -103,13 +103,16 @@ pub struct Agc {
 }
 
 impl Agc {
-    /// `airgap-check ARGS…`, with no report options.
+    /// `airgap-check ARGS…`, with no report options. Extracted zips go to a cache of the run's
+    /// own (AIRGAP_CHECK_CACHE), so runs neither share nor leave one.
     pub fn new<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Agc {
+        let dir = tempfile::tempdir().expect("a temporary folder for the reports");
+        let cache = dir.path().join("zip-cache").into_os_string();
         Agc {
             args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
             wrapper: Vec::new(),
-            env: Vec::new(),
-            dir: tempfile::tempdir().expect("a temporary folder for the reports"),
+            env: vec![("AIRGAP_CHECK_CACHE".into(), Some(cache))],
+            dir,
             json: false,
             junit: false,
             pcap: false,
@@ -147,6 +150,27 @@ impl Agc {
             })
             .collect();
         Agc::staging(Path::new("fixtures/apps/hello"), &bps)
+    }
+
+    /// A staging run of several apps (fixtures/apps/APP, or paths with a `/`) with these
+    /// buildpacks, on the fixture stack: --json only (a test adds --junit and a --pcap folder).
+    pub fn stage_apps(apps: &[&str], buildpacks: &[&str]) -> Agc {
+        let fixture = |kind: &str, name: &str| {
+            if name.contains('/') {
+                PathBuf::from(name)
+            } else {
+                PathBuf::from(format!("fixtures/{kind}/{name}"))
+            }
+        };
+        let bps: Vec<PathBuf> = buildpacks
+            .iter()
+            .map(|b| fixture("buildpacks", b))
+            .collect();
+        let mut a = Agc::staging(&fixture("apps", apps[0]), &bps);
+        for app in &apps[1..] {
+            a = a.arg("--app").arg(fixture("apps", app));
+        }
+        a.json_only()
     }
 
     /// A staging run of this app with this buildpack, on the fixture stack.
