@@ -1,11 +1,12 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-load bench-scan prune clean fuzz
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-size bench-load bench-scan prune clean fuzz
 
 CARGO ?= cargo
 # The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STACK := airgap-check-fixture-stack:busybox
 AGC := $(SUDO) target/release/airgap-check
+ENGINE ?= machine
 
 deps:
 	scripts/install-deps.sh
@@ -58,10 +59,17 @@ FUZZ_SECONDS ?= 20
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-## Cost of a sealed run against a bare docker build + docker run --network none of the same phases.
+## Cost of a sealed run against the bare minimum: docker build of FROM stack/ADD app/ADD buildpack
+## plus docker run --network none of the phases. ENGINE=26 measures on the second engine.
 bench-stage: deps
 	scripts/install-deps.sh bench
-	$(SUDO) bench/stage.sh
+	$(SUDO) ENGINE=$(ENGINE) bench/stage.sh
+
+## Run time against buildpack size (10, 100, 800 MB; directory and zip) and number of apps (1, 6,
+## 20), each beside the bare minimum measured in the same run; peak memory. ENGINE=26 as above.
+bench-size: deps
+	scripts/install-deps.sh bench
+	$(SUDO) ENGINE=$(ENGINE) bench/size.sh
 
 ## Capture under load: a sealed run floods UDP; the sender, tcpdump in the container and airgap-check count.
 bench-load: deps

@@ -29,7 +29,7 @@ pub struct StageArgs {
     /// with the same buildpacks.
     #[arg(long = "app", value_name = "DIR")]
     pub apps: Vec<PathBuf>,
-    /// Stage at most N apps at once (default: the number of CPUs).
+    /// Stage at most N apps at once (default: four per CPU; a staging run mostly waits).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// A buildpack directory or zip; repeat for multi-buildpack staging (the last one is final).

@@ -259,12 +259,13 @@ fn validate_pcap(pcap: Option<&Path>, apps: usize) -> Result<Option<PathBuf>> {
     Ok(Some(p.to_path_buf()))
 }
 
-/// --jobs: at least one; by default the number of CPUs.
+/// --jobs: at least one; by default four per CPU (a staging run mostly waits: on the engine, on
+/// the phases' own work).
 fn validate_jobs(jobs: Option<usize>) -> Result<usize> {
     match jobs {
         Some(0) => Err(bad_arg("--jobs", "0", "expected at least 1")),
         Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        None => Ok(4 * std::thread::available_parallelism().map_or(2, |n| n.get())),
     }
 }
 

@@ -1426,3 +1426,25 @@ fn installed_hook_blocks_a_real_git_push() {
     assert!(remote_has_main());
     assert_eq!(fakes.calls().len(), 2);
 }
+
+#[test]
+fn concourse_matrix_pipeline_runs_the_task_across_fixtures_privileged() {
+    let p = yaml("ci/concourse/pipeline-matrix.yml");
+    let jobs = seq(&p["jobs"]);
+    assert_eq!(jobs.len(), 1);
+    let task = seq(&jobs[0]["plan"])
+        .iter()
+        .find(|s| s.get("task").is_some())
+        .expect("a task step");
+    assert_eq!(text(&task["file"]), "airgap-check/ci/concourse/task.yml");
+    assert_eq!(task["privileged"], serde_norway::Value::Bool(true));
+    let across = seq(&task["across"]);
+    assert_eq!(text(&across[0]["var"]), "app");
+    assert!(seq(&across[0]["values"]).len() > 1);
+    assert_eq!(text(&task["params"]["APP"]), "buildpack/((.:app))");
+    // Every param it sets is one the task declares.
+    let declared = keys(&yaml("ci/concourse/task.yml")["params"]);
+    for k in keys(&task["params"]) {
+        assert!(declared.contains(&k), "{k} is not a param of task.yml");
+    }
+}
