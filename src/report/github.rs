@@ -251,12 +251,16 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
     };
     let packets = f.flow.stats.packets();
     format!(
-        "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}",
+        "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}{}",
         proto_label(f.flow.key.proto),
         endpoint(f.remote_addr, f.remote_port),
         if packets == 1 { "" } else { "s" },
         f.flow.state().as_str(),
-        relative(f.flow.stats.first_seen, start)
+        relative(f.flow.stats.first_seen, start),
+        f.denied
+            .as_deref()
+            .map(|r| format!("; denied by rule \"{r}\""))
+            .unwrap_or_default()
     )
 }
 
@@ -426,6 +430,7 @@ mod tests {
             flow,
             names: names.iter().map(|n| n.to_string()).collect(),
             rule: rule.map(String::from),
+            denied: None,
             phase: phase.map(|(p, _)| p.to_string()),
             phase_buildpack: phase.map(|(_, b)| b),
         }

@@ -141,12 +141,21 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
     let details: Vec<String> = flows.iter().map(|f| flow_line(f, start, true)).collect();
     let disallowed = flows.iter().filter(|f| !f.allowed()).count();
     let mut case = if disallowed > 0 {
+        let denied: Vec<&str> = flows.iter().filter_map(|f| f.denied.as_deref()).collect();
+        let why = match denied.first() {
+            Some(rule) => format!("denied by rule \"{rule}\""),
+            None => "no allowlist rule matches".to_string(),
+        };
         let message = format!(
-            "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); no allowlist rule matches",
+            "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); {why}",
             proto_label(dest.proto),
             endpoint(dest.addr, dest.port),
             names_text(&names),
-            if phases.is_empty() { String::new() } else { format!(" during {}", phases.join(", ")) },
+            if phases.is_empty() {
+                String::new()
+            } else {
+                format!(" during {}", phases.join(", "))
+            },
             plural(packets, "packet"),
             plural(flows.len() as u64, "flow"),
             timestamp(first),
@@ -205,10 +214,11 @@ fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
         timestamp(f.flow.stats.first_seen),
         relative(f.flow.stats.first_seen, start),
         request_text(f),
-        f.rule
-            .as_deref()
-            .map(|r| format!(", allowed by rule \"{r}\""))
-            .unwrap_or_default(),
+        match (&f.rule, &f.denied) {
+            (Some(r), _) => format!(", allowed by rule \"{r}\""),
+            (None, Some(r)) => format!(", denied by rule \"{r}\""),
+            (None, None) => String::new(),
+        },
     )
 }
 
@@ -260,13 +270,17 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                 .iter()
                 .map(|f| {
                     format!(
-                        "{} {}{} ({}, {}, first {})",
+                        "{} {}{} ({}, {}, first {}{})",
                         proto_label(f.flow.key.proto),
                         endpoint(f.remote_addr, f.remote_port),
                         names_text(&f.names),
                         plural(f.flow.stats.packets(), "packet"),
                         f.flow.state().as_str(),
-                        relative(f.flow.stats.first_seen, start)
+                        relative(f.flow.stats.first_seen, start),
+                        f.denied
+                            .as_deref()
+                            .map(|r| format!(", denied by rule \"{r}\""))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();

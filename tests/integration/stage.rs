@@ -124,6 +124,44 @@ fn background_process_is_attributed_to_the_phase_it_connected_in() {
     assert_eq!(s.json()["phases"][2]["disallowed_flows"], 1);
 }
 
+/// The metadata endpoints fail by default over IPv4 and IPv6, and the reports name the deny rule:
+/// fd00:ec2::254 is inside fc00::/7, which the default allowlist allows (a false pass before deny
+/// rules).
+#[test]
+fn metadata_endpoints_over_ipv4_and_ipv6_are_denied_by_default() {
+    let s = Agc::stage(&["leak-imds-ipv6", "leak-metadata"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[
+            flow("tcp", "fd00:ec2::254", Some(80), "supply"),
+            flow("tcp", "169.254.169.254", Some(80), "finalize"),
+        ])
+        .run();
+    let v6 = s.flow("tcp", "fd00:ec2::254", Some(80));
+    assert_eq!(v6["denied_by"], "cloud metadata (AWS EC2 IMDS over IPv6)");
+    assert_eq!(v6["rule"], Value::Null);
+    let v4 = s.flow("tcp", "169.254.169.254", Some(80));
+    assert!(
+        v4["denied_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cloud metadata (169.254.169.254"),
+        "{v4}"
+    );
+    assert!(s.stdout.contains("DENIED BY"), "{}", s.stdout);
+    assert!(
+        s.stdout.contains("cloud metadata (AWS EC2 IMDS over IPv6)"),
+        "{}",
+        s.stdout
+    );
+    let junit = s.junit.as_deref().unwrap();
+    assert!(
+        junit.contains("denied by rule &quot;cloud metadata (AWS EC2 IMDS over IPv6)&quot;"),
+        "{junit}"
+    );
+    s.assert_junit_valid();
+}
+
 #[test]
 fn metadata_endpoint_is_caught() {
     Agc::stage(&["leak-metadata"])
