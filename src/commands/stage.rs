@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::capture::sandbox;
 use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
-use crate::cli::StageArgs;
+use crate::cli::{StageArgs, Verbosity};
 use crate::commands::runtime::run_interruptible;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -24,10 +24,10 @@ use crate::verdict::conclude::{conclude, Observation};
 use crate::verdict::notes::Note;
 
 /// Run the staging job; the `Ok` value is the exit code.
-pub fn run(args: &StageArgs) -> Result<i32> {
-    let cfg = validate(args)?;
+pub fn run(args: &StageArgs, v: Verbosity) -> Result<i32> {
+    let cfg = validate(args, v)?;
     sandbox::check_privileges()?;
-    let log = Progress::new(cfg.verbose);
+    let log = Progress::new(v);
     let log = &log;
     run_interruptible(log, stage(&cfg, log), |(code, made)| async move {
         made.clean_up(log).await;
@@ -84,6 +84,7 @@ async fn stage(cfg: &StageConfig, log: &Progress) -> Result<(i32, Made)> {
             reports: &cfg.reports,
             allowlist: &cfg.allowlist,
             pcap,
+            verbosity: cfg.verbosity,
         },
     )?;
     let made = Made {

@@ -269,6 +269,12 @@ fn dns(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
     writeln!(w, "  dns queries: {}", asked.join(", "))
 }
 
+/// The verdict line alone (`-q`).
+pub fn verdict_line(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
+    let bad = a.flows.iter().filter(|f| !f.allowed()).count();
+    verdict(a, bad, w)
+}
+
 /// The verdict line, with why.
 fn verdict(a: &Analysis, disallowed: usize, w: Out<'_>) -> std::io::Result<()> {
     match a.verdict {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{parse_duration, parse_env, parse_memory, ReportArgs, StageArgs};
+use crate::cli::{parse_duration, parse_env, parse_memory, ReportArgs, StageArgs, Verbosity};
 use crate::error::{Error, Result};
 use crate::staging::build_context::{self as context, Buildpack};
 use crate::staging::lifecycle::{self, PhaseSpec};
@@ -24,7 +24,8 @@ pub struct StageConfig {
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
     pub keep_image: bool,
-    pub verbose: bool,
+    /// -q, -v, -vv: with -vv the phases' output is shown as it comes.
+    pub verbosity: Verbosity,
     pub network: Network,
     pub filter: Option<String>,
     /// The container's memory limit, bytes.
@@ -37,9 +38,9 @@ impl StageConfig {
     /// The memory limit as the user would write it: "1g", "64m", "7000k".
     pub fn memory_label(&self) -> String {
         let m = self.memory;
-        if m % (1 << 30) == 0 {
+        if m.is_multiple_of(1 << 30) {
             format!("{}g", m >> 30)
-        } else if m % (1 << 20) == 0 {
+        } else if m.is_multiple_of(1 << 20) {
             format!("{}m", m >> 20)
         } else {
             format!("{}k", m >> 10)
@@ -92,7 +93,7 @@ pub(crate) fn bad_arg(option: &'static str, value: &str, expected: &str) -> Erro
 }
 
 /// Check every input before anything is created on the host (exit 2 on any problem).
-pub fn validate(a: &StageArgs) -> Result<StageConfig> {
+pub fn validate(a: &StageArgs, verbosity: Verbosity) -> Result<StageConfig> {
     let app = validate_app(a)?;
     if a.buildpacks.is_empty() {
         return Err(bad_arg(
@@ -112,10 +113,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         .map(|e| parse_env(e))
         .collect::<Result<Vec<_>>>()?;
     validate_names(a)?;
-    let allowlist = match &a.judge.allowlist {
-        Some(p) => Allowlist::load(p)?,
-        None => Allowlist::default_list(),
-    };
+    let allowlist = a.judge.load()?;
     a.reports.check_writable(a.save.pcap.as_deref())?;
     let scratch = scratch_dir()?;
     let (buildpacks, phases) = load_buildpacks(a, &app, &scratch)?;
@@ -135,7 +133,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         env,
         user: a.user.clone(),
         keep_image: a.keep_image,
-        verbose: a.verbose,
+        verbosity,
         network,
         filter: a.judge.filter.clone(),
         memory: parse_memory(&a.memory)?,
@@ -145,13 +143,23 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
 
 /// The app: a directory that can be listed.
 fn validate_app(a: &StageArgs) -> Result<PathBuf> {
-    let app = a.app.clone().ok_or_else(|| {
-        bad_arg(
-            "--app",
-            "",
-            "expected the app directory to stage (see --help)",
-        )
-    })?;
+    let app = match a.apps.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(bad_arg(
+                "--app",
+                "",
+                "expected the app directory to stage (see --help)",
+            ))
+        }
+        [_, second, ..] => {
+            return Err(bad_arg(
+                "--app",
+                &second.display().to_string(),
+                "expected one app per run: this build stages a single app (run airgap-check once per app)",
+            ))
+        }
+    };
     match std::fs::metadata(&app) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {

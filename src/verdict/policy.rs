@@ -381,7 +381,7 @@ fn check_size(len: usize, source: &str) -> Result<()> {
 /// "- " / "? " items opened on one line, plus open flow brackets. Returns the first line (1-based)
 /// where it exceeds [`MAX_NESTING`]. Quoted scalars and comments are skipped; over-counting an odd
 /// plain scalar only matters past 64 levels.
-fn too_deep(text: &str) -> Option<usize> {
+pub(crate) fn too_deep(text: &str) -> Option<usize> {
     let mut indents: Vec<usize> = Vec::new();
     let mut block = 0usize;
     let mut flow = 0usize;

@@ -8,5 +8,6 @@ mod support;
 mod analyze;
 mod capture_load;
 mod ci;
+mod cli;
 mod observe;
 mod stage;

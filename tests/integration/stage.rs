@@ -1135,7 +1135,7 @@ echo hostile-app-checked"#,
         dirs = "d".repeat(120),
     );
     let bp = checking_buildpack(dir.path(), &check);
-    let s = Agc::stage_app(&app, &bp).arg("-v").expect_exit(0).run();
+    let s = Agc::stage_app(&app, &bp).arg("-vv").expect_exit(0).run();
     assert!(s.stderr.contains("hostile-app-checked"), "{}", s.stderr);
     for (name, kind) in [
         ("fifo", "a FIFO (named pipe)"),
@@ -1181,7 +1181,7 @@ echo huge-app-checked"#;
     let bp = checking_buildpack(dir.path(), check);
     // Peak RSS in KiB, from wait4.
     let o = Agc::stage_app(&app, &bp)
-        .arg("-v")
+        .arg("-vv")
         .no_reports()
         .expect_exit(0)
         .run();
