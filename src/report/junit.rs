@@ -27,6 +27,11 @@ fn attr_safe(s: &str) -> String {
     xml_safe(s).replace("]]]]><![CDATA[>", "]]>")
 }
 
+/// A span of microseconds as the `time` attribute's duration (never negative).
+fn micros(us: Micros) -> Duration {
+    Duration::microseconds(us.max(0))
+}
+
 fn plural(n: u64, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -140,6 +145,13 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
     };
     let details: Vec<String> = flows.iter().map(|f| flow_line(f, start, true)).collect();
     let disallowed = flows.iter().filter(|f| !f.allowed()).count();
+    // The time from its first packet to its last: how long the destination was talked to.
+    let last = flows
+        .iter()
+        .map(|f| f.flow.stats.last_seen)
+        .max()
+        .unwrap_or(first);
+    let took = micros(last - first);
     let mut case = if disallowed > 0 {
         let denied: Vec<&str> = flows.iter().filter_map(|f| f.denied.as_deref()).collect();
         let why = match denied.first() {
@@ -161,16 +173,11 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
             timestamp(first),
             relative(first, start),
         );
-        let mut tc = TestCase::failure(
-            &attr_safe(&name),
-            Duration::ZERO,
-            "disallowed",
-            &attr_safe(&message),
-        );
+        let mut tc = TestCase::failure(&attr_safe(&name), took, "disallowed", &attr_safe(&message));
         tc.set_system_out(&xml_safe(&details.join("\n")));
         tc
     } else {
-        let mut tc = TestCase::success(&attr_safe(&name), Duration::ZERO);
+        let mut tc = TestCase::success(&attr_safe(&name), took);
         tc.set_system_out(&xml_safe(&details.join("\n")));
         tc
     };
@@ -291,8 +298,10 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                 dests.join(", ")
             ));
         }
+        // A phase's testcase takes the phase's own duration (the setup one, none).
+        let took = phase.map_or(Duration::ZERO, |p| micros(p.ended - p.started));
         let mut tc = if reasons.is_empty() {
-            TestCase::success(&attr_safe(&label), Duration::ZERO)
+            TestCase::success(&attr_safe(&label), took)
         } else {
             let kind = if phase.is_some_and(|p| p.failed()) {
                 "staging-failed"
@@ -301,7 +310,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             };
             TestCase::failure(
                 &attr_safe(&label),
-                Duration::ZERO,
+                took,
                 kind,
                 &attr_safe(&reasons.join("; ")),
             )

@@ -160,6 +160,30 @@ fn metadata_endpoints_over_ipv4_and_ipv6_are_denied_by_default() {
         "{junit}"
     );
     s.assert_junit_valid();
+    // Each phase's testcase carries the phase's duration as its time.
+    for p in s.json()["phases"].as_array().unwrap() {
+        let name = format!(
+            "name=\"{} (buildpack {}: {})\"",
+            p["name"].as_str().unwrap(),
+            p["buildpack"],
+            p["buildpack_name"].as_str().unwrap()
+        );
+        let case = junit
+            .split(&name)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no testcase {name} in {junit}"));
+        let time: f64 = case
+            .split("time=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let took = p["duration_seconds"].as_f64().unwrap();
+        assert!(time > 0.0 && (time - took).abs() < 0.01, "{case}: {took}");
+    }
 }
 
 #[test]
