@@ -3,6 +3,8 @@
 //! Data flows one way:
 //!
 //! ```text
+//!  cli, config_file ── the command line, AIRGAP_CHECK_* and airgap-check.yaml, merged
+//!     │
 //!  commands/ ── stage, analyze, watch, prune: each a short list of named steps
 //!     │
 //!  staging/  ── engine (Docker), build_context (the image), lifecycle (the phases)
@@ -12,7 +14,8 @@
 //!     ▼
 //!  flows/    ── decode → key → table (fragments, first bytes, dns) → named flows
 //!     ▼
-//!  verdict/  ── policy (allowlist) → judge → analysis: the one conclusion and its verdict
+//!  verdict/  ── policy (allow and deny rules) → judge → analysis: the one conclusion and its
+//!               verdict
 //!     ▼
 //!  report/   ── console, JSON, JUnit, GitHub Actions, suggested allowlist
 //! ```

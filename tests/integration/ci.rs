@@ -1649,3 +1649,101 @@ fn installed_hook_blocks_a_real_git_push() {
     assert!(remote_has_main());
     assert_eq!(fakes.calls().len(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Install
+
+/// `make install` puts the binary, its man page and the completions under PREFIX (DESTDIR-aware),
+/// from a binary that is newer than the sources (this test's: CARGO=false proves nothing is
+/// built), and `make uninstall` removes them.
+#[test]
+fn make_install_and_uninstall() {
+    let dest = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_airgap-check");
+    let make = |target: &str| {
+        Command::new("make")
+            .arg(target)
+            .arg(format!("DESTDIR={}", dest.path().display()))
+            .arg("PREFIX=/opt/agc")
+            .arg(format!("BIN={bin}"))
+            .arg("CARGO=false")
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let o = make("install");
+    assert!(o.status.success(), "make install: {}", show(&o));
+    let prefix = dest.path().join("opt/agc");
+    let installed = prefix.join("bin/airgap-check");
+    let v = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(
+        stdout(&v),
+        format!("airgap-check {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(fs::metadata(&installed).unwrap().permissions().mode() & 0o111 != 0);
+    let man = fs::read_to_string(prefix.join("share/man/man1/airgap-check.1")).unwrap();
+    assert!(man.contains(".TH airgap-check 1"));
+    for (file, marker) in [
+        (
+            "share/bash-completion/completions/airgap-check",
+            "complete -F",
+        ),
+        (
+            "share/zsh/site-functions/_airgap-check",
+            "#compdef airgap-check",
+        ),
+        (
+            "share/fish/vendor_completions.d/airgap-check.fish",
+            "complete -c airgap-check",
+        ),
+    ] {
+        let text = fs::read_to_string(prefix.join(file)).unwrap();
+        assert!(text.contains(marker), "{file}");
+    }
+    let o = make("uninstall");
+    assert!(o.status.success(), "make uninstall: {}", show(&o));
+    assert!(!installed.exists());
+    assert!(!prefix.join("share/man/man1/airgap-check.1").exists());
+}
+
+/// ci/image/Dockerfile: built from the repository root (the context leaves target/ out), a build
+/// stage that compiles with --locked, and a run stage that carries the binary and what it needs
+/// at run time (libpcap, iptables) and nothing to compile with.
+#[test]
+fn container_image_recipe_carries_what_airgap_check_needs() {
+    let text = read("ci/image/Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let stages: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FROM "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a run stage");
+    let build = lines[stages[0]..stages[1]].join("\n");
+    let run = lines[stages[1]..].join("\n");
+    assert!(build.contains(" AS build"));
+    assert!(build.contains("cargo build --release --locked"));
+    assert!(build.contains("libpcap-dev"));
+    assert!(
+        run.contains("libpcap0.8") && run.contains("iptables"),
+        "{run}"
+    );
+    assert!(!run.contains("cargo") && !run.contains("-dev"), "{run}");
+    assert!(run.contains("COPY --from=build /out/airgap-check /usr/local/bin/airgap-check"));
+    assert!(run.contains("RUN airgap-check --version"));
+    assert!(
+        run.trim_end().ends_with("ENTRYPOINT [\"airgap-check\"]"),
+        "{run}"
+    );
+    let ignore = read(".dockerignore");
+    for must in ["target", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l == must),
+            ".dockerignore misses {must}"
+        );
+    }
+}
