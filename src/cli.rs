@@ -55,7 +55,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE", env = "AIRGAP_CHECK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Read no configuration file, not even an airgap-check.yaml found nearby.
-    #[arg(long, global = true, conflicts_with = "config")]
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "config",
+        env = "AIRGAP_CHECK_NO_CONFIG"
+    )]
     pub no_config: bool,
 }
 

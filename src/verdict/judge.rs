@@ -377,6 +377,34 @@ mod tests {
     }
 
     #[test]
+    fn a_denied_end_is_reported_whichever_end_it_is() {
+        let a = Allowlist::parse(
+            "allow:\n  - name: private\n    cidrs: [10.0.0.0/8, fc00::/7]\ndeny:\n  - name: imds6\n    cidrs: [\"fd00:ec2::254/128\"]\n",
+            "t",
+        )
+        .unwrap();
+        // Local end known: the remote end is denied though a private range allows it.
+        let flows = flows_of(&[tcp("fd00:99::2", "fd00:ec2::254", 40000, 80, true, false)]);
+        let nets = ["fd00:99::2/128".parse().unwrap()];
+        let (judged, _) = judge(flows, &a, &nets);
+        assert!(!judged[0].allowed());
+        assert_eq!(judged[0].denied.as_deref(), Some("imds6"));
+        assert_eq!(judged[0].rule, None);
+        // Neither end local: the denied end is the one reported, even as the initiator.
+        let flows = flows_of(&[
+            tcp("fd00:ec2::254", "fd12::9", 80, 40000, true, false),
+            tcp("fd12::7", "fd12::8", 80, 40001, true, false),
+        ]);
+        let (judged, local) = judge(flows, &a, &[]);
+        assert!(local.is_empty());
+        assert_eq!(
+            judged[0].remote_addr,
+            "fd00:ec2::254".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(judged[0].denied.as_deref(), Some("imds6"));
+    }
+
+    #[test]
     fn loopback_flows_do_not_hide_the_local_address() {
         // A capture on "any": a database on lo beside the host's own traffic.
         let flows = flows_of(&[
