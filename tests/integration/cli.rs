@@ -369,6 +369,24 @@ fn usage_errors_on_stderr_and_version_everywhere() {
         "{}",
         o.stderr
     );
+    // Several apps in one run are not staged yet: one clear line, before anything is created.
+    let o = Agc::new(&[
+        "--app",
+        "fixtures/apps/hello",
+        "--app",
+        "fixtures/apps/hello",
+        "--buildpack",
+        "fixtures/buildpacks/clean",
+    ])
+    .expect_exit(2)
+    .run();
+    assert!(
+        o.stderr.starts_with(
+            "airgap-check: error: --app \"fixtures/apps/hello\": expected one app per run"
+        ),
+        "{}",
+        o.stderr
+    );
     let version = env!("CARGO_PKG_VERSION");
     for sub in [
         &[][..],
