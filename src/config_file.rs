@@ -85,7 +85,7 @@ pub fn locate(g: &GlobalArgs) -> Result<Option<Found>> {
                 path: PathBuf::from("."),
                 source: e,
             })?;
-            match discover(&cwd) {
+            match discover(&cwd)? {
                 Some(p) => p,
                 None => return Ok(None),
             }
@@ -96,19 +96,27 @@ pub fn locate(g: &GlobalArgs) -> Result<Option<Found>> {
 }
 
 /// `airgap-check.yaml` in `start` or a folder above it, up to the repository root (the first
-/// folder holding `.git`); outside a repository, in `start` only.
-pub fn discover(start: &Path) -> Option<PathBuf> {
+/// folder holding `.git`); outside a repository, in `start` only. An `airgap-check.yml` where the
+/// file is looked for is an error, not a file silently ignored.
+pub fn discover(start: &Path) -> Result<Option<PathBuf>> {
     let in_repo = start.ancestors().any(|d| d.join(".git").exists());
     for dir in start.ancestors() {
         let candidate = dir.join(FILE_NAME);
         if candidate.is_file() {
-            return Some(candidate);
+            return Ok(Some(candidate));
+        }
+        let yml = dir.join("airgap-check.yml");
+        if yml.is_file() {
+            return Err(Error::Config {
+                path: yml,
+                message: format!("airgap-check reads {FILE_NAME}, not .yml: rename the file"),
+            });
         }
         if !in_repo || dir.join(".git").exists() {
-            return None;
+            return Ok(None);
         }
     }
-    None
+    Ok(None)
 }
 
 /// Read and check a configuration file (at most 1 MiB, as allowlists).
@@ -495,18 +503,28 @@ mod tests {
         let deep = repo.join("a/b");
         std::fs::create_dir_all(&deep).unwrap();
         // Outside a repository: the current folder only.
+        let found = |d: &Path| discover(d).unwrap();
         std::fs::write(d.path().join(FILE_NAME), "").unwrap();
-        assert_eq!(discover(&deep), None);
+        assert_eq!(found(&deep), None);
         std::fs::write(deep.join(FILE_NAME), "").unwrap();
-        assert_eq!(discover(&deep), Some(deep.join(FILE_NAME)));
+        assert_eq!(found(&deep), Some(deep.join(FILE_NAME)));
         std::fs::remove_file(deep.join(FILE_NAME)).unwrap();
         // Inside one: up to its root, never above it.
         std::fs::create_dir(repo.join(".git")).unwrap();
-        assert_eq!(discover(&deep), None);
+        assert_eq!(found(&deep), None);
         std::fs::write(repo.join(FILE_NAME), "").unwrap();
-        assert_eq!(discover(&deep), Some(repo.join(FILE_NAME)));
+        assert_eq!(found(&deep), Some(repo.join(FILE_NAME)));
         std::fs::write(repo.join("a").join(FILE_NAME), "").unwrap();
-        assert_eq!(discover(&deep), Some(repo.join("a").join(FILE_NAME)));
+        assert_eq!(found(&deep), Some(repo.join("a").join(FILE_NAME)));
+        // A .yml on the way is not ignored.
+        std::fs::write(deep.join("airgap-check.yml"), "").unwrap();
+        let e = discover(&deep).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "airgap-check.yml: airgap-check reads airgap-check.yaml, not .yml: rename the file"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

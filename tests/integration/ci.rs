@@ -1512,6 +1512,17 @@ fn pre_push_config_errors_block_and_no_config_passes() {
     assert!(fakes.calls().is_empty());
     fs::remove_dir_all(&repo).unwrap();
 
+    // A .yml: blocked, never a check silently skipped.
+    let repo = hook_repo_with(&fakes, "airgap-check.yml", Some("apps: [fixtures/a]\n"));
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "0")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("airgap-check.yml is not read"),
+        "{}",
+        show(&o)
+    );
+    fs::remove_dir_all(&repo).unwrap();
+
     // No airgap-check.yaml: nothing to check, the push goes on.
     let repo = hook_repo(&fakes, None);
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "1")]);
