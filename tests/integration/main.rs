@@ -8,6 +8,7 @@ mod support;
 mod analyze;
 mod capture_load;
 mod ci;
+mod cli;
 mod observe;
 mod scale;
 mod stage;
