@@ -26,6 +26,7 @@ pub mod commands;
 pub mod config_file;
 pub mod error;
 pub mod flows;
+pub mod manifest;
 pub mod progress;
 pub mod report;
 pub mod staging;
