@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+use crate::capture::attribution::{Attributed, Attributor};
 use crate::capture::canary::{Canary, CanaryOutcome, CanaryPlan, CANARY_PORT};
 use crate::capture::live::{CaptureSpec, LiveCapture, LiveResult};
 use crate::capture::point::{self, CapturePoint, TxCounters};
@@ -70,6 +71,8 @@ pub struct Sensed {
     pub local: Vec<IpNet>,
     /// Names the sinkhole handed out (sealed runs).
     pub handed_out: Vec<(String, Vec<IpAddr>)>,
+    /// The connections and lookups the sinkhole attributed to a process (sealed runs).
+    pub processes: Vec<Attributed>,
     /// The capture's own error (libpcap's), when it stopped on one, and when.
     pub capture_error: Option<(String, Option<std::time::SystemTime>)>,
     /// The container's transmit counters could not be read (`health.error` says so too).
@@ -99,7 +102,15 @@ impl Sensor {
                 "TCP connections will be refused, not accepted, so their first bytes (TLS SNI, HTTP Host) cannot name them: {e}"
             ));
         }
-        let sinkhole = Sinkhole::start(&sandbox.sink).await?;
+        // Best effort: without it, flows simply carry no process.
+        let who = Attributor::start(&sandbox.container, pid)
+            .map_err(|e| {
+                log.line(&format!(
+                    "the commands behind attempts will not be known: {e}"
+                ))
+            })
+            .ok();
+        let sinkhole = Sinkhole::start(&sandbox.sink, who).await?;
         let canary = CanaryPlan {
             canary: Some(Canary {
                 payload: opts.payload.clone(),
@@ -276,14 +287,15 @@ impl Sensor {
         let live = tokio::task::spawn_blocking(move || capture.finish(expected))
             .await
             .map_err(|e| Error::Internal(format!("the capture task died: {e}")))??;
-        let handed_out = match sealed {
+        let (handed_out, processes) = match sealed {
             Some(Sealed { sinkhole, sandbox }) => {
                 let names = sinkhole.handed_out();
+                let processes = sinkhole.processes();
                 sinkhole.remove();
                 drop(sandbox);
-                names
+                (names, processes)
             }
-            None => Vec::new(),
+            None => (Vec::new(), Vec::new()),
         };
         let capture_error = live.error.clone().map(|e| (e, live.error_at));
         let (table, mut health, save_error) = health_of(live, tx, counts_sent);
@@ -305,6 +317,7 @@ impl Sensor {
             health,
             local,
             handed_out,
+            processes,
             capture_error,
             counters_unread: tx.is_none(),
             pcap,

@@ -1,4 +1,6 @@
-//! Services inside the sink namespace: a DNS responder and a discard port for the canary.
+//! Services inside the sink namespace: a DNS responder, a listener that takes every TCP
+//! connection, and a discard port for the canary; each connection and query it takes can be
+//! attributed to the container process that made it ([`Attributor`]).
 //!
 //! Offline, a name lookup fails and the attempt never becomes a connection: the leak is invisible.
 //! The responder answers every A and AAAA query, on UDP and TCP port 53 of *every* address (all
@@ -16,8 +18,10 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::capture::attribution::{Attributed, Attributor};
 use crate::capture::canary::CANARY_PORT;
 use crate::capture::sandbox::{enter_netns, SandboxError};
+use crate::flows::decode::{PROTO_TCP, PROTO_UDP};
 use crate::flows::now_micros;
 
 /// Every TCP connection into the sink (but DNS) is redirected here, whatever its port.
@@ -140,25 +144,43 @@ pub fn answer(query: &[u8], log: &Mutex<DnsLog>) -> Option<Vec<u8>> {
     r.to_vec().ok()
 }
 
-async fn serve_udp(sock: UdpSocket, log: Arc<Mutex<DnsLog>>) {
+async fn serve_udp(sock: UdpSocket, log: Arc<Mutex<DnsLog>>, who: Option<Arc<Attributor>>) {
+    let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65_535];
     loop {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(resp) = answer(&buf[..n], &log) {
-            let _ = sock.send_to(&resp, from).await;
+        let Some(resp) = answer(&buf[..n], &log) else {
+            continue;
+        };
+        match &who {
+            // The client waits for the answer, so its socket is there to be found: answer once
+            // it is (or after the attribution's bound).
+            Some(who) => {
+                let (sock, who) = (sock.clone(), who.clone());
+                tokio::spawn(async move {
+                    who.attribute(PROTO_UDP, from).await;
+                    let _ = sock.send_to(&resp, from).await;
+                });
+            }
+            None => {
+                let _ = sock.send_to(&resp, from).await;
+            }
         }
     }
 }
 
-async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>) {
+async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>, who: Option<Arc<Attributor>>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((mut conn, peer)) = listener.accept().await else {
             continue;
         };
-        let log = log.clone();
+        let (log, who) = (log.clone(), who.clone());
         tokio::spawn(async move {
+            if let Some(who) = who {
+                who.attribute(PROTO_TCP, peer).await;
+            }
             // Bounded: a connection gets at most 64 queries and 10 s.
             let work = async {
                 for _ in 0..64 {
@@ -176,15 +198,20 @@ async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>) {
     }
 }
 
-/// Accept every connection, read what the client sends first (a TLS ClientHello, an HTTP request:
-/// the capture sees it and names the flow), answer an HTTP request with 503 so the client gives up
-/// quickly, and close. Bounded: 16 KiB and 3 s per connection.
-async fn serve_tcp_sink(listener: TcpListener) {
+/// Accept every connection, find who made it (while the client waits, its socket is there to be
+/// found), read what the client sends first (a TLS ClientHello, an HTTP request: the capture sees
+/// it and names the flow), answer an HTTP request with 503 so the client gives up quickly, and
+/// close. Bounded: the attribution's wait, then 16 KiB and 3 s per connection.
+async fn serve_tcp_sink(listener: TcpListener, who: Option<Arc<Attributor>>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((mut conn, peer)) = listener.accept().await else {
             continue;
         };
+        let who = who.clone();
         tokio::spawn(async move {
+            if let Some(who) = who {
+                who.attribute(PROTO_TCP, peer).await;
+            }
             let mut buf = vec![0u8; FIRST_BYTES];
             let mut n = 0;
             let read = async {
@@ -219,11 +246,17 @@ pub struct Sinkhole {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// What it answered.
     pub log: Arc<Mutex<DnsLog>>,
+    /// Who made the connections and lookups it took, when that can be told.
+    who: Option<Arc<Attributor>>,
 }
 
 impl Sinkhole {
-    /// Start the services inside the namespace `sink`; returns once they listen.
-    pub async fn start(sink: &std::fs::File) -> Result<Sinkhole, SandboxError> {
+    /// Start the services inside the namespace `sink`; returns once they listen. With `who`, every
+    /// connection and DNS query it takes is attributed to the process that made it.
+    pub async fn start(
+        sink: &std::fs::File,
+        who: Option<Arc<Attributor>>,
+    ) -> Result<Sinkhole, SandboxError> {
         let failed = |e: std::io::Error| SandboxError {
             step: "sinkhole",
             reason: e.to_string(),
@@ -233,6 +266,7 @@ impl Sinkhole {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = sink.try_clone().map_err(failed)?;
         let thread_log = log.clone();
+        let thread_who = who.clone();
         std::thread::Builder::new()
             .name("sinkhole".into())
             .spawn(move || {
@@ -241,7 +275,7 @@ impl Sinkhole {
                     return;
                 }
                 drop(sink);
-                run(thread_log, ready_tx, stop_rx);
+                run(thread_log, thread_who, ready_tx, stop_rx);
             })
             .map_err(failed)?;
         tokio::task::spawn_blocking(move || ready_rx.recv())
@@ -253,7 +287,13 @@ impl Sinkhole {
         Ok(Sinkhole {
             stop: Some(stop_tx),
             log,
+            who,
         })
+    }
+
+    /// The connections and lookups attributed to a process so far.
+    pub fn processes(&self) -> Vec<Attributed> {
+        self.who.as_ref().map(|w| w.found()).unwrap_or_default()
     }
 
     /// The names it handed out, with the addresses it gave each.
@@ -289,6 +329,7 @@ impl Drop for Sinkhole {
 /// `stop` fires. Binding errors are returned before serving starts, through `ready`.
 fn run(
     log: Arc<Mutex<DnsLog>>,
+    who: Option<Arc<Attributor>>,
     ready: std::sync::mpsc::Sender<std::io::Result<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -328,10 +369,10 @@ fn run(
             }
         };
         tokio::select! {
-            _ = serve_udp(udp, log.clone()) => {}
-            _ = serve_tcp(tcp, log.clone()) => {}
+            _ = serve_udp(udp, log.clone(), who.clone()) => {}
+            _ = serve_tcp(tcp, log.clone(), who.clone()) => {}
             _ = serve_discard(discard) => {}
-            _ = serve_tcp_sink(sink) => {}
+            _ = serve_tcp_sink(sink, who) => {}
             _ = stop => {}
         }
     });

@@ -15,6 +15,7 @@ use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
 use crate::cli::{StageArgs, Verbosity};
 use crate::commands::runtime::run_interruptible;
 use crate::error::{Error, Result};
+use crate::manifest;
 use crate::progress::Progress;
 use crate::report::{self, Outputs};
 use crate::staging::config::{validate, StageConfig};
@@ -320,6 +321,8 @@ fn judge(
     o.capture = health;
     o.phases = phases.records;
     o.notes = notes;
+    o.processes = sensed.processes;
+    o.manifests = manifest::read_all(&cfg.buildpacks, &cfg.stack);
     o.stage = Some(stage_info(cfg, seen));
     conclude(o)
 }

@@ -7,12 +7,14 @@ use anstyle::{AnsiColor, Style};
 
 use crate::flows::decode::proto_label;
 use crate::flows::Micros;
-use crate::report::relative;
+use crate::report::{explain, relative};
 use crate::verdict::analysis::{by_destination, Analysis, Judged};
 use crate::verdict::Verdict;
 
 /// At most this many rows; the JSON report has them all.
 const MAX_ROWS: usize = 40;
+/// At most this many commands under a destination's row.
+const MAX_BEHIND: usize = 3;
 
 const BOLD: Style = Style::new().bold();
 const RED: Style = AnsiColor::Red.on_default().bold();
@@ -38,6 +40,9 @@ pub fn write(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         writeln!(w)?;
         phases(a, w)?;
         canary(a, w)?;
+        for m in &a.manifests {
+            writeln!(w, "  {}", explain::manifest_summary(a, m))?;
+        }
     }
     let bad: Vec<&Judged> = a.flows.iter().filter(|f| !f.allowed()).collect();
     if !bad.is_empty() {
@@ -194,8 +199,9 @@ fn disallowed(a: &Analysis, bad: &[&Judged], w: Out<'_>) -> std::io::Result<()> 
     writeln!(w)?;
     let header: Vec<String> = header.into_iter().map(String::from).collect();
     writeln!(w, "{BOLD}{}{BOLD:#}", line(&header))?;
-    for r in &rows {
+    for (g, r) in groups.iter().zip(&rows) {
         writeln!(w, "{}", line(r))?;
+        behind(a, g, w)?;
     }
     if groups.len() > MAX_ROWS {
         writeln!(
@@ -205,6 +211,37 @@ fn disallowed(a: &Analysis, bad: &[&Judged], w: Out<'_>) -> std::io::Result<()> 
         )?;
     }
     writeln!(w)
+}
+
+/// Under a destination's row: the dependencies its attempts were after, and the commands that
+/// made them (each said once; at most [`MAX_BEHIND`] commands).
+fn behind(a: &Analysis, g: &[&Judged], w: Out<'_>) -> std::io::Result<()> {
+    let mut deps: Vec<String> = Vec::new();
+    let mut commands: Vec<String> = Vec::new();
+    for f in g {
+        if let Some(d) = explain::dependency(a, f).filter(|d| !deps.contains(d)) {
+            deps.push(d);
+        }
+        if let Some(c) = f.process.as_deref().map(explain::command) {
+            if !commands.contains(&c) {
+                commands.push(c);
+            }
+        }
+    }
+    for d in &deps {
+        writeln!(w, "      → {d}")?;
+    }
+    for c in commands.iter().take(MAX_BEHIND) {
+        writeln!(w, "      by: {c}")?;
+    }
+    if commands.len() > MAX_BEHIND {
+        writeln!(
+            w,
+            "      … and {} more commands (every flow's is in --json)",
+            commands.len() - MAX_BEHIND
+        )?;
+    }
+    Ok(())
 }
 
 /// The disallowed flows grouped by destination, in order of each one's first flow.

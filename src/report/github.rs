@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::flows::decode::proto_label;
-use crate::report::{endpoint, relative};
+use crate::report::{endpoint, explain, relative};
 use crate::verdict::analysis::{by_destination, Analysis, Judged, PhaseRecord};
 use crate::verdict::notes::Note;
 use crate::verdict::Verdict;
@@ -88,6 +88,7 @@ pub fn step_summary(a: &Analysis) -> String {
     }
     if !bad.is_empty() {
         summary_flows(a, &bad, &mut s);
+        summary_behind(a, &bad, &mut s);
     }
     for p in a
         .phases
@@ -146,6 +147,9 @@ fn summary_head(a: &Analysis, disallowed: usize, s: &mut String) {
             bps.join(", "),
             md(&st.run_id)
         );
+    }
+    for m in &a.manifests {
+        let _ = writeln!(s, "{}\n", md(&explain::manifest_summary(a, m)));
     }
     let c = &a.capture;
     if c.canary_seen.is_some() || c.dropped.is_some() {
@@ -253,7 +257,7 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
         format!(" ({})", f.names.join(", "))
     };
     let packets = f.flow.stats.packets();
-    format!(
+    let mut s = format!(
         "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}{}",
         proto_label(f.flow.key.proto),
         endpoint(f.remote_addr, f.remote_port),
@@ -264,7 +268,52 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
             .as_deref()
             .map(|r| format!("; denied by rule \"{r}\""))
             .unwrap_or_default()
-    )
+    );
+    if let Some(d) = explain::dependency(a, f) {
+        s.push_str(&format!(" → {d}"));
+    }
+    if let Some(p) = &f.process {
+        s.push_str(&format!("; by: {}", explain::command(p)));
+    }
+    s
+}
+
+/// Under the flows table: for each disallowed flow with something behind it, the dependency it was
+/// after and the command that made it.
+fn summary_behind(a: &Analysis, bad: &[&Judged], s: &mut String) {
+    let start = a.start_ts();
+    let mut lines = Vec::new();
+    for f in bad.iter().take(MAX_SUMMARY_ROWS) {
+        let dep = explain::dependency(a, f);
+        if dep.is_none() && f.process.is_none() {
+            continue;
+        }
+        let mut line = format!(
+            "- {} {} ({}) at {}",
+            proto_label(f.flow.key.proto),
+            md(&endpoint(f.remote_addr, f.remote_port)),
+            if f.names.is_empty() {
+                "-".to_string()
+            } else {
+                md(&f.names.join(", "))
+            },
+            relative(f.flow.stats.first_seen, start)
+        );
+        if let Some(d) = dep {
+            line.push_str(&format!(": {}", md(&d)));
+        }
+        if let Some(p) = &f.process {
+            line.push_str(&format!("; by {}", md(&explain::command(p))));
+        }
+        lines.push(line);
+    }
+    if !lines.is_empty() {
+        s.push_str("What they were after, and the commands behind them:\n\n");
+        for l in lines {
+            let _ = writeln!(s, "{l}");
+        }
+        s.push('\n');
+    }
 }
 
 /// "finalize (buildpack 0: go) exited 1", then the last lines of its output.
@@ -436,6 +485,9 @@ mod tests {
             denied: None,
             phase: phase.map(|(p, _)| p.to_string()),
             phase_buildpack: phase.map(|(_, b)| b),
+            process: None,
+            dependency: None,
+            candidates: 0,
         }
     }
 
@@ -505,6 +557,7 @@ mod tests {
                 ..StageInfo::default()
             }),
             dns_queries: Vec::new(),
+            manifests: Vec::new(),
         }
     }
 

@@ -5,10 +5,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::capture::attribution::Process;
 use crate::flows::decode::{has_ports, proto_name};
 use crate::flows::{Counts, FlowState};
 use crate::report::timestamp;
 use crate::verdict::analysis::{by_destination, Analysis, Judged, Mode, PhaseRecord};
+use crate::verdict::explain::MatchedBy;
 use crate::verdict::Verdict;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -33,7 +35,39 @@ pub struct JsonReport<'a> {
     pub phases: Option<Vec<JsonPhase<'a>>>,
     /// Every name and type asked of DNS, in order of first query.
     pub dns_queries: Vec<JsonDnsQuery<'a>>,
+    /// Staging runs: one per buildpack with a readable manifest.yml, for the run's stack.
+    pub manifests: Vec<JsonManifest<'a>>,
     pub flows: Vec<JsonFlow<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonManifest<'a> {
+    pub buildpack: usize,
+    pub stack: &'a str,
+    /// How many dependencies it lists for the stack.
+    pub dependencies: usize,
+    /// How many of them the buildpack holds.
+    pub cached: usize,
+    pub missing: Vec<JsonMissing<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct JsonMissing<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub uri: &'a str,
+}
+
+/// The manifest entry behind a flow.
+#[derive(Serialize)]
+pub struct JsonDependency<'a> {
+    pub buildpack: usize,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub uri: &'a str,
+    pub cached: bool,
+    /// "url" (the HTTP request's), "command" (named in the process's argv) or "host".
+    pub matched_by: MatchedBy,
 }
 
 #[derive(Serialize)]
@@ -161,6 +195,12 @@ pub struct JsonFlow<'a> {
     pub phase: Option<&'a str>,
     /// The buildpack (0-based) whose phase that was; null when unknown.
     pub phase_buildpack: Option<usize>,
+    /// The container process that made it (`pid`, `command`, `parent`); null when not told.
+    pub process: Option<&'a Process>,
+    /// The manifest entry it was after; null when none matches.
+    pub dependency: Option<JsonDependency<'a>>,
+    /// How many manifest entries matched.
+    pub candidates: usize,
 }
 
 impl<'a> JsonReport<'a> {
@@ -214,6 +254,24 @@ impl<'a> JsonReport<'a> {
                     first_seen: timestamp(q.first_seen),
                     phase: q.phase.as_deref(),
                     phase_buildpack: q.phase_buildpack,
+                })
+                .collect(),
+            manifests: a
+                .manifests
+                .iter()
+                .map(|m| JsonManifest {
+                    buildpack: m.buildpack,
+                    stack: &m.stack,
+                    dependencies: m.dependencies.len(),
+                    cached: m.cached(),
+                    missing: m
+                        .missing()
+                        .map(|d| JsonMissing {
+                            name: &d.name,
+                            version: &d.version,
+                            uri: &d.uri,
+                        })
+                        .collect(),
                 })
                 .collect(),
             flows: a.flows.iter().map(JsonFlow::new).collect(),
@@ -307,6 +365,16 @@ impl<'a> JsonFlow<'a> {
             denied_by: j.denied.as_deref(),
             phase: j.phase.as_deref(),
             phase_buildpack: j.phase_buildpack,
+            process: j.process.as_deref(),
+            dependency: j.dependency.as_ref().map(|d| JsonDependency {
+                buildpack: d.buildpack,
+                name: &d.name,
+                version: &d.version,
+                uri: &d.uri,
+                cached: d.cached,
+                matched_by: d.matched_by,
+            }),
+            candidates: j.candidates,
         }
     }
 }

@@ -6,7 +6,7 @@ use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuiteB
 
 use crate::flows::decode::proto_label;
 use crate::flows::Micros;
-use crate::report::{endpoint, relative, timestamp};
+use crate::report::{endpoint, explain, relative, timestamp};
 use crate::verdict::analysis::{by_destination, Analysis, Destination, Judged};
 use crate::verdict::Verdict;
 
@@ -44,6 +44,19 @@ fn names_text(names: &[String]) -> String {
     }
 }
 
+/// ` → node 20.11.1 from manifest.yml, not cached; by: nc … (under bin/supply)` for a
+/// disallowed flow: what it was after, and the command that made it (any flow).
+fn behind_text(a: &Analysis, f: &Judged) -> String {
+    let mut s = String::new();
+    if let Some(d) = (!f.allowed()).then(|| explain::dependency(a, f)).flatten() {
+        s.push_str(&format!(" → {d}"));
+    }
+    if let Some(p) = &f.process {
+        s.push_str(&format!("; by: {}", explain::command(p)));
+    }
+    s
+}
+
 /// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request.
 fn request_text(f: &Judged) -> String {
     f.flow
@@ -73,7 +86,7 @@ fn testsuite(a: &Analysis) -> junit_report::TestSuite {
         cases.extend(phase_cases(a));
     } else {
         for (dest, flows) in by_destination(&a.flows) {
-            cases.push(destination_case(dest, &flows, start));
+            cases.push(destination_case(a, dest, &flows, start));
         }
     }
     suite(a, cases)
@@ -112,6 +125,10 @@ fn capture_case(a: &Analysis, start: Option<Micros>) -> TestCase {
     };
     case.set_classname("airgap-check.capture");
     let mut out = health;
+    for m in &a.manifests {
+        out.push('\n');
+        out.push_str(&explain::manifest_summary(a, m));
+    }
     for n in a.note_texts() {
         out.push_str("\nnote: ");
         out.push_str(&n);
@@ -135,7 +152,12 @@ fn capture_case(a: &Analysis, start: Option<Micros>) -> TestCase {
 }
 
 /// Analyze and watch: one testcase per destination, failed when a flow to it is disallowed.
-fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>) -> TestCase {
+fn destination_case(
+    a: &Analysis,
+    dest: Destination,
+    flows: &[&Judged],
+    start: Option<Micros>,
+) -> TestCase {
     let name = format!(
         "{} {}",
         proto_label(dest.proto),
@@ -155,7 +177,7 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
         p.dedup();
         p
     };
-    let details: Vec<String> = flows.iter().map(|f| flow_line(f, start, true)).collect();
+    let details: Vec<String> = flows.iter().map(|f| flow_line(a, f, start, true)).collect();
     let disallowed = flows.iter().filter(|f| !f.allowed()).count();
     // The time from its first packet to its last: how long the destination was talked to.
     let last = flows
@@ -210,7 +232,7 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::TestSuite {
 
 /// One line per flow, for system-out and failure bodies. A destination's testcase (analyze,
 /// watch) also gives its last packet and its phase; a phase's does not need to.
-fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
+fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool) -> String {
     let k = &f.flow.key;
     let (last, phase) = match (destination, f.phase.as_deref()) {
         (false, _) => (String::new(), String::new()),
@@ -220,7 +242,7 @@ fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
         ),
     };
     format!(
-        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){last}{}{phase}{}",
+        "{} {} -> {}{}: {} out, {} in, {} bytes, state {}, first {} ({}){last}{}{phase}{}{}",
         proto_label(k.proto),
         endpoint(k.src, k.src_port),
         endpoint(k.dst, k.dst_port),
@@ -237,6 +259,7 @@ fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
             (None, Some(r)) => format!(", denied by rule \"{r}\""),
             (None, None) => String::new(),
         },
+        behind_text(a, f),
     )
 }
 
@@ -262,7 +285,10 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             })
             .collect();
         let bad: Vec<_> = flows.iter().filter(|f| !f.allowed()).collect();
-        let mut body: Vec<String> = flows.iter().map(|f| flow_line(f, start, false)).collect();
+        let mut body: Vec<String> = flows
+            .iter()
+            .map(|f| flow_line(a, f, start, false))
+            .collect();
         if let Some(p) = phase {
             body.push(format!(
                 "exit code {}; {:.1}s",
@@ -288,7 +314,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                 .iter()
                 .map(|f| {
                     format!(
-                        "{} {}{} ({}, {}, first {}{})",
+                        "{} {}{} ({}, {}, first {}{}){}",
                         proto_label(f.flow.key.proto),
                         endpoint(f.remote_addr, f.remote_port),
                         names_text(&f.names),
@@ -298,7 +324,8 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                         f.denied
                             .as_deref()
                             .map(|r| format!(", denied by rule \"{r}\""))
-                            .unwrap_or_default()
+                            .unwrap_or_default(),
+                        behind_text(a, f)
                     )
                 })
                 .collect();

@@ -1,6 +1,7 @@
 //! Reports: console summary, JSON and JUnit, all written from one [`Analysis`].
 
 pub mod console;
+pub mod explain;
 pub mod github;
 pub mod json;
 pub mod junit;

@@ -4,7 +4,12 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
+use crate::capture::attribution::Process;
 use crate::flows::{Counts, Flow, Micros};
+use crate::manifest::StackDeps;
+use crate::verdict::explain::DependencyRef;
 use crate::verdict::notes::Note;
 use crate::verdict::Verdict;
 
@@ -57,6 +62,12 @@ pub struct Judged {
     pub phase: Option<String>,
     /// The buildpack (0-based) whose phase that was, when known.
     pub phase_buildpack: Option<usize>,
+    /// The container process that made it, when the sinkhole could tell (sealed runs).
+    pub process: Option<Arc<Process>>,
+    /// The manifest dependency it was after, when one matches.
+    pub dependency: Option<DependencyRef>,
+    /// How many manifest entries matched (the chosen one among them).
+    pub candidates: usize,
 }
 
 impl Judged {
@@ -127,6 +138,8 @@ pub struct Analysis {
     pub stage: Option<StageInfo>,
     /// The DNS questions the capture holds, in order of first query.
     pub dns_queries: Vec<DnsQueryRecord>,
+    /// Staging runs: the manifest of each buildpack that has a readable one, for the run's stack.
+    pub manifests: Vec<StackDeps>,
 }
 
 /// One name and type asked of DNS, with the phase of its first query.
@@ -164,6 +177,7 @@ impl Analysis {
             phases: Vec::new(),
             stage: None,
             dns_queries: Vec::new(),
+            manifests: Vec::new(),
         }
     }
 

@@ -6,10 +6,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::capture::attribution::Attributed;
 use crate::flows::{Counts, DnsSeen, FlowTable};
+use crate::manifest::{ManifestRead, StackDeps};
 use crate::verdict::analysis::{
     phase_at, Analysis, CaptureHealth, DnsQueryRecord, Judged, Mode, PhaseRecord, StageInfo,
 };
+use crate::verdict::explain::{attribute_processes, explain_dependencies};
 use crate::verdict::judge::{attribute_phases, judge_named, local_notes, names_of};
 use crate::verdict::notes::{Impact, Note};
 use crate::verdict::policy::Allowlist;
@@ -36,6 +39,10 @@ pub struct Observation<'a> {
     pub stage: Option<StageInfo>,
     /// What the command knows that the capture does not (a failed phase, a skipped file, …).
     pub notes: Vec<Note>,
+    /// Staging runs: the connections and lookups the sinkhole attributed to a process.
+    pub processes: Vec<Attributed>,
+    /// Staging runs: each buildpack's manifest for the run's stack (those that have one).
+    pub manifests: Vec<ManifestRead>,
 }
 
 impl<'a> Observation<'a> {
@@ -53,6 +60,8 @@ impl<'a> Observation<'a> {
             phases: Vec::new(),
             stage: None,
             notes: Vec::new(),
+            processes: Vec::new(),
+            manifests: Vec::new(),
         }
     }
 }
@@ -65,7 +74,29 @@ pub fn conclude(o: Observation<'_>) -> Analysis {
         names_of(flow, addr, &dns, &o.handed_out)
     });
     attribute_phases(&mut flows, &o.phases);
+    attribute_processes(&mut flows, &o.processes);
+    let (manifests, unreadable): (Vec<_>, Vec<_>) =
+        o.manifests.into_iter().partition(Result::is_ok);
+    let manifests: Vec<StackDeps> = manifests.into_iter().flatten().collect();
+    explain_dependencies(&mut flows, &manifests);
     let mut notes = o.notes;
+    notes.extend(
+        unreadable
+            .into_iter()
+            .filter_map(Result::err)
+            .map(Note::ManifestUnreadable),
+    );
+    notes.extend(
+        manifests
+            .iter()
+            .filter(|m| m.dependencies.is_empty() && !m.stacks.is_empty())
+            .map(|m| Note::NoDependencyForStack {
+                buildpack: m.buildpack,
+                source: m.source.clone(),
+                stack: m.stack.clone(),
+                stacks: m.stacks.clone(),
+            }),
+    );
     notes.extend(capture_notes(o.mode, &o.capture, &counts));
     notes.extend(decoding_notes(&counts));
     notes.extend(local_notes(&flows, &local, o.local_given));
@@ -84,6 +115,7 @@ pub fn conclude(o: Observation<'_>) -> Analysis {
         notes,
         phases: o.phases,
         stage: o.stage,
+        manifests,
     }
 }
 
@@ -237,6 +269,9 @@ mod tests {
             denied: None,
             phase: None,
             phase_buildpack: None,
+            process: None,
+            dependency: None,
+            candidates: 0,
         }
     }
 

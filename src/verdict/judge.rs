@@ -121,6 +121,9 @@ fn judge_one(
         denied,
         phase: None,
         phase_buildpack: None,
+        process: None,
+        dependency: None,
+        candidates: 0,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Flows → verdicts: the [`policy`] (allowlist), the [`judge`] that holds each flow against it,
-//! and the [`analysis`] every report is written from, with its verdict and exit code.
+//! and the [`analysis`] every report is written from, with its verdict and exit code; each flow is
+//! then [`explain`]ed by the process and the manifest dependency behind it.
 
 pub mod analysis;
 pub mod conclude;
+pub mod explain;
 pub mod judge;
 pub mod notes;
 pub mod policy;
