@@ -1,5 +1,5 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-size bench-load bench-scan prune clean fuzz install uninstall
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-size bench-load bench-scan bench-inspect prune clean fuzz install uninstall
 
 CARGO ?= cargo
 # The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
@@ -103,3 +103,8 @@ bench-load: deps
 bench-scan: deps
 	scripts/install-deps.sh bench
 	$(SUDO) bench/scan.sh
+
+## `inspect` on a generated 1 GiB cached buildpack zip (no Docker, no root).
+bench-inspect: deps
+	scripts/install-deps.sh bench
+	bench/inspect.sh

@@ -208,6 +208,24 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `airgap-check man > airgap-check.1`.
     Man,
+    /// Answer the manifest question before any staging, without Docker or root: the buildpack's
+    /// dependencies per stack, cached or missing, each cached file's sha256, and the files under
+    /// dependencies/ that no entry names. Exit 0 when every dependency is cached and intact, 1
+    /// when not.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The buildpack: a folder, or a zip (read in place, never extracted).
+    #[arg(long, value_name = "DIR|ZIP")]
+    pub buildpack: PathBuf,
+    /// Only this stack (CF_STACK); default: every stack the manifest names.
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
+    /// Write the JSON report here (`-`: on stdout, the summary then on stderr).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,10 @@ pub enum Error {
         number: i32,
     },
 
+    /// A buildpack's manifest.yml is broken (inspect): where, and what.
+    #[error("{path}: {message}")]
+    Manifest { path: String, message: String },
+
     /// The allowlist file is broken: YAML syntax, unknown keys, bad values.
     #[error("allowlist {path}: {message}")]
     Allowlist { path: String, message: String },
@@ -121,6 +125,7 @@ impl Error {
             | Error::UnsupportedLinkType { .. }
             | Error::Allowlist { .. }
             | Error::Config { .. }
+            | Error::Manifest { .. }
             | Error::BadArgument { .. }
             | Error::Write { .. }
             | Error::BadInput { .. } => 2,

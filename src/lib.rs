@@ -65,6 +65,7 @@ where
         Some(Command::Analyze(a)) => commands::analyze::run(&a, v),
         Some(Command::Prune) => commands::prune::run(),
         Some(Command::Watch(w)) => commands::watch::run(&w, v),
+        Some(Command::Inspect(i)) => commands::inspect::run(&i),
         Some(Command::Completions { shell }) => commands::help::completions(shell),
         Some(Command::Man) => commands::help::man(),
         None if cli.stage.apps.is_empty() && cli.stage.buildpacks.is_empty() => {

@@ -1,8 +1,9 @@
-//! One module per subcommand: [`stage`] (the main job, also observe mode), [`analyze`], [`watch`]
-//! and [`prune`].
+//! One module per subcommand: [`stage`] (the main job, also observe mode), [`analyze`], [`watch`],
+//! [`inspect`] and [`prune`].
 
 pub mod analyze;
 pub mod help;
+pub mod inspect;
 pub mod prune;
 pub mod runtime;
 pub mod stage;

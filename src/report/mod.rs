@@ -3,6 +3,7 @@
 pub mod console;
 pub mod explain;
 pub mod github;
+pub mod inspect;
 pub mod json;
 pub mod junit;
 pub mod suggest;
