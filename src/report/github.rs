@@ -710,6 +710,68 @@ mod tests {
     }
 
     #[test]
+    fn explained_flows_say_what_they_were_after_and_which_command() {
+        use crate::capture::attribution::Process;
+        use crate::manifest::{Dependency, StackDeps};
+        use crate::verdict::explain::{DependencyRef, MatchedBy};
+        let dep = |name: &str, version: &str, cached: bool| Dependency {
+            name: name.into(),
+            version: version.into(),
+            uri: format!("https://pkg.example.com/{name}.tgz"),
+            sha256: None,
+            cached: cached.then(|| "dependencies/x".into()),
+            default: false,
+        };
+        let mut a = leaky();
+        a.manifests = vec![StackDeps {
+            buildpack: 0,
+            source: "bp".into(),
+            stack: "cflinuxfs4".into(),
+            dependencies: vec![dep("node", "20.11.1", false), dep("tool", "1.2.3", true)],
+            stacks: vec!["cflinuxfs4".into()],
+        }];
+        a.flows[1].dependency = Some(DependencyRef {
+            buildpack: 0,
+            name: "node".into(),
+            version: "20.11.1".into(),
+            uri: "https://pkg.example.com/node.tgz".into(),
+            cached: false,
+            matched_by: MatchedBy::Host,
+        });
+        a.flows[1].candidates = 2;
+        a.flows[1].process = Some(std::sync::Arc::new(Process {
+            pid: 31,
+            command: vec![
+                "curl".into(),
+                "-fsSL".into(),
+                "https://pkg.example.com/node.tgz".into(),
+            ],
+            parent: Some(vec![
+                "/bin/bash".into(),
+                "/tmp/buildpacks/0/bin/supply".into(),
+                "/tmp/app".into(),
+            ]),
+        }));
+        assert_eq!(
+            annotate(&a),
+            "::error title=airgap-check%3A disallowed egress::supply contacted tcp 203.0.113.5:443 (pkg.example.com), 3 packets, refused, first at +0.300s → node 20.11.1 from manifest.yml, not cached (by host: the likeliest of 2 entries); by: curl -fsSL https://pkg.example.com/node.tgz (under bin/supply)\n"
+        );
+        let s = step_summary(&a);
+        assert!(
+            s.contains(
+                "manifest: 2 dependencies for cflinuxfs4, 1 cached; missing: node 20.11.1\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("- tcp 203.0.113.5:443 (pkg.example.com) at +0.300s: node 20.11.1 from manifest.yml, not cached (by host: the likeliest of 2 entries); by curl -fsSL https://pkg.example.com/node.tgz (under bin/supply)\n"), "{s}");
+        // A run whose buildpacks have manifests says so of a flow none of them explains.
+        a.flows[1].dependency = None;
+        assert!(annotate(&a).contains(
+            "first at +0.300s → no manifest.yml entry for cflinuxfs4 matches it; by: curl"
+        ));
+    }
+
+    #[test]
     fn summary_escapes_what_the_staged_code_chose() {
         let mut a = leaky();
         a.flows[1].names = vec!["a|b<script>*x*\nc".into()];

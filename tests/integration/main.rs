@@ -9,6 +9,8 @@ mod analyze;
 mod capture_load;
 mod ci;
 mod cli;
+mod explain;
+mod inspect;
 mod observe;
 mod scale;
 mod stage;

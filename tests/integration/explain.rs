@@ -1,0 +1,247 @@
+//! Every leak explained, on sealed staging runs of the cached fixture buildpacks (laid out as
+//! cloudfoundry/libbuildpack's packager lays out a cached buildpack): the manifest dependency each
+//! disallowed flow was after, and the command that made it, in the JSON, the console, JUnit, and
+//! the GitHub annotations and step summary. Needs root and Docker, like the other staging tests.
+
+use serde_json::{json, Value};
+
+use crate::support::{flow, Agc};
+
+/// The flow of this protocol to this remote port.
+fn flow_to<'a>(flows: &'a [Value], proto: &str, port: u16) -> &'a Value {
+    flows
+        .iter()
+        .find(|f| f["protocol"] == proto && f["remote_port"] == port)
+        .unwrap_or_else(|| panic!("no {proto} flow to port {port} in {flows:#?}"))
+}
+
+#[test]
+fn a_cached_buildpack_names_the_missing_dependency_and_the_command_behind_the_flow() {
+    let agc = Agc::stage(&["cached-http"]).args(&["--stack", "cflinuxfs4"]);
+    let summary = agc.dir().join("summary.md");
+    let s = agc
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(80), "supply")])
+        .run();
+    let j = s.json();
+    assert_eq!(
+        j["manifests"],
+        json!([{
+            "buildpack": 0,
+            "stack": "cflinuxfs4",
+            "dependencies": 3,
+            "cached": 2,
+            "missing": [{
+                "name": "node",
+                "version": "20.11.1",
+                "uri": "http://deps.example.org/node/node-20.11.1-linux-x64.tgz"
+            }]
+        }])
+    );
+    let flows = s.flows();
+    let http = flow_to(flows, "tcp", 80);
+    assert_eq!(
+        http["request"],
+        "GET /node/node-20.11.1-linux-x64.tgz HTTP/1.1"
+    );
+    assert_eq!(
+        http["dependency"],
+        json!({
+            "buildpack": 0,
+            "name": "node",
+            "version": "20.11.1",
+            "uri": "http://deps.example.org/node/node-20.11.1-linux-x64.tgz",
+            "cached": false,
+            "matched_by": "url"
+        }),
+        "the exact URL of the request, though three entries share its host"
+    );
+    assert_eq!(http["candidates"], 1);
+    // nc, started by the supply script (a shell running it), holds the client's socket.
+    let p = &http["process"];
+    assert_eq!(p["command"], json!(["nc", "deps.example.org", "80"]), "{p}");
+    assert_eq!(
+        p["parent"],
+        json!([
+            "/bin/sh",
+            "/tmp/buildpacks/0/bin/supply",
+            "/tmp/app",
+            "/tmp/cache",
+            "/tmp/deps",
+            "0"
+        ])
+    );
+    assert!(p["pid"].as_u64().is_some_and(|pid| pid > 1), "{p}");
+    // The lookup before it (UDP to the sink's resolver) was made by the same nc.
+    let dns = flow_to(flows, "udp", 53);
+    assert_eq!(dns["allowed"], true);
+    assert_eq!(dns["process"]["command"], p["command"], "{dns}");
+
+    let by = "by: nc deps.example.org 80 (under bin/supply)";
+    let after = "→ node 20.11.1 from manifest.yml, not cached";
+    let out = &s.stdout;
+    assert!(
+        out.contains(
+            "  manifest: 3 dependencies for cflinuxfs4, 2 cached; missing: node 20.11.1\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("      {after}\n      {by}\n")),
+        "{out}"
+    );
+    // The annotation says it all on its line.
+    let annotation = out
+        .lines()
+        .find(|l| l.starts_with("::error title=airgap-check%3A disallowed egress::"))
+        .unwrap_or_else(|| panic!("no annotation in {out}"));
+    assert!(
+        annotation.contains("::supply contacted tcp 198.18.0.1:80 (deps.example.org), ")
+            && annotation.ends_with(&format!(" {after}; {by}")),
+        "{annotation}"
+    );
+    // The phase's failure message, and its flow in system-out.
+    let x = s.junit.as_deref().unwrap();
+    assert!(
+        x.contains("message=\"supply contacted 1 disallowed destination: tcp 198.18.0.1:80 (deps.example.org) (")
+            && x.contains(&format!(" {after}; {by}\"")),
+        "{x}"
+    );
+    assert!(
+        x.contains(&format!(
+            "GET /node/node-20.11.1-linux-x64.tgz HTTP/1.1\" {after}; {by}"
+        )),
+        "{x}"
+    );
+    s.assert_junit_valid();
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("manifest: 3 dependencies for cflinuxfs4, 2 cached; missing: node 20.11.1"),
+        "{md}"
+    );
+    assert!(
+        md.contains("node 20.11.1 from manifest.yml, not cached; by nc deps.example.org 80 (under bin/supply)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn an_https_download_is_matched_by_host_preferring_the_entry_not_cached() {
+    let s = Agc::stage(&["cached-https"])
+        .args(&["--stack", "cflinuxfs4"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(443), "supply")])
+        .run();
+    let tls = flow_to(s.flows(), "tcp", 443);
+    assert_eq!(tls["names"], json!(["pkg.example.com"]));
+    assert_eq!(tls["request"], Value::Null, "TLS: no URL to see");
+    assert_eq!(
+        tls["dependency"],
+        json!({
+            "buildpack": 0,
+            "name": "node",
+            "version": "20.11.1",
+            "uri": "https://pkg.example.com/node/node-20.11.1-linux-x64.tgz",
+            "cached": false,
+            "matched_by": "host"
+        })
+    );
+    assert_eq!(
+        tls["candidates"], 2,
+        "tool (cached) and node share the host"
+    );
+    assert_eq!(
+        tls["process"]["command"],
+        json!(["nc", "-w", "2", "pkg.example.com", "443"])
+    );
+    assert!(
+        s.stdout.contains(
+            "→ node 20.11.1 from manifest.yml, not cached (by host: the likeliest of 2 entries)"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+#[test]
+fn only_the_runs_stack_is_counted_and_matched() {
+    // cflinuxfs3 has one dependency (node 18.19.0), not the node 20.11.1 that supply fetches.
+    let s = Agc::stage(&["cached-http"])
+        .args(&["--stack", "cflinuxfs3"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(80), "supply")])
+        .run();
+    let j = s.json();
+    assert_eq!(j["manifests"][0]["dependencies"], 1);
+    assert_eq!(j["manifests"][0]["cached"], 0);
+    assert_eq!(j["manifests"][0]["missing"][0]["version"], "18.19.0");
+    let http = flow_to(s.flows(), "tcp", 80);
+    assert_eq!(
+        (&http["dependency"], &http["candidates"]),
+        (&Value::Null, &json!(0))
+    );
+    assert!(
+        s.stdout
+            .contains("→ no manifest.yml entry for cflinuxfs3 matches it"),
+        "{}",
+        s.stdout
+    );
+    // The fixture stack's own name (the default CF_STACK): the manifest has nothing for it, and
+    // a note says so.
+    let s = Agc::stage(&["cached-http"])
+        .json_only()
+        .expect_exit(1)
+        .run();
+    let notes = s.json()["notes"].to_string();
+    assert!(
+        notes.contains("manifest.yml lists no dependency for stack airgap-check-fixture-stack (it names cflinuxfs4, cflinuxfs3): is --stack right?"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn a_broken_manifest_never_stops_the_egress_check() {
+    let s = Agc::stage(&["broken-manifest"])
+        .args(&["--stack", "cflinuxfs4"])
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .expect_disallowed(&[])
+        .run();
+    let j = s.json();
+    assert_eq!(j["manifests"], json!([]));
+    let note = "buildpack 0 (fixtures/buildpacks/broken-manifest): manifest.yml cannot be read: line 8 column 3: dependencies[1]: missing field `uri`";
+    assert!(j["notes"].to_string().contains(note), "{}", j["notes"]);
+    assert!(s.stdout.contains(note), "{}", s.stdout);
+}
+
+#[test]
+fn the_command_behind_a_tcp_attempt_is_the_child_of_the_phase_script() {
+    // leak-http's finalize pipes a request into nc: nc holds the socket, the script is its parent.
+    let s = Agc::stage(&["leak-http"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "198.51.100.60", Some(80), "finalize")])
+        .run();
+    let http = flow_to(s.flows(), "tcp", 80);
+    assert_eq!(
+        http["process"]["command"],
+        json!(["nc", "-w", "2", "198.51.100.60", "80"])
+    );
+    assert_eq!(
+        http["process"]["parent"][1], "/tmp/buildpacks/0/bin/finalize",
+        "{}",
+        http["process"]
+    );
+    // No manifest: nothing to match, and nothing said about it.
+    assert_eq!(s.json()["manifests"], json!([]));
+    assert_eq!(
+        (&http["dependency"], &http["candidates"]),
+        (&Value::Null, &json!(0))
+    );
+    let by = "by: nc -w 2 198.51.100.60 80 (under bin/finalize)";
+    assert!(s.stdout.contains(&format!("      {by}\n")), "{}", s.stdout);
+    assert!(!s.stdout.contains("→"), "{}", s.stdout);
+    assert!(s.junit.as_deref().unwrap().contains(by));
+}
