@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,8 @@ struct Ask {
 pub struct Attributor {
     tx: SyncSender<Ask>,
     found: Arc<Mutex<Vec<Attributed>>>,
+    /// [`MAX_FOUND`] attributions are in: nothing more is asked, and nothing waits.
+    full: Arc<AtomicBool>,
 }
 
 impl Attributor {
@@ -63,6 +66,8 @@ impl Attributor {
         let found = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let keep = found.clone();
+        let full = Arc::new(AtomicBool::new(false));
+        let is_full = full.clone();
         std::thread::Builder::new()
             .name("attribution".into())
             .spawn(move || {
@@ -73,7 +78,7 @@ impl Attributor {
                 match diag {
                     Ok(d) => {
                         let _ = ready_tx.send(Ok(()));
-                        serve(&rx, d, &procs, &keep);
+                        serve(&rx, d, &procs, &keep, &is_full);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -84,12 +89,15 @@ impl Attributor {
         ready_rx
             .recv()
             .map_err(|_| "the attribution thread ended".to_string())??;
-        Ok(Arc::new(Attributor { tx, found }))
+        Ok(Arc::new(Attributor { tx, found, full }))
     }
 
     /// Find who holds the client end `peer` of a `proto` (TCP or UDP) exchange the sinkhole
     /// holds; returns once that is known, or after [`WAIT`].
     pub async fn attribute(&self, proto: u8, peer: SocketAddr) {
+        if self.full.load(Ordering::Relaxed) {
+            return;
+        }
         let (done, answered) = tokio::sync::oneshot::channel();
         let ask = Ask {
             proto,
@@ -110,7 +118,13 @@ impl Attributor {
 
 /// Answer asks in batches (one socket dump and one look at the processes per batch) until every
 /// sender is gone.
-fn serve(rx: &Receiver<Ask>, mut diag: Diag, procs: &Procs, found: &Mutex<Vec<Attributed>>) {
+fn serve(
+    rx: &Receiver<Ask>,
+    mut diag: Diag,
+    procs: &Procs,
+    found: &Mutex<Vec<Attributed>>,
+    full: &AtomicBool,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < QUEUE {
@@ -119,12 +133,12 @@ fn serve(rx: &Receiver<Ask>, mut diag: Diag, procs: &Procs, found: &Mutex<Vec<At
                 Err(_) => break,
             }
         }
-        let full = found.lock().map_or(true, |f| f.len() >= MAX_FOUND);
-        if !full {
+        if !full.load(Ordering::Relaxed) {
             let new = attribute_batch(&batch, &mut diag, procs);
             if let Ok(mut f) = found.lock() {
                 let room = MAX_FOUND.saturating_sub(f.len());
                 f.extend(new.into_iter().take(room));
+                full.store(f.len() >= MAX_FOUND, Ordering::Relaxed);
             }
         }
         for ask in batch {

@@ -11,5 +11,5 @@ pub mod tree;
 pub mod versions;
 
 pub use read::{Entry, Manifest};
-pub use stack::{read_all, Dependency, ManifestRead, StackDeps, Unreadable};
+pub use stack::{read_all, Dependency, ManifestRead, NoneForStack, StackDeps, Unreadable};
 pub use tree::Tree;

@@ -42,6 +42,51 @@ pub struct Unreadable {
     pub message: String,
 }
 
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "buildpack {} ({}): manifest.yml cannot be read: {}; its dependencies are not matched to flows (the egress check is unaffected)",
+            self.buildpack, self.source, self.message
+        )
+    }
+}
+
+/// A manifest that lists dependencies, but none for the run's stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoneForStack {
+    pub buildpack: usize,
+    pub source: String,
+    pub stack: String,
+    /// The stacks it does list dependencies for.
+    pub stacks: Vec<String>,
+}
+
+impl NoneForStack {
+    /// What `deps` says, when it is that.
+    pub fn of(deps: &StackDeps) -> Option<NoneForStack> {
+        (deps.dependencies.is_empty() && !deps.stacks.is_empty()).then(|| NoneForStack {
+            buildpack: deps.buildpack,
+            source: deps.source.clone(),
+            stack: deps.stack.clone(),
+            stacks: deps.stacks.clone(),
+        })
+    }
+}
+
+impl std::fmt::Display for NoneForStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "buildpack {} ({}): manifest.yml lists no dependency for stack {} (it names {}): is --stack right?",
+            self.buildpack,
+            self.source,
+            self.stack,
+            self.stacks.join(", ")
+        )
+    }
+}
+
 impl StackDeps {
     /// The dependencies of `m` for `stack`, each looked up in `tree`.
     pub fn of(m: &Manifest, tree: &Tree, stack: &str, buildpack: usize, source: String) -> Self {

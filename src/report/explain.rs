@@ -34,10 +34,24 @@ pub fn dependency(a: &Analysis, f: &Judged) -> Option<String> {
     };
     Some(format!(
         "{} {} from manifest.yml{whose}, {}{how}",
-        d.name,
-        d.version,
+        printable(&d.name),
+        printable(&d.version),
         if d.cached { "cached" } else { "not cached" }
     ))
+}
+
+/// Text from a buildpack's manifest with its control characters escaped, so that it cannot drive
+/// a terminal or break a line.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// "nc deps.example.org 80 (under bin/supply)": the command, then the script or command it ran
@@ -50,34 +64,29 @@ pub fn command(p: &Process) -> String {
     s
 }
 
-/// The parent as a reader knows it: the script an interpreter runs ("bin/supply" for
-/// `/bin/sh /tmp/buildpacks/0/bin/supply /tmp/app …`), else its command line.
+/// The parent as a reader knows it: a script of the buildpack by its path in the buildpack
+/// ("bin/supply" for `/bin/sh /tmp/buildpacks/0/bin/supply /tmp/app …`, or when run directly),
+/// anything else by its command line.
 fn under(parent: &[String]) -> String {
     const INTERPRETERS: [&str; 9] = [
         "sh", "bash", "dash", "ash", "zsh", "env", "python3", "ruby", "perl",
     ];
     let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
     let script = match parent {
-        [first, second, ..]
-            if INTERPRETERS.contains(&base(first).as_str()) && !second.starts_with('-') =>
-        {
-            Some(second)
-        }
-        [only, ..] if only.contains("/bin/") => Some(only),
-        _ => None,
+        [first, second, ..] if INTERPRETERS.contains(&base(first).as_str()) => second,
+        [first, ..] => first,
+        [] => return String::new(),
     };
-    match script {
-        Some(s) => shorten_path(s),
-        None => argv_text(parent),
-    }
+    in_buildpack(script).unwrap_or_else(|| argv_text(parent))
 }
 
-/// "/tmp/buildpacks/0/bin/supply" → "bin/supply".
-fn shorten_path(p: &str) -> String {
-    p.strip_prefix(BUILDPACKS_DIR)
-        .and_then(|r| r.strip_prefix('/'))
-        .and_then(|r| r.split_once('/'))
-        .map_or_else(|| p.to_string(), |(_, rest)| rest.to_string())
+/// "/tmp/buildpacks/0/bin/supply" → "bin/supply"; `None` for a path outside the buildpacks.
+fn in_buildpack(p: &str) -> Option<String> {
+    let (_, rest) = p
+        .strip_prefix(BUILDPACKS_DIR)?
+        .strip_prefix('/')?
+        .split_once('/')?;
+    Some(printable(rest))
 }
 
 /// An argv as one line: words with spaces (or empty ones) quoted, control characters escaped, at
@@ -116,12 +125,12 @@ pub fn manifest_summary(a: &Analysis, m: &StackDeps) -> String {
     let mut s = format!(
         "manifest{whose}: {n} dependenc{} for {}, {} cached",
         if n == 1 { "y" } else { "ies" },
-        m.stack,
+        printable(&m.stack),
         m.cached()
     );
     let missing: Vec<String> = m
         .missing()
-        .map(|d| format!("{} {}", d.name, d.version))
+        .map(|d| format!("{} {}", printable(&d.name), printable(&d.version)))
         .collect();
     if !missing.is_empty() {
         let shown = missing.len().min(MAX_MISSING);
@@ -157,6 +166,11 @@ mod tests {
             under(&["sh".into(), "-c".into(), "x y".into()]),
             "sh -c 'x y'"
         );
+        assert_eq!(
+            under(&["/usr/bin/make".into(), "install".into()]),
+            "/usr/bin/make install"
+        );
+        assert_eq!(printable("a\u{1b}[31mb"), "a\\u{1b}[31mb");
         assert_eq!(argv_text(&["a\nb".into()]), "a\\nb");
         let long = argv_text(&["x".repeat(500)]);
         assert_eq!(long.chars().count(), MAX_COMMAND);

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::capture::attribution::Attributed;
 use crate::flows::{Counts, DnsSeen, FlowTable};
-use crate::manifest::{ManifestRead, StackDeps};
+use crate::manifest::{ManifestRead, NoneForStack, StackDeps};
 use crate::verdict::analysis::{
     phase_at, Analysis, CaptureHealth, DnsQueryRecord, Judged, Mode, PhaseRecord, StageInfo,
 };
@@ -75,28 +75,10 @@ pub fn conclude(o: Observation<'_>) -> Analysis {
     });
     attribute_phases(&mut flows, &o.phases);
     attribute_processes(&mut flows, &o.processes);
-    let (manifests, unreadable): (Vec<_>, Vec<_>) =
-        o.manifests.into_iter().partition(Result::is_ok);
-    let manifests: Vec<StackDeps> = manifests.into_iter().flatten().collect();
+    let (manifests, manifest_notes) = manifests(o.manifests);
     explain_dependencies(&mut flows, &manifests);
     let mut notes = o.notes;
-    notes.extend(
-        unreadable
-            .into_iter()
-            .filter_map(Result::err)
-            .map(Note::ManifestUnreadable),
-    );
-    notes.extend(
-        manifests
-            .iter()
-            .filter(|m| m.dependencies.is_empty() && !m.stacks.is_empty())
-            .map(|m| Note::NoDependencyForStack {
-                buildpack: m.buildpack,
-                source: m.source.clone(),
-                stack: m.stack.clone(),
-                stacks: m.stacks.clone(),
-            }),
-    );
+    notes.extend(manifest_notes);
     notes.extend(capture_notes(o.mode, &o.capture, &counts));
     notes.extend(decoding_notes(&counts));
     notes.extend(local_notes(&flows, &local, o.local_given));
@@ -117,6 +99,23 @@ pub fn conclude(o: Observation<'_>) -> Analysis {
         stage: o.stage,
         manifests,
     }
+}
+
+/// The manifests that could be read, and notes for those that could not or that list nothing for
+/// the run's stack (informational: the egress check never depends on a manifest).
+fn manifests(reads: Vec<ManifestRead>) -> (Vec<StackDeps>, Vec<Note>) {
+    let mut read = Vec::new();
+    let mut notes = Vec::new();
+    for r in reads {
+        match r {
+            Ok(m) => {
+                notes.extend(NoneForStack::of(&m).map(Note::NoDependencyForStack));
+                read.push(m);
+            }
+            Err(u) => notes.push(Note::ManifestUnreadable(u)),
+        }
+    }
+    (read, notes)
 }
 
 /// The verdict rule, the only one: a sensor never proven to see the container gives no verdict;

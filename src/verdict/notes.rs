@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::capture::file::describe_read_stop;
 use crate::flows::{MAX_DNS_NAMES, MAX_PENDING_BYTES};
-use crate::manifest::Unreadable;
+use crate::manifest::{NoneForStack, Unreadable};
 use crate::staging::tree::Skipped;
 use crate::verdict::analysis::Mode;
 
@@ -71,12 +71,7 @@ pub enum Note {
     /// A buildpack's manifest.yml could not be read: its flows are not matched to dependencies.
     ManifestUnreadable(Unreadable),
     /// A buildpack's manifest lists dependencies, but none for the run's stack.
-    NoDependencyForStack {
-        buildpack: usize,
-        source: String,
-        stack: String,
-        stacks: Vec<String>,
-    },
+    NoDependencyForStack(NoneForStack),
 
     // What the capture says of itself (derived by the conclusion from its health).
     /// libpcap stopped before the end of the file: its message.
@@ -146,7 +141,7 @@ impl Note {
             | Note::InterfaceGone(_)
             | Note::CountersBeforeExit
             | Note::ManifestUnreadable(_)
-            | Note::NoDependencyForStack { .. }
+            | Note::NoDependencyForStack(_)
             | Note::TimestampsClamped(_)
             | Note::NoCanary(_)
             | Note::Unseen(_)
@@ -210,21 +205,8 @@ impl fmt::Display for Note {
             Note::CountersBeforeExit => f.write_str(
                 "the container's transmit counters are as read at most 250 ms before it exited",
             ),
-            Note::ManifestUnreadable(u) => write!(
-                f,
-                "buildpack {} ({}): manifest.yml cannot be read: {}; its dependencies are not matched to flows (the egress check is unaffected)",
-                u.buildpack, u.source, u.message
-            ),
-            Note::NoDependencyForStack {
-                buildpack,
-                source,
-                stack,
-                stacks,
-            } => write!(
-                f,
-                "buildpack {buildpack} ({source}): manifest.yml lists no dependency for stack {stack} (it names {}): is --stack right?",
-                stacks.join(", ")
-            ),
+            Note::ManifestUnreadable(u) => u.fmt(f),
+            Note::NoDependencyForStack(n) => n.fmt(f),
             Note::ReadStopped(msg) => f.write_str(&describe_read_stop(msg)),
             Note::NoPackets => f.write_str("the capture holds no packets: it proves nothing"),
             Note::TimestampsClamped(n) => write!(

@@ -3,9 +3,11 @@
 //! disallowed flow was after, and the command that made it, in the JSON, the console, JUnit, and
 //! the GitHub annotations and step summary. Needs root and Docker, like the other staging tests.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
-use crate::support::{flow, Agc};
+use crate::support::{flow, Agc, Outcome};
 
 /// The flow of this protocol to this remote port.
 fn flow_to<'a>(flows: &'a [Value], proto: &str, port: u16) -> &'a Value {
@@ -80,6 +82,12 @@ fn a_cached_buildpack_names_the_missing_dependency_and_the_command_behind_the_fl
     assert_eq!(dns["allowed"], true);
     assert_eq!(dns["process"]["command"], p["command"], "{dns}");
 
+    every_report_says(&s, &summary);
+}
+
+/// The console, the annotation, JUnit and the step summary of the cached-http run each name the
+/// dependency and the command behind its flow.
+fn every_report_says(s: &Outcome, summary: &Path) {
     let by = "by: nc deps.example.org 80 (under bin/supply)";
     let after = "→ node 20.11.1 from manifest.yml, not cached";
     let out = &s.stdout;
@@ -117,7 +125,7 @@ fn a_cached_buildpack_names_the_missing_dependency_and_the_command_behind_the_fl
         "{x}"
     );
     s.assert_junit_valid();
-    let md = std::fs::read_to_string(&summary).unwrap();
+    let md = std::fs::read_to_string(summary).unwrap();
     assert!(
         md.contains("manifest: 3 dependencies for cflinuxfs4, 2 cached; missing: node 20.11.1"),
         "{md}"
