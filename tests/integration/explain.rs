@@ -253,3 +253,37 @@ fn the_command_behind_a_tcp_attempt_is_the_child_of_the_phase_script() {
     assert!(!s.stdout.contains("→"), "{}", s.stdout);
     assert!(s.junit.as_deref().unwrap().contains(by));
 }
+
+#[test]
+fn each_app_of_several_explains_its_own_flows() {
+    let other = tempfile::tempdir().unwrap();
+    for f in ["index.html", "Procfile"] {
+        std::fs::copy(
+            crate::support::root().join("fixtures/apps/hello").join(f),
+            other.path().join(f),
+        )
+        .unwrap();
+    }
+    let s = Agc::stage(&["cached-http"])
+        .arg("--app")
+        .arg(other.path())
+        .args(&["--stack", "cflinuxfs4"])
+        .json_only()
+        .expect_exit(1)
+        .run();
+    let runs = s.json()["runs"]
+        .as_array()
+        .expect("runs[] for several apps");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["manifests"][0]["missing"][0]["name"], "node", "{r}");
+        let flows = r["flows"].as_array().unwrap();
+        let http = flow_to(flows, "tcp", 80);
+        assert_eq!(http["dependency"]["version"], "20.11.1", "{r}");
+        assert_eq!(
+            http["process"]["command"],
+            json!(["nc", "deps.example.org", "80"]),
+            "each run's own sinkhole attributes its own flows: {r}"
+        );
+    }
+}
