@@ -68,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
         phases: Vec::new(),
         stage: None,
         dns_queries: Vec::new(),
+        manifests: Vec::new(),
     };
     let mut out = Vec::new();
     suggest::write(&empty, &list, &mut out).unwrap();
