@@ -263,6 +263,13 @@ fn why_failed(a: &Analysis, disallowed: usize) -> String {
         } else {
             format!("{} {}", p.label(), p.exited())
         });
+    } else if let Some(n) = a
+        .notes
+        .iter()
+        .find(|n| matches!(n, crate::verdict::notes::Note::StagingFailed(_)))
+    {
+        // Staging failed after its phases succeeded (a CNB group whose plans do not resolve).
+        why.push(n.to_string());
     }
     if disallowed > 0 {
         let dests = by_destination(&a.flows)

@@ -21,6 +21,7 @@ pub mod env;
 pub mod layers;
 pub mod plan;
 pub mod rootfs;
+pub mod run;
 
 use serde::Serialize;
 
