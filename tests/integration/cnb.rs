@@ -350,3 +350,74 @@ fn observe_mode_stages_a_cnb_on_a_bridge_of_the_run() {
     assert_eq!(phases(j).len(), 2);
     assert_eq!(j["cnb"]["layers"][0]["name"], "web");
 }
+
+#[test]
+fn a_cnb_stages_the_same_with_its_files_copied_into_an_image() {
+    let s = Agc::stage(&[&cnb("provides-tool"), &cnb("requires-tool-udp")])
+        .args(&["--context", "copy"])
+        .expect_exit(1)
+        .expect_disallowed(&[flow("udp", "203.0.113.71", Some(69), "build")])
+        .run();
+    let j = s.json();
+    assert_eq!(j["stage"]["context"], "copy");
+    assert_eq!(
+        s.flow("udp", "203.0.113.71", Some(69))["phase_buildpack"],
+        1
+    );
+    assert_eq!(j["cnb"]["layers"][0]["name"], "tool");
+}
+
+/// A build image of the test's own: the fixture stack with `CNB_USER_ID` and `CNB_GROUP_ID` set
+/// (platform.md "Build Image"), removed on drop.
+struct BuildImage(String);
+
+impl BuildImage {
+    fn new() -> BuildImage {
+        crate::support::ensure_stack();
+        let tag = format!("airgap-check-test-cnb-build:{}", std::process::id());
+        let dockerfile = format!(
+            "FROM {}\nENV CNB_USER_ID=4321 CNB_GROUP_ID=4322\n",
+            crate::support::STACK_IMAGE
+        );
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "--network", "none", "-t", &tag, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the docker CLI runs");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "docker build {tag}");
+        BuildImage(tag)
+    }
+}
+
+impl Drop for BuildImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn the_build_images_cnb_user_runs_the_phases_unless_user_is_given() {
+    let image = BuildImage::new();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--app",
+            "fixtures/apps/hello",
+            "--buildpack",
+            "fixtures/cnb/clean",
+        ];
+        args.extend(["--stack-image", &image.0, "--timeout", "120s"]);
+        args.extend(extra);
+        Agc::new(&args).json_only().expect_exit(0).run()
+    };
+    let s = run(&[]);
+    let j = s.json();
+    assert_eq!(j["stage"]["user"], "4321:4322");
+    let tail = j["phases"][1]["output_tail"].to_string();
+    assert!(tail.contains("Building as uid 4321 "), "{tail}");
+    assert_eq!(run(&["--user", "vcap"]).json()["stage"]["user"], "vcap");
+}
