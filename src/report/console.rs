@@ -93,6 +93,17 @@ fn verdict_word(v: Verdict) -> (Style, &'static str) {
 
 /// One row per phase; a failed one with the last lines of its output.
 fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
+    let label = |p: &crate::verdict::analysis::PhaseRecord| {
+        format!("buildpack {}: {}", p.buildpack, p.buildpack_name)
+    };
+    // As wide as the longest (a CNB is named by its id, often longer than a folder's name).
+    let width = a
+        .phases
+        .iter()
+        .map(|p| label(p).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(32);
     for p in &a.phases {
         let status = match (p.exit_code, p.timed_out) {
             (_, true) => "timed out".to_string(),
@@ -104,9 +115,9 @@ fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         let style = if p.failed() { RED } else { Style::new() };
         writeln!(
             w,
-            "  {:<9} {:<32} {style}{:<18}{style:#} {:>6.1}s",
+            "  {:<9} {:<width$} {style}{:<18}{style:#} {:>6.1}s",
             p.name,
-            format!("buildpack {}: {}", p.buildpack, p.buildpack_name),
+            label(p),
             status,
             (p.ended - p.started) as f64 / 1e6
         )?;
