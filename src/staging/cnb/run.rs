@@ -43,15 +43,17 @@ pub async fn run_all(
 ) -> Result<Phases> {
     let deadline = tokio::time::Instant::now() + cfg.timeout;
     let image = engine::image_config(&run.docker, &cfg.stack_image).await?;
-    let unreachable = |e: std::io::Error| {
-        Error::Internal(format!("cannot reach the staging container's files: {e}"))
+    let unreachable = |what: &str| {
+        let what = what.to_string();
+        move |source| Error::ContainerFiles { what, source }
     };
-    let fs = RootFs::of(staging.pid).map_err(unreachable)?;
+    let fs = RootFs::of(staging.pid).map_err(unreachable("open the root"))?;
     let owner = Owner {
         uid: staging.user.uid,
         gid: staging.user.gid,
     };
-    prepare(&fs, cfg, group, owner).map_err(unreachable)?;
+    prepare(&fs, cfg, group, owner)
+        .map_err(unreachable("make the platform's folders and plan files"))?;
     let ctx = Ctx {
         run,
         cfg,
@@ -190,14 +192,13 @@ async fn detect_all(
     let mut failures: Vec<String> = Vec::new();
     for i in 0..ctx.group.len() {
         let rec = phase(ctx, "detect", i, base).await?;
-        let outcome = detected(ctx, i, &rec);
-        let timed_out = rec.timed_out;
-        let why_timed_out = phases::why_failed(&rec, ctx.cfg);
-        phases.records.push(rec);
-        if timed_out {
-            phases.failed = Some(why_timed_out);
+        if rec.timed_out {
+            phases.failed = Some(phases::why_failed(&rec, ctx.cfg));
+            phases.records.push(rec);
             return Ok(None);
         }
+        let outcome = detected(ctx, i, &rec);
+        phases.records.push(rec);
         match outcome {
             Ok(p) => plans.push(p),
             Err(why) => failures.push(why),
@@ -265,8 +266,9 @@ async fn build_all(
                 Owner::ROOT,
                 0o644,
             )
-            .map_err(|e| {
-                Error::Internal(format!("cannot write {path} in the staging container: {e}"))
+            .map_err(|source| Error::ContainerFiles {
+                what: format!("write {path}"),
+                source,
             })?;
         let rec = phase(ctx, "build", i, &env).await?;
         let label = rec.label();
