@@ -421,3 +421,43 @@ fn the_build_images_cnb_user_runs_the_phases_unless_user_is_given() {
     assert!(tail.contains("Building as uid 4321 "), "{tail}");
     assert_eq!(run(&["--user", "vcap"]).json()["stage"]["user"], "vcap");
 }
+
+#[test]
+fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("bad-launch");
+    std::fs::create_dir_all(bp.join("bin")).unwrap();
+    std::fs::write(
+        bp.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"examples/bad-launch\"\nversion = \"0.0.1\"\n",
+    )
+    .unwrap();
+    std::fs::write(bp.join("bin/detect"), "#!/bin/sh\nexit 0\n").unwrap();
+    // A string command is Buildpack API 0.8's form; 0.9 and later take a list.
+    std::fs::write(
+        bp.join("bin/build"),
+        "#!/bin/sh\nprintf '[[processes]]\\ntype = \"web\"\\ncommand = \"serve\"\\n' > \"$1/launch.toml\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for s in ["detect", "build"] {
+        std::fs::set_permissions(
+            bp.join("bin").join(s),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    assert!(
+        s.stdout.contains(
+            "FAIL: staging failed: build (buildpack 0: examples/bad-launch): /layers/examples_bad-launch/launch.toml: process \"web\": `command` must be a non-empty list of strings in Buildpack API 0.10 (the lifecycle would fail the build)"
+        ),
+        "{}",
+        s.stdout
+    );
+    assert_eq!(s.json()["cnb"]["processes"], json!([]));
+}
