@@ -87,17 +87,32 @@ fn a_clean_cnb_passes_with_its_layer_and_process_read_back() {
 }
 
 #[test]
-fn a_connection_in_detect_is_attributed_to_detect() {
+fn a_lookup_and_a_connection_in_detect_are_attributed_to_detect() {
     let s = Agc::stage(&[&cnb("leak-detect")])
         .expect_exit(1)
         .expect_verdict("fail")
-        .expect_disallowed(&[flow("tcp", "203.0.113.60", Some(443), "detect")])
+        // The sinkhole answers the name with the first address it hands out.
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(443), "detect")])
         .run();
-    let f = &s.json()["flows"][0];
-    assert_eq!(f["phase_buildpack"], 0);
+    let j = s.json();
+    let tcp = s.flow("tcp", "198.18.0.1", Some(443));
+    assert_eq!(tcp["phase_buildpack"], 0);
+    assert_eq!(tcp["names"], json!(["updates.example.org"]));
+    let query = j["dns_queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "updates.example.org" && q["type"] == "A")
+        .unwrap_or_else(|| panic!("no DNS query: {}", j["dns_queries"]));
+    assert_eq!(
+        (&query["phase"], &query["phase_buildpack"]),
+        (&json!("detect"), &json!(0))
+    );
     let x = s.junit.as_deref().unwrap();
     assert!(
-        x.contains("detect contacted 1 disallowed destination: tcp 203.0.113.60:443"),
+        x.contains(
+            "detect contacted 1 disallowed destination: tcp 198.18.0.1:443 (updates.example.org)"
+        ),
         "{x}"
     );
     s.assert_junit_valid();
