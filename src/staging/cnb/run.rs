@@ -20,6 +20,9 @@ use crate::staging::phases::{self, Phases};
 use crate::staging::run::Run;
 use crate::verdict::analysis::PhaseRecord;
 
+/// The most the env files of one build's layers may hold, in all.
+const MAX_ENV_BYTES: u64 = 1 << 20;
+
 /// What every phase of the group shares.
 struct Ctx<'a> {
     run: &'a Run,
@@ -317,6 +320,8 @@ fn add_build_layers(
     env: &mut BuildEnv,
     made: &[Layer],
 ) -> std::result::Result<(), String> {
+    // What a build's env files may hold in all: the environment of an exec, not a data store.
+    let mut left: u64 = MAX_ENV_BYTES;
     for layer in made.iter().filter(|l| l.build && l.has_contents) {
         let subs = fs
             .list(&layer.path)
@@ -335,9 +340,12 @@ fn add_build_layers(
                     continue;
                 }
                 let value = fs
-                    .read(&format!("{dir}/{name}"), 1 << 20)
-                    .map_err(|e| format!("{dir}/{name}: {e}"))?
+                    .read(&format!("{dir}/{name}"), left)
+                    .map_err(|e| {
+                        format!("{dir}/{name}: {e} (the env files of a build hold at most 1 MiB in all)")
+                    })?
                     .unwrap_or_default();
+                left -= value.len() as u64;
                 files.push((name, String::from_utf8_lossy(&value).into_owned()));
             }
             env.add_env_files(&files);
