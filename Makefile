@@ -1,5 +1,5 @@
 # airgap-check: the README's commands.
-.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-size bench-load bench-scan prune clean fuzz
+.PHONY: deps build test lint fixtures stack demo bench-analyze bench-stage bench-size bench-load bench-scan prune clean fuzz install uninstall
 
 CARGO ?= cargo
 # The sealed run needs root (or CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW).
@@ -37,6 +37,29 @@ demo: build stack
 		--json demo-out/leak-dns.json --junit demo-out/leak-dns.xml --pcap demo-out/leak-dns.pcap; \
 		test $$? -eq 1
 	@echo; echo "demo OK: reports in demo-out/"
+
+## Install the binary, its man page and shell completions under $(PREFIX) (default /usr/local):
+## `sudo make install`. It builds (cargo build --release --locked) only when the release binary is
+## missing or older than the sources, so `make build && sudo make install` never builds as root.
+PREFIX ?= /usr/local
+BIN ?= target/release/airgap-check
+install:
+	@if [ ! -x "$(BIN)" ] || [ -n "$$(find src Cargo.toml Cargo.lock allowlists -newer "$(BIN)" | head -n 1)" ]; then \
+		echo "$(CARGO) build --release --locked"; $(CARGO) build --release --locked; fi
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(PREFIX)/share/man/man1" \
+		"$(DESTDIR)$(PREFIX)/share/bash-completion/completions" "$(DESTDIR)$(PREFIX)/share/zsh/site-functions" \
+		"$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
+	install -m 0755 "$(BIN)" "$(DESTDIR)$(PREFIX)/bin/airgap-check"
+	"$(BIN)" man > "$(DESTDIR)$(PREFIX)/share/man/man1/airgap-check.1"
+	"$(BIN)" completions bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/airgap-check"
+	"$(BIN)" completions zsh > "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_airgap-check"
+	"$(BIN)" completions fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/airgap-check.fish"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/airgap-check" "$(DESTDIR)$(PREFIX)/share/man/man1/airgap-check.1" \
+		"$(DESTDIR)$(PREFIX)/share/bash-completion/completions/airgap-check" \
+		"$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_airgap-check" \
+		"$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/airgap-check.fish"
 
 ## Remove what killed runs left behind.
 prune: build

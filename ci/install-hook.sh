@@ -60,12 +60,13 @@ chmod 755 "$target.tmp.$$"
 mv -f "$target.tmp.$$" "$target"
 echo "install-hook: installed $target"
 
-if [ ! -f "$top/.airgap-check" ]; then
+if [ ! -f "$top/airgap-check.yaml" ]; then
   cat <<EOF
-install-hook: $top/.airgap-check does not exist yet: the hook does nothing until it does. E.g.:
+install-hook: $top/airgap-check.yaml does not exist yet: the hook does nothing until it does
+(ci/airgap-check.example.yaml has every key). E.g.:
 
-  app = fixtures/simple_app
-  buildpack = .
-  stack_image = cloudfoundry/cflinuxfs4
+  apps: [fixtures/simple_app]
+  buildpacks: [.]
+  stack-image: cloudfoundry/cflinuxfs4
 EOF
 fi

@@ -36,6 +36,10 @@ pub enum Error {
     #[error("allowlist {path}: {message}")]
     Allowlist { path: String, message: String },
 
+    /// The configuration file (airgap-check.yaml) is broken: YAML syntax, unknown keys, bad values.
+    #[error("config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
     /// A command-line value that passed clap but is not acceptable.
     #[error("{option} {value:?}: {expected}")]
     BadArgument {
@@ -124,6 +128,7 @@ impl Error {
             | Error::BadCapture { .. }
             | Error::UnsupportedLinkType { .. }
             | Error::Allowlist { .. }
+            | Error::Config { .. }
             | Error::BadArgument { .. }
             | Error::Write { .. }
             | Error::BadInput { .. } => 2,

@@ -1,13 +1,17 @@
 //! Progress lines on stderr while a run goes: plain in CI, a live line on a terminal, every detail
-//! with -v.
+//! with -v, nothing but warnings with -q.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// Progress lines on stderr: plain in CI, a live line on a terminal, every detail with -v.
+use crate::cli::Verbosity;
+
+/// Progress lines on stderr: plain in CI, a live line on a terminal, every detail with -v,
+/// warnings only with -q.
 #[derive(Clone)]
 pub struct Progress {
     verbose: bool,
+    quiet: bool,
     /// indicatif's bar is a handle: clones share it.
     bar: Option<indicatif::ProgressBar>,
     start: Instant,
@@ -16,14 +20,16 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(verbose: bool) -> Progress {
-        let bar = (std::io::stderr().is_terminal() && !verbose).then(|| {
+    pub fn new(v: Verbosity) -> Progress {
+        let verbose = v.level >= 1;
+        let bar = (std::io::stderr().is_terminal() && !verbose && !v.quiet).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
         Progress {
             verbose,
+            quiet: v.quiet,
             bar,
             start: Instant::now(),
             prefix: String::new(),
@@ -43,6 +49,17 @@ impl Progress {
     }
 
     pub fn line(&self, msg: &str) {
+        if !self.quiet {
+            self.print(msg);
+        }
+    }
+
+    /// A warning: shown even with -q.
+    pub fn warn(&self, msg: &str) {
+        self.print(&format!("warning: {msg}"));
+    }
+
+    fn print(&self, msg: &str) {
         let msg = format!(
             "[{:>7.2}s] {}{msg}",
             self.start.elapsed().as_secs_f64(),
@@ -52,10 +69,6 @@ impl Progress {
             Some(b) => b.println(msg),
             None => eprintln!("{msg}"),
         }
-    }
-
-    pub fn warn(&self, msg: &str) {
-        self.line(&format!("warning: {msg}"));
     }
 
     /// Transient detail: the spinner's message on a terminal, a line with -v, nothing otherwise.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Concourse task script (ci/concourse/task.yml): stage an app with one or more buildpacks, sealed
 # from the network, with airgap-check, and exit with airgap-check's exit code (0 pass, 1 fail,
-# 2 bad input, 3 inconclusive). The reports go to the `reports` output.
+# 2 bad input, 3 inconclusive). The reports go to the `reports` output. What to stage comes from
+# the buildpack repository's airgap-check.yaml (CONFIG) when there is one, as for the pre-push hook
+# and the GitHub Action; APP, BUILDPACKS, STACK_IMAGE, ALLOWLIST and TIMEOUT win over its keys.
 #
 # The task must be privileged (`privileged: true` on the task step): airgap-check needs a Docker
 # engine and root, so this script starts a Docker daemon inside the task container, waits for it,
@@ -13,8 +15,9 @@
 # variables are lowercase.
 set -euo pipefail
 
-APP="${APP:-app}"
-BUILDPACKS="${BUILDPACKS:-buildpack}"
+CONFIG="${CONFIG:-buildpack/airgap-check.yaml}"
+APP="${APP:-}"
+BUILDPACKS="${BUILDPACKS:-}"
 STACK_IMAGE="${STACK_IMAGE:-}"
 STACK_IMAGE_TARBALL="${STACK_IMAGE_TARBALL:-}"
 ALLOWLIST="${ALLOWLIST:-}"
@@ -47,7 +50,16 @@ workdir="$(pwd)"
 case "$DOCKERD_TIMEOUT" in '' | *[!0-9]*) die 2 "DOCKERD_TIMEOUT must be a number of seconds, not '$DOCKERD_TIMEOUT'" ;; esac
 
 # ---- inputs: checked before anything is started ----
-[ -d "$APP" ] || die 2 "APP: no directory '$APP' (relative to the task's working directory: $workdir)"
+# The configuration file when it is there (CONFIG=none reads none); without one, the app and the
+# buildpack are the `app` and `buildpack` inputs, as before there was a configuration file.
+config=""
+if [ "$CONFIG" != none ] && [ -f "$CONFIG" ]; then
+  config="$CONFIG"
+else
+  APP="${APP:-app}"
+  BUILDPACKS="${BUILDPACKS:-buildpack}"
+fi
+[ -z "$APP" ] || [ -d "$APP" ] || die 2 "APP: no directory '$APP' (relative to the task's working directory: $workdir)"
 set -f # the lists below are split on whitespace, never globbed
 buildpacks=()
 for bp in $BUILDPACKS; do
@@ -57,7 +69,7 @@ done
 # shellcheck disable=SC2206 # EXTRA_ARGS is split on whitespace on purpose
 extra=($EXTRA_ARGS)
 set +f
-[ "${#buildpacks[@]}" -gt 0 ] || die 2 "BUILDPACKS names no buildpack"
+[ -n "$config" ] || [ "${#buildpacks[@]}" -gt 0 ] || die 2 "BUILDPACKS names no buildpack (and there is no configuration file at CONFIG '$CONFIG')"
 [ -z "$ALLOWLIST" ] || [ -f "$ALLOWLIST" ] || die 2 "ALLOWLIST: no file '$ALLOWLIST'"
 
 # ---- what has to be installed ----
@@ -223,7 +235,9 @@ fi
 
 # ---- the run ----
 mkdir -p "$REPORTS"
-args=(--app "$APP")
+args=()
+[ -z "$config" ] || args+=(--config "$config")
+[ -z "$APP" ] || args+=(--app "$APP")
 for bp in "${buildpacks[@]}"; do
   args+=(--buildpack "$bp")
 done

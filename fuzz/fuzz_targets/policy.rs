@@ -78,4 +78,8 @@ fuzz_target!(|data: &[u8]| {
         back.allow, list.allow,
         "rules changed on the way back:\n{out}"
     );
+    assert_eq!(
+        back.deny, list.deny,
+        "deny rules changed on the way back:\n{out}"
+    );
 });

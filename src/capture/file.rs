@@ -57,14 +57,18 @@ pub fn describe_read_stop(msg: &str) -> String {
 }
 
 /// Open a capture file, check its link type, and feed every frame into `table` (only the frames
-/// that pass `filter`, a libpcap expression, when one is given).
+/// that pass `filter`, a libpcap expression, when one is given). `-` is stdin (libpcap reads it
+/// as `tcpdump -r -` does).
 pub fn read_file(path: &Path, table: &mut FlowTable, filter: Option<&str>) -> Result<ReadOutcome> {
+    let stdin = path == Path::new("-");
     // Tell a missing or unreadable file apart from a file that is not a capture.
-    std::fs::File::open(path).map_err(|e| Error::Read {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    if path.is_dir() {
+    if !stdin {
+        std::fs::File::open(path).map_err(|e| Error::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    }
+    if !stdin && path.is_dir() {
         return Err(Error::Unreadable {
             path: path.to_path_buf(),
             reason: "is a directory, expected a pcap or pcapng file".into(),

@@ -1,24 +1,24 @@
 //! `airgap-check analyze --pcap FILE`: judge a saved capture against an allowlist.
 
 use crate::capture;
-use crate::cli::AnalyzeArgs;
+use crate::cli::{AnalyzeArgs, Verbosity};
 use crate::error::Result;
 use crate::flows::FlowTable;
 use crate::report::{self, Outputs};
 use crate::verdict::analysis::{CaptureHealth, Mode};
 use crate::verdict::conclude::{conclude, Observation};
 
-pub fn run(args: &AnalyzeArgs) -> Result<i32> {
+pub fn run(args: &AnalyzeArgs, v: Verbosity) -> Result<i32> {
     let allowlist = args.judge.load()?;
     args.reports.check_writable(None)?;
     let mut table = FlowTable::new();
     let read = capture::read_file(&args.pcap, &mut table, args.judge.filter.as_deref())?;
-    let mut seen = Observation::new(
-        Mode::Analyze,
-        args.pcap.display().to_string(),
-        &allowlist,
-        table,
-    );
+    let input = if args.pcap == std::path::Path::new("-") {
+        "(stdin)".to_string()
+    } else {
+        args.pcap.display().to_string()
+    };
+    let mut seen = Observation::new(Mode::Analyze, input.clone(), &allowlist, table);
     seen.local = args.local.clone();
     seen.local_given = !args.local.is_empty();
     seen.capture = CaptureHealth {
@@ -26,7 +26,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<i32> {
         cut_short: read.cut_short,
         ts_clamped: read.ts_out_of_range,
         first_ts: read.first_ts,
-        point: format!("file {}", args.pcap.display()),
+        point: format!("file {input}"),
         filter: args.judge.filter.clone(),
         ..CaptureHealth::default()
     };
@@ -38,6 +38,7 @@ pub fn run(args: &AnalyzeArgs) -> Result<i32> {
             reports: &args.reports,
             allowlist: &allowlist,
             pcap: Vec::new(),
+            verbosity: v,
         },
     )
 }

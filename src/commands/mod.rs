@@ -2,6 +2,7 @@
 //! and [`prune`].
 
 pub mod analyze;
+pub mod help;
 pub mod prune;
 pub mod runtime;
 pub mod stage;

@@ -12,7 +12,7 @@ use bollard::Docker;
 
 use crate::capture::sandbox;
 use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
-use crate::cli::StageArgs;
+use crate::cli::{StageArgs, Verbosity};
 use crate::commands::runtime::run_interruptible;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -28,10 +28,10 @@ use crate::verdict::conclude::{conclude, Observation};
 use crate::verdict::notes::Note;
 
 /// Run the staging job; the `Ok` value is the exit code.
-pub fn run(args: &StageArgs) -> Result<i32> {
-    let cfg = validate(args)?;
+pub fn run(args: &StageArgs, v: Verbosity) -> Result<i32> {
+    let cfg = validate(args, v)?;
     sandbox::check_privileges()?;
-    let log = Progress::new(cfg.verbose);
+    let log = Progress::new(v);
     let log = &log;
     run_interruptible(log, stage_all(&cfg, log), |(code, made)| async move {
         for m in made {
@@ -108,6 +108,7 @@ fn outputs(cfg: &StageConfig, pcap: Vec<(PathBuf, tempfile::NamedTempFile)>) -> 
         reports: &cfg.reports,
         allowlist: &cfg.allowlist,
         pcap,
+        verbosity: cfg.verbosity,
     }
 }
 

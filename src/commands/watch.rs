@@ -9,7 +9,7 @@ use tokio::signal::unix::Signal;
 
 use crate::capture::sandbox;
 use crate::capture::sensor::{Sensed, Sensor, SensorOptions};
-use crate::cli::{parse_duration_for, WatchArgs};
+use crate::cli::{parse_duration_for, Verbosity, WatchArgs};
 use crate::commands::runtime::{interrupts, runtime};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -20,7 +20,7 @@ use crate::verdict::conclude::{conclude, Observation};
 use crate::verdict::notes::Note;
 use crate::verdict::policy::Allowlist;
 
-pub fn run(a: &WatchArgs) -> Result<i32> {
+pub fn run(a: &WatchArgs, v: Verbosity) -> Result<i32> {
     let allowlist = a.judge.load()?;
     let duration = a
         .duration
@@ -30,8 +30,8 @@ pub fn run(a: &WatchArgs) -> Result<i32> {
     a.reports.check_writable(a.save.pcap.as_deref())?;
     sandbox::check_privileges()?;
     let rt = runtime()?;
-    let log = Progress::new(false);
-    let out = rt.block_on(watch(a, &allowlist, duration, &log));
+    let log = Progress::new(v);
+    let out = rt.block_on(watch(a, &allowlist, duration, &log, v));
     log.done();
     rt.shutdown_timeout(Duration::from_secs(2));
     out
@@ -42,6 +42,7 @@ async fn watch(
     allowlist: &Allowlist,
     duration: Option<Duration>,
     log: &Progress,
+    verbosity: Verbosity,
 ) -> Result<i32> {
     let mut signals = interrupts()?;
     let d = engine::connect().await?;
@@ -87,6 +88,7 @@ async fn watch(
             reports: &a.reports,
             allowlist,
             pcap: pcap.into_iter().collect(),
+            verbosity,
         },
     )
 }

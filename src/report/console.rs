@@ -63,7 +63,6 @@ pub fn write_runs(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
         write(a, w)?;
         writeln!(w)?;
     }
-    let all = crate::verdict::Verdict::of_all(runs.iter().map(|a| a.verdict));
     writeln!(w, "{BOLD}airgap-check: {} apps{BOLD:#}", runs.len())?;
     for a in runs {
         let (style, word) = verdict_word(a.verdict);
@@ -74,11 +73,17 @@ pub fn write_runs(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
         };
         writeln!(w, "  {style}{word:<12}{style:#} {}: {why}", a.input)?;
     }
+    runs_verdict_line(runs, w)
+}
+
+/// Several apps, with -q: the verdict of them all, one line.
+pub fn runs_verdict_line(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
+    let all = crate::verdict::Verdict::of_all(runs.iter().map(|a| a.verdict));
     let (style, word) = verdict_word(all);
+    let pass = runs.iter().filter(|a| a.verdict == Verdict::Pass).count();
     writeln!(
         w,
-        "{style}{word}{style:#}: {} of {} apps pass",
-        runs.iter().filter(|a| a.verdict == Verdict::Pass).count(),
+        "{style}{word}{style:#}: {pass} of {} apps pass",
         runs.len()
     )
 }
@@ -148,21 +153,39 @@ fn canary(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
     }
 }
 
-/// The table of disallowed flows, at most [`MAX_ROWS`] of them.
+/// The table of disallowed flows: one row per destination (protocol, address, port), its
+/// attempts counted (six retries to one host are one row, "6" attempts; the JSON keeps every
+/// flow), at most [`MAX_ROWS`] rows. A DENIED BY column names the deny rule, when one matched.
 fn disallowed(a: &Analysis, bad: &[&Judged], w: Out<'_>) -> std::io::Result<()> {
-    let header = [
+    let groups = by_destination_owned(bad);
+    let denied = bad.iter().any(|f| f.denied.is_some());
+    let mut header = vec![
         "PROTO",
         "DESTINATION",
         "PORT",
         "NAMES",
         "STATE",
+        "ATTEMPTS",
         "PACKETS",
         "FIRST SEEN",
         "PHASE",
     ];
+    if denied {
+        header.push("DENIED BY");
+    }
     let start = a.start_ts();
-    let rows: Vec<[String; 8]> = bad.iter().take(MAX_ROWS).map(|f| row(f, start)).collect();
-    let mut width = header.map(str::len);
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .take(MAX_ROWS)
+        .map(|g| {
+            let mut r = row(g, start);
+            if !denied {
+                r.pop();
+            }
+            r
+        })
+        .collect();
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
             width[i] = width[i].max(cell.chars().count());
@@ -180,34 +203,81 @@ fn disallowed(a: &Analysis, bad: &[&Judged], w: Out<'_>) -> std::io::Result<()> 
         s
     };
     writeln!(w)?;
-    writeln!(w, "{BOLD}{}{BOLD:#}", line(&header.map(String::from)))?;
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    writeln!(w, "{BOLD}{}{BOLD:#}", line(&header))?;
     for r in &rows {
         writeln!(w, "{}", line(r))?;
     }
-    if bad.len() > MAX_ROWS {
+    if groups.len() > MAX_ROWS {
         writeln!(
             w,
-            "  … and {} more disallowed flows (all of them are in --json)",
-            bad.len() - MAX_ROWS
+            "  … and {} more disallowed destinations (every flow is in --json)",
+            groups.len() - MAX_ROWS
         )?;
     }
     writeln!(w)
 }
 
-fn row(f: &Judged, start: Option<Micros>) -> [String; 8] {
-    [
-        proto_label(f.flow.key.proto).into_owned(),
-        f.remote_addr.to_string(),
-        f.remote_port.map_or("-".into(), |p| p.to_string()),
-        if f.names.is_empty() {
-            "-".into()
+/// The disallowed flows grouped by destination, in order of each one's first flow.
+fn by_destination_owned<'a>(bad: &[&'a Judged]) -> Vec<Vec<&'a Judged>> {
+    let mut order: Vec<Vec<&Judged>> = Vec::new();
+    let mut index = ahash::AHashMap::new();
+    for f in bad {
+        let i = *index.entry(f.destination()).or_insert_with(|| {
+            order.push(Vec::new());
+            order.len() - 1
+        });
+        order[i].push(*f);
+    }
+    order
+}
+
+/// One destination's row: its attempts, their packets, states, phases and names together.
+fn row(g: &[&Judged], start: Option<Micros>) -> Vec<String> {
+    let first = g[0];
+    let mut names: Vec<&str> = Vec::new();
+    let mut states: Vec<&str> = Vec::new();
+    let mut phases: Vec<&str> = Vec::new();
+    for f in g {
+        for n in &f.names {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        let s = f.flow.state().as_str();
+        if !states.contains(&s) {
+            states.push(s);
+        }
+        if let Some(p) = f.phase.as_deref() {
+            if !phases.contains(&p) {
+                phases.push(p);
+            }
+        }
+    }
+    let or_dash = |v: &[&str], sep: &str| {
+        if v.is_empty() {
+            "-".to_string()
         } else {
-            f.names.join(",")
-        },
-        f.flow.state().as_str().to_string(),
-        f.flow.stats.packets().to_string(),
-        relative(f.flow.stats.first_seen, start),
-        f.phase.clone().unwrap_or_else(|| "-".into()),
+            v.join(sep)
+        }
+    };
+    let first_seen = g.iter().map(|f| f.flow.stats.first_seen).min().unwrap_or(0);
+    vec![
+        proto_label(first.flow.key.proto).into_owned(),
+        first.remote_addr.to_string(),
+        first.remote_port.map_or("-".into(), |p| p.to_string()),
+        or_dash(&names, ","),
+        or_dash(&states, ","),
+        g.len().to_string(),
+        g.iter()
+            .map(|f| f.flow.stats.packets())
+            .sum::<u64>()
+            .to_string(),
+        relative(first_seen, start),
+        or_dash(&phases, ","),
+        g.iter()
+            .find_map(|f| f.denied.clone())
+            .unwrap_or_else(|| "-".into()),
     ]
 }
 
@@ -247,6 +317,12 @@ fn dns(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         ));
     }
     writeln!(w, "  dns queries: {}", asked.join(", "))
+}
+
+/// The verdict line alone (`-q`).
+pub fn verdict_line(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
+    let bad = a.flows.iter().filter(|f| !f.allowed()).count();
+    verdict(a, bad, w)
 }
 
 /// The verdict line, with why.
@@ -296,4 +372,60 @@ fn why_failed(a: &Analysis, disallowed: usize) -> String {
         ));
     }
     why.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::FlowTable;
+    use crate::verdict::judge::judge;
+    use crate::verdict::policy::Allowlist;
+
+    /// Six SYNs from six source ports to one destination (a client's retries), one to another.
+    fn retries() -> Vec<Judged> {
+        let mut t = FlowTable::new();
+        let mut at = 0;
+        for (dst, sport) in (40000..40006)
+            .map(|p| ([203, 0, 113, 5], p))
+            .chain([([198, 51, 100, 7], 41000)])
+        {
+            let mut v = Vec::new();
+            etherparse::PacketBuilder::ipv4([10, 1, 0, 2], dst, 64)
+                .tcp(sport, 443, 1, 1000)
+                .syn()
+                .write(&mut v, &[])
+                .unwrap();
+            let d = crate::flows::decode::decode(crate::flows::decode::LinkKind::RawIp, &v);
+            at += 1_000_000;
+            t.add(at, v.len() as u32, &d);
+        }
+        let (flows, _, _) = t.finish();
+        judge(flows, &Allowlist::default_list(), &[]).0
+    }
+
+    #[test]
+    fn repeated_attempts_to_one_destination_are_one_row() {
+        let flows = retries();
+        assert_eq!(flows.len(), 7);
+        let bad: Vec<&Judged> = flows.iter().collect();
+        let groups = by_destination_owned(&bad);
+        assert_eq!(groups.len(), 2);
+        let r = row(&groups[0], Some(0));
+        assert_eq!(
+            r,
+            [
+                "tcp",
+                "203.0.113.5",
+                "443",
+                "-",
+                "syn_only",
+                "6",
+                "6",
+                "+1.000s",
+                "-",
+                "-"
+            ]
+        );
+        assert_eq!(row(&groups[1], Some(0))[5], "1");
+    }
 }

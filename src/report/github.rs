@@ -200,12 +200,14 @@ fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
         dests,
         if dests == 1 { "" } else { "s" }
     );
-    s.push_str("| proto | destination | names | state | packets | first seen | phase |\n");
-    s.push_str("|---|---|---|---|---|---|---|\n");
+    s.push_str(
+        "| proto | destination | names | state | packets | first seen | phase | denied by |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
     for f in bad.iter().take(MAX_SUMMARY_ROWS) {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             proto_label(f.flow.key.proto),
             md(&endpoint(f.remote_addr, f.remote_port)),
             if f.names.is_empty() {
@@ -216,7 +218,8 @@ fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
             f.flow.state().as_str(),
             f.flow.stats.packets(),
             relative(f.flow.stats.first_seen, start),
-            f.phase.as_deref().map_or("-".into(), md)
+            f.phase.as_deref().map_or("-".into(), md),
+            f.denied.as_deref().map_or("-".into(), md)
         );
     }
     if bad.len() > MAX_SUMMARY_ROWS {
@@ -256,12 +259,16 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
     };
     let packets = f.flow.stats.packets();
     format!(
-        "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}",
+        "{who}contacted {} {}{names}, {packets} packet{}, {}, first at {}{}",
         proto_label(f.flow.key.proto),
         endpoint(f.remote_addr, f.remote_port),
         if packets == 1 { "" } else { "s" },
         f.flow.state().as_str(),
-        relative(f.flow.stats.first_seen, start)
+        relative(f.flow.stats.first_seen, start),
+        f.denied
+            .as_deref()
+            .map(|r| format!("; denied by rule \"{r}\""))
+            .unwrap_or_default()
     )
 }
 
@@ -431,6 +438,7 @@ mod tests {
             flow,
             names: names.iter().map(|n| n.to_string()).collect(),
             rule: rule.map(String::from),
+            denied: None,
             phase: phase.map(|(p, _)| p.to_string()),
             phase_buildpack: phase.map(|(_, b)| b),
         }
@@ -613,7 +621,9 @@ mod tests {
         let s = step_summary(&a);
         assert!(!s.contains("| phase | buildpack |"), "{s}");
         assert!(
-            s.contains("| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | - |"),
+            s.contains(
+                "| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | - | - |"
+            ),
             "{s}"
         );
     }
@@ -639,7 +649,7 @@ mod tests {
         );
         assert!(
             s.contains(
-                "| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | supply |\n"
+                "| tcp | 203.0.113.5:443 | pkg.example.com | refused | 3 | +0.300s | supply | - |\n"
             ),
             "{s}"
         );

@@ -159,6 +159,8 @@ pub struct JsonFlow<'a> {
     pub request: Option<String>,
     pub allowed: bool,
     pub rule: Option<&'a str>,
+    /// The deny rule that disallowed the flow whatever allowed it; null when none matched.
+    pub denied_by: Option<&'a str>,
     pub phase: Option<&'a str>,
     /// The buildpack (0-based) whose phase that was; null when unknown.
     pub phase_buildpack: Option<usize>,
@@ -306,6 +308,7 @@ impl<'a> JsonFlow<'a> {
             request: j.flow.app.as_ref().and_then(|a| a.request()),
             allowed: j.allowed(),
             rule: j.rule.as_deref(),
+            denied_by: j.denied.as_deref(),
             phase: j.phase.as_deref(),
             phase_buildpack: j.phase_buildpack,
         }

@@ -27,6 +27,11 @@ fn attr_safe(s: &str) -> String {
     xml_safe(s).replace("]]]]><![CDATA[>", "]]>")
 }
 
+/// A span of microseconds as the `time` attribute's duration (never negative).
+fn micros(us: Micros) -> Duration {
+    Duration::microseconds(us.max(0))
+}
+
 fn plural(n: u64, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
@@ -152,28 +157,39 @@ fn destination_case(dest: Destination, flows: &[&Judged], start: Option<Micros>)
     };
     let details: Vec<String> = flows.iter().map(|f| flow_line(f, start, true)).collect();
     let disallowed = flows.iter().filter(|f| !f.allowed()).count();
+    // The time from its first packet to its last: how long the destination was talked to.
+    let last = flows
+        .iter()
+        .map(|f| f.flow.stats.last_seen)
+        .max()
+        .unwrap_or(first);
+    let took = micros(last - first);
     let mut case = if disallowed > 0 {
+        let denied: Vec<&str> = flows.iter().filter_map(|f| f.denied.as_deref()).collect();
+        let why = match denied.first() {
+            Some(rule) => format!("denied by rule \"{rule}\""),
+            None => "no allowlist rule matches".to_string(),
+        };
         let message = format!(
-            "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); no allowlist rule matches",
+            "disallowed: {} {}{} contacted{}: {} in {}, first seen {} ({}); {why}",
             proto_label(dest.proto),
             endpoint(dest.addr, dest.port),
             names_text(&names),
-            if phases.is_empty() { String::new() } else { format!(" during {}", phases.join(", ")) },
+            if phases.is_empty() {
+                String::new()
+            } else {
+                format!(" during {}", phases.join(", "))
+            },
             plural(packets, "packet"),
             plural(flows.len() as u64, "flow"),
             timestamp(first),
             relative(first, start),
         );
-        let mut tc = TestCase::failure(
-            &attr_safe(&name),
-            Duration::ZERO,
-            "disallowed",
-            &attr_safe(&message),
-        );
+        let mut tc = TestCase::failure(&attr_safe(&name), took, "disallowed", &attr_safe(&message));
         tc.set_system_out(&xml_safe(&details.join("\n")));
         tc
     } else {
-        let mut tc = TestCase::success(&attr_safe(&name), Duration::ZERO);
+        let mut tc = TestCase::success(&attr_safe(&name), took);
         tc.set_system_out(&xml_safe(&details.join("\n")));
         tc
     };
@@ -216,10 +232,11 @@ fn flow_line(f: &Judged, start: Option<Micros>, destination: bool) -> String {
         timestamp(f.flow.stats.first_seen),
         relative(f.flow.stats.first_seen, start),
         request_text(f),
-        f.rule
-            .as_deref()
-            .map(|r| format!(", allowed by rule \"{r}\""))
-            .unwrap_or_default(),
+        match (&f.rule, &f.denied) {
+            (Some(r), _) => format!(", allowed by rule \"{r}\""),
+            (None, Some(r)) => format!(", denied by rule \"{r}\""),
+            (None, None) => String::new(),
+        },
     )
 }
 
@@ -271,13 +288,17 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                 .iter()
                 .map(|f| {
                     format!(
-                        "{} {}{} ({}, {}, first {})",
+                        "{} {}{} ({}, {}, first {}{})",
                         proto_label(f.flow.key.proto),
                         endpoint(f.remote_addr, f.remote_port),
                         names_text(&f.names),
                         plural(f.flow.stats.packets(), "packet"),
                         f.flow.state().as_str(),
-                        relative(f.flow.stats.first_seen, start)
+                        relative(f.flow.stats.first_seen, start),
+                        f.denied
+                            .as_deref()
+                            .map(|r| format!(", denied by rule \"{r}\""))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();
@@ -288,8 +309,10 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                 dests.join(", ")
             ));
         }
+        // A phase's testcase takes the phase's own duration (the setup one, none).
+        let took = phase.map_or(Duration::ZERO, |p| micros(p.ended - p.started));
         let mut tc = if reasons.is_empty() {
-            TestCase::success(&attr_safe(&label), Duration::ZERO)
+            TestCase::success(&attr_safe(&label), took)
         } else {
             let kind = if phase.is_some_and(|p| p.failed()) {
                 "staging-failed"
@@ -298,7 +321,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             };
             TestCase::failure(
                 &attr_safe(&label),
-                Duration::ZERO,
+                took,
                 kind,
                 &attr_safe(&reasons.join("; ")),
             )

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::cli::ReportArgs;
+use crate::cli::{ReportArgs, Verbosity};
 use crate::error::{Error, Result};
 use crate::flows::Micros;
 use crate::verdict::analysis::Analysis;
@@ -162,22 +162,65 @@ pub struct Outputs<'a> {
     pub allowlist: &'a Allowlist,
     /// Capture files to move into place (one per app).
     pub pcap: Vec<(PathBuf, tempfile::NamedTempFile)>,
+    /// -q: the verdict line only.
+    pub verbosity: Verbosity,
+}
+
+/// The path that means "stdout" for a report (`--json -`).
+pub const STDOUT: &str = "-";
+
+/// Whether a report path means stdout.
+pub fn is_stdout(p: &Path) -> bool {
+    p == Path::new(STDOUT)
 }
 
 impl ReportArgs {
     /// Fail early, before any work, when a report (or the capture file `pcap`) could not be
     /// written.
     pub fn check_writable(&self, pcap: Option<&Path>) -> Result<()> {
-        let files = [&self.json, &self.junit, &self.suggest_allowlist];
-        for out in files
+        let named = [
+            ("--json", &self.json),
+            ("--junit", &self.junit),
+            ("--suggest-allowlist", &self.suggest_allowlist),
+        ];
+        let to_stdout: Vec<&str> = named
+            .iter()
+            .filter(|(_, p)| p.as_deref().is_some_and(is_stdout))
+            .map(|(o, _)| *o)
+            .collect();
+        if let [_, second, ..] = to_stdout.as_slice() {
+            return Err(Error::BadArgument {
+                option: second,
+                value: STDOUT.into(),
+                expected: format!(
+                    "expected a file: {} already writes to stdout, and only one report can",
+                    to_stdout[0]
+                ),
+            });
+        }
+        if pcap.is_some_and(is_stdout) {
+            return Err(Error::BadArgument {
+                option: "--pcap",
+                value: STDOUT.into(),
+                expected: "expected a file: the capture cannot be written to stdout".into(),
+            });
+        }
+        for out in named
             .into_iter()
-            .flatten()
-            .map(PathBuf::as_path)
+            .filter_map(|(_, p)| p.as_deref())
+            .filter(|p| !is_stdout(p))
             .chain(pcap)
         {
             check_writable(out)?;
         }
         Ok(())
+    }
+
+    /// Whether a report goes to stdout (the console summary then goes to stderr).
+    pub fn uses_stdout(&self) -> bool {
+        [&self.json, &self.junit, &self.suggest_allowlist]
+            .into_iter()
+            .any(|p| p.as_deref().is_some_and(is_stdout))
     }
 }
 
@@ -186,7 +229,7 @@ impl ReportArgs {
 pub fn deliver(a: &Analysis, out: Outputs<'_>) -> Result<i32> {
     write_reports(a, out.reports, out.allowlist)?;
     keep_captures(out.pcap)?;
-    print_summary(a);
+    print_summary(a, out.verbosity, out.reports.uses_stdout());
     Ok(a.verdict.exit_code())
 }
 
@@ -204,14 +247,18 @@ pub fn deliver_runs(runs: &[Analysis], out: Outputs<'_>) -> Result<i32> {
     if let Some(p) = &out.reports.suggest_allowlist {
         reports.push((p, Box::new(|w| suggest::write(&merged, out.allowlist, w))));
     }
-    write_together(reports)?;
+    write_all(reports)?;
     keep_captures(out.pcap)?;
-    let mut stdout = anstream::stdout().lock();
-    let _ = console::write_runs(runs, &mut stdout);
-    let _ = stdout.flush();
-    drop(stdout);
+    let stdout_taken = out.reports.uses_stdout();
+    let mut buf = Vec::new();
+    let _ = if out.verbosity.quiet {
+        console::runs_verdict_line(runs, &mut buf)
+    } else {
+        console::write_runs(runs, &mut buf)
+    };
+    to_console(&buf, stdout_taken);
     for a in runs {
-        github_actions(a);
+        github_actions(a, stdout_taken);
     }
     Ok(crate::verdict::Verdict::of_all(runs.iter().map(|a| a.verdict)).exit_code())
 }
@@ -230,36 +277,85 @@ fn keep_captures(pcap: Vec<(PathBuf, tempfile::NamedTempFile)>) -> Result<()> {
 /// Write the file reports a run asked for — JSON, JUnit, suggested allowlist — all or none
 /// ([`write_together`]). `base` is the allowlist the run judged with.
 pub fn write_reports(a: &Analysis, r: &ReportArgs, base: &Allowlist) -> Result<()> {
-    let mut reports: Vec<(&Path, Fill<'_>)> = Vec::new();
+    let mut all: Vec<(&Path, Fill<'_>)> = Vec::new();
     if let Some(p) = &r.json {
-        reports.push((p, Box::new(|w| json::write(a, w))));
+        all.push((p, Box::new(|w| json::write(a, w))));
     }
     if let Some(p) = &r.junit {
-        reports.push((p, Box::new(|w| junit::write(a, w))));
+        all.push((p, Box::new(|w| junit::write(a, w))));
     }
     if let Some(p) = &r.suggest_allowlist {
-        reports.push((p, Box::new(|w| suggest::write(a, base, w))));
+        all.push((p, Box::new(|w| suggest::write(a, base, w))));
     }
-    write_together(reports)
+    write_all(all)
 }
 
-/// The console summary on stdout, then, on GitHub Actions, annotations and the step summary.
-pub fn print_summary(a: &Analysis) {
-    let mut out = anstream::stdout().lock();
-    let _ = console::write(a, &mut out);
-    let _ = out.flush();
-    drop(out);
-    github_actions(a);
-}
-
-/// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), and
-/// a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set. Failing to write the summary
-/// is a warning, not a reason to change the verdict.
-pub fn github_actions(a: &Analysis) {
-    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+/// Write reports: the files all or none ([`write_together`]), then the one for stdout, if any.
+fn write_all(all: Vec<(&Path, Fill<'_>)>) -> Result<()> {
+    let (to_stdout, files): (Vec<_>, Vec<_>) = all.into_iter().partition(|(p, _)| is_stdout(p));
+    let stdout = to_stdout.into_iter().next().map(|(_, fill)| fill);
+    // The report for stdout is rendered first and written last, once every file is in place:
+    // all reports or none still holds for the files.
+    let rendered = stdout
+        .map(|fill| {
+            let mut buf = Vec::new();
+            fill(&mut buf).map(|()| buf)
+        })
+        .transpose()
+        .map_err(|e| Error::WriteFile {
+            path: STDOUT.into(),
+            source: e,
+        })?;
+    write_together(files)?;
+    if let Some(buf) = rendered {
         let mut out = std::io::stdout().lock();
-        let _ = github::annotations(a, &mut out);
-        let _ = out.flush();
+        out.write_all(&buf)
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::WriteFile {
+                path: STDOUT.into(),
+                source: e,
+            })?;
+    }
+    Ok(())
+}
+
+/// The console summary — on stdout, or on stderr when a report took stdout; with -q its verdict
+/// line only — then, on GitHub Actions, annotations and the step summary.
+pub fn print_summary(a: &Analysis, v: Verbosity, stdout_taken: bool) {
+    let mut buf = Vec::new();
+    let _ = if v.quiet {
+        console::verdict_line(a, &mut buf)
+    } else {
+        console::write(a, &mut buf)
+    };
+    to_console(&buf, stdout_taken);
+    github_actions(a, stdout_taken);
+}
+
+/// The console summary on stdout, or on stderr when a report took stdout.
+fn to_console(buf: &[u8], stdout_taken: bool) {
+    if stdout_taken {
+        let mut err = anstream::stderr().lock();
+        let _ = err.write_all(buf).and_then(|()| err.flush());
+    } else {
+        let mut out = anstream::stdout().lock();
+        let _ = out.write_all(buf).and_then(|()| out.flush());
+    }
+}
+
+/// On GitHub Actions: an annotation per disallowed flow and failed phase (GITHUB_ACTIONS=true), on
+/// stdout unless a report took it, and a Markdown summary appended to $GITHUB_STEP_SUMMARY when it
+/// is set. Failing to write the summary is a warning, not a reason to change the verdict.
+pub fn github_actions(a: &Analysis, stdout_taken: bool) {
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        let mut buf = Vec::new();
+        let _ = github::annotations(a, &mut buf);
+        let _ = if stdout_taken {
+            std::io::stderr().lock().write_all(&buf)
+        } else {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf).and_then(|()| out.flush())
+        };
     }
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let r = std::fs::OpenOptions::new()

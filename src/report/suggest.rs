@@ -5,7 +5,9 @@
 //! and how often it was contacted. A destination is named by a host when the flow has a name an
 //! allowlist can hold, by its address otherwise. Every string is written as a double-quoted YAML
 //! scalar with everything but printable ASCII escaped, so no name can break out of its value.
-//! The file reads back with [`Allowlist::load`](crate::verdict::policy::Allowlist::load) (tested).
+//! The run's deny rules follow, as they were: a flow one of them denied gets no suggestion (deny
+//! rules win), and the file says so. The file reads back with
+//! [`Allowlist::load`](crate::verdict::policy::Allowlist::load) (tested).
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -75,8 +77,17 @@ pub fn write(a: &Analysis, base: &Allowlist, w: &mut dyn Write) -> io::Result<()
             "# {left_out} more destinations were left out (more than {MAX_RULES} rules): this file does NOT make the run pass."
         )?;
     }
+    let denied = a.flows.iter().filter(|f| f.denied.is_some()).count();
+    if denied > 0 {
+        writeln!(
+            w,
+            "# {denied} flow{} matched a deny rule: none is suggested for them (deny rules win), so this file does NOT make the run pass.",
+            if denied == 1 { "" } else { "s" }
+        )?;
+    }
     if base.allow.is_empty() && suggestions.is_empty() {
-        return writeln!(w, "allow: []");
+        writeln!(w, "allow: []")?;
+        return write_deny(w, base);
     }
     writeln!(w, "allow:")?;
     for r in &base.allow {
@@ -120,12 +131,29 @@ pub fn write(a: &Analysis, base: &Allowlist, w: &mut dyn Write) -> io::Result<()
         }
         write_rule(w, &to_rule(s))?;
     }
+    write_deny(w, base)
+}
+
+/// The run's deny rules, as they were.
+fn write_deny(w: &mut dyn Write, base: &Allowlist) -> io::Result<()> {
+    if base.deny.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "deny:")?;
+    for r in &base.deny {
+        write_rule(w, r)?;
+    }
     Ok(())
 }
 
 fn suggest(a: &Analysis, base: &Allowlist) -> (Vec<Suggestion>, usize) {
     let mut ends: Vec<End<'_>> = Vec::new();
-    for f in a.flows.iter().filter(|f| !f.allowed()) {
+    // A denied flow stays disallowed whatever the allow rules say: nothing to suggest.
+    for f in a
+        .flows
+        .iter()
+        .filter(|f| !f.allowed() && f.denied.is_none())
+    {
         ends.push(End {
             f,
             addr: f.remote_addr,

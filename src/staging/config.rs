@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{parse_duration, parse_env, parse_memory, parse_size, ReportArgs, StageArgs};
+use crate::cli::{
+    parse_duration, parse_env, parse_memory, parse_size, ReportArgs, StageArgs, Verbosity,
+};
 use crate::error::{Error, Result};
 use crate::staging::buildpack::{load_buildpack, Buildpack, UnzipLimit};
 use crate::staging::cnb::{self, Descriptor};
@@ -59,7 +61,8 @@ pub struct StageConfig {
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
     pub keep_image: bool,
-    pub verbose: bool,
+    /// -q, -v, -vv: with -vv the phases' output is shown as it comes.
+    pub verbosity: Verbosity,
     pub network: Network,
     pub filter: Option<String>,
     /// The container's memory limit, bytes.
@@ -72,9 +75,9 @@ impl StageConfig {
     /// The memory limit as the user would write it: "1g", "64m", "7000k".
     pub fn memory_label(&self) -> String {
         let m = self.memory;
-        if m % (1 << 30) == 0 {
+        if m.is_multiple_of(1 << 30) {
             format!("{}g", m >> 30)
-        } else if m % (1 << 20) == 0 {
+        } else if m.is_multiple_of(1 << 20) {
             format!("{}m", m >> 20)
         } else {
             format!("{}k", m >> 10)
@@ -127,7 +130,7 @@ pub(crate) fn bad_arg(option: &'static str, value: &str, expected: &str) -> Erro
 }
 
 /// Check every input before anything is created on the host (exit 2 on any problem).
-pub fn validate(a: &StageArgs) -> Result<StageConfig> {
+pub fn validate(a: &StageArgs, verbosity: Verbosity) -> Result<StageConfig> {
     let apps = validate_apps(a)?;
     if a.buildpacks.is_empty() {
         return Err(bad_arg(
@@ -148,10 +151,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         .map(|e| parse_env(e))
         .collect::<Result<Vec<_>>>()?;
     validate_names(a)?;
-    let allowlist = match &a.judge.allowlist {
-        Some(p) => Allowlist::load(p)?,
-        None => Allowlist::default_list(),
-    };
+    let allowlist = a.judge.load()?;
     let pcap = validate_pcap(a.save.pcap.as_deref(), apps.len())?;
     a.reports
         .check_writable(pcap.as_deref().filter(|_| apps.len() == 1))?;
@@ -189,7 +189,7 @@ pub fn validate(a: &StageArgs) -> Result<StageConfig> {
         env,
         user: a.user.clone(),
         keep_image: a.keep_image,
-        verbose: a.verbose,
+        verbosity,
         network,
         filter: a.judge.filter.clone(),
         memory,

@@ -36,8 +36,8 @@ pub async fn run_all(
     log: &Progress,
 ) -> Result<Phases> {
     // On GitHub Actions a log line starting with "::" is a workflow command: the buildpack's own
-    // output (printed with -v) must not be able to issue one.
-    let fence = (cfg.verbose && report::in_github_actions()).then(|| run.name());
+    // output (printed with -vv) must not be able to issue one.
+    let fence = (cfg.verbosity.level >= 2 && report::in_github_actions()).then(|| run.name());
     if let Some(f) = &fence {
         eprintln!("::stop-commands::{f}");
     }
@@ -101,10 +101,12 @@ pub(crate) async fn run_one(
         &cmd,
         deadline,
         |line| {
-            if cfg.verbose {
-                eprintln!("  [{name}] {line}");
-            } else {
-                log.detail(&format!("[{name}] {line}"));
+            // -vv: every line as it comes; -v: the steps, not the buildpack's output; otherwise
+            // the spinner's message on a terminal.
+            match cfg.verbosity.level {
+                0 => log.detail(&format!("[{name}] {line}")),
+                1 => {}
+                _ => eprintln!("  [{name}] {line}"),
             }
             if tail.len() == TAIL_LINES {
                 tail.pop_front();

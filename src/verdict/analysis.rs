@@ -51,6 +51,8 @@ pub struct Judged {
     pub names: Vec<String>,
     /// The allowing rule's name, or `None` when the flow is disallowed.
     pub rule: Option<String>,
+    /// The deny rule that disallowed the flow, whatever allows it; `None` when none matched.
+    pub denied: Option<String>,
     /// The staging phase the flow started in, when known.
     pub phase: Option<String>,
     /// The buildpack (0-based) whose phase that was, when known.

@@ -234,6 +234,7 @@ mod tests {
             remote_port: Some(2),
             names: Vec::new(),
             rule: allowed.then(|| "r".into()),
+            denied: None,
             phase: None,
             phase_buildpack: None,
         }

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::flows::{is_loopback_flow, DnsSeen, Flow, FlowKey};
 use crate::verdict::analysis::{phase_at, Judged, PhaseRecord};
 use crate::verdict::notes::{IpVersion, Note};
-use crate::verdict::policy::{Allowlist, Remote};
+use crate::verdict::policy::{Allowlist, Remote, Ruling};
 
 /// The names of a flow's end `addr`, for judging and the reports: when `addr` is the flow's
 /// responder, the names its own first bytes gave it (TLS SNI, HTTP Host); then the names DNS
@@ -84,27 +84,33 @@ fn judge_one(
     let k = &flow.key;
     let other_protocol = flow.carries_other_than_dns();
     let rule_for = |addr: IpAddr, port: Option<u16>, names: &[String]| {
-        allowlist
-            .judge(&Remote {
-                proto: k.proto,
-                addr,
-                port,
-                names,
-                other_protocol,
-            })
-            .map(|r| r.name.clone())
+        Said::from(allowlist.ruling(&Remote {
+            proto: k.proto,
+            addr,
+            port,
+            names,
+            other_protocol,
+        }))
     };
-    let ((addr, port), rule) = if local.contains(&k.src) || local.contains(&k.dst) {
+    let ((addr, port), said) = if local.contains(&k.src) || local.contains(&k.dst) {
         let (addr, port) = remote_end(k, local);
         ((addr, port), rule_for(addr, port, &names_of(&flow, addr)))
     } else {
         let responder = rule_for(k.dst, k.dst_port, &names_of(&flow, k.dst));
         let initiator = rule_for(k.src, k.src_port, &names_of(&flow, k.src));
+        // Both ends must pass; the end reported is the one that failed (a denied one first).
         match (responder, initiator) {
-            (Some(_), None) => ((k.src, k.src_port), None),
-            (Some(r), Some(_)) => ((k.dst, k.dst_port), Some(r)),
-            (None, _) => ((k.dst, k.dst_port), None),
+            (r @ Said::Allowed(_), Said::Allowed(_)) => ((k.dst, k.dst_port), r),
+            (r @ Said::Denied(_), _) => ((k.dst, k.dst_port), r),
+            (_, i @ Said::Denied(_)) => ((k.src, k.src_port), i),
+            (Said::Allowed(_), i) => ((k.src, k.src_port), i),
+            (r, _) => ((k.dst, k.dst_port), r),
         }
+    };
+    let (rule, denied) = match said {
+        Said::Allowed(r) => (Some(r), None),
+        Said::Denied(r) => (None, Some(r)),
+        Said::Unmatched => (None, None),
     };
     Judged {
         names: names_of(&flow, addr),
@@ -112,8 +118,26 @@ fn judge_one(
         remote_addr: addr,
         remote_port: port,
         rule,
+        denied,
         phase: None,
         phase_buildpack: None,
+    }
+}
+
+/// A [`Ruling`] with the rule's name.
+enum Said {
+    Allowed(String),
+    Denied(String),
+    Unmatched,
+}
+
+impl From<Ruling<'_>> for Said {
+    fn from(r: Ruling<'_>) -> Said {
+        match r {
+            Ruling::Allowed(rule) => Said::Allowed(rule.name.clone()),
+            Ruling::Denied(rule) => Said::Denied(rule.name.clone()),
+            Ruling::Unmatched => Said::Unmatched,
+        }
     }
 }
 
@@ -350,6 +374,34 @@ mod tests {
             judged[0].remote_addr,
             "203.0.113.5".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_denied_end_is_reported_whichever_end_it_is() {
+        let a = Allowlist::parse(
+            "allow:\n  - name: private\n    cidrs: [10.0.0.0/8, fc00::/7]\ndeny:\n  - name: imds6\n    cidrs: [\"fd00:ec2::254/128\"]\n",
+            "t",
+        )
+        .unwrap();
+        // Local end known: the remote end is denied though a private range allows it.
+        let flows = flows_of(&[tcp("fd00:99::2", "fd00:ec2::254", 40000, 80, true, false)]);
+        let nets = ["fd00:99::2/128".parse().unwrap()];
+        let (judged, _) = judge(flows, &a, &nets);
+        assert!(!judged[0].allowed());
+        assert_eq!(judged[0].denied.as_deref(), Some("imds6"));
+        assert_eq!(judged[0].rule, None);
+        // Neither end local: the denied end is the one reported, even as the initiator.
+        let flows = flows_of(&[
+            tcp("fd00:ec2::254", "fd12::9", 80, 40000, true, false),
+            tcp("fd12::7", "fd12::8", 80, 40001, true, false),
+        ]);
+        let (judged, local) = judge(flows, &a, &[]);
+        assert!(local.is_empty());
+        assert_eq!(
+            judged[0].remote_addr,
+            "fd00:ec2::254".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(judged[0].denied.as_deref(), Some("imds6"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The allowlist: YAML → rules, and the judge that holds each flow's remote end against them.
 //!
-//! A flow is allowed when one rule matches every criterion that rule states; the first such rule
-//! names the reason. Invalid input is refused with the file, line and offending value.
+//! A flow is allowed when one `allow:` rule matches every criterion that rule states and no
+//! `deny:` rule does; the first matching deny rule, or else the first matching allow rule, names
+//! the reason. Invalid input is refused with the file, line and offending value.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -128,7 +129,7 @@ impl<'de> Deserialize<'de> for Rule {
         impl<'de> Visitor<'de> for V {
             type Value = Rule;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an allow rule: a mapping with a name and at least one of cidrs, protocol, ports, hosts")
+                f.write_str("a rule: a mapping with a name and at least one of cidrs, protocol, ports, hosts")
             }
             fn visit_map<A: de::MapAccess<'de>>(
                 self,
@@ -204,9 +205,24 @@ impl TryFrom<RawRule> for Rule {
 #[serde(deny_unknown_fields)]
 pub struct Allowlist {
     pub allow: Vec<Rule>,
+    /// Rules that disallow a flow whatever allows it (the cloud metadata endpoints inside the
+    /// private ranges, …): same keys as `allow`.
+    #[serde(default)]
+    pub deny: Vec<Rule>,
     /// Where it came from: a path, or "(default)".
     #[serde(skip)]
     pub source: String,
+}
+
+/// What the allowlist says of one remote end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ruling<'a> {
+    /// This allow rule matches, and no deny rule does.
+    Allowed(&'a Rule),
+    /// This deny rule matches: disallowed whatever allows it.
+    Denied(&'a Rule),
+    /// No rule matches: disallowed.
+    Unmatched,
 }
 
 /// What a flow's remote end looks like to the judge.
@@ -321,9 +337,24 @@ impl Allowlist {
         Ok(a)
     }
 
-    /// The first rule that allows this remote end, if any.
+    /// The first rule that allows this remote end, if any (and no deny rule matches it).
     pub fn judge(&self, r: &Remote<'_>) -> Option<&Rule> {
-        self.allow.iter().find(|rule| rule.matches(r))
+        match self.ruling(r) {
+            Ruling::Allowed(rule) => Some(rule),
+            Ruling::Denied(_) | Ruling::Unmatched => None,
+        }
+    }
+
+    /// What the allowlist says of this remote end: a deny rule first, whatever allows it; then
+    /// the first allow rule.
+    pub fn ruling(&self, r: &Remote<'_>) -> Ruling<'_> {
+        if let Some(rule) = self.deny.iter().find(|rule| rule.matches(r)) {
+            return Ruling::Denied(rule);
+        }
+        self.allow
+            .iter()
+            .find(|rule| rule.matches(r))
+            .map_or(Ruling::Unmatched, Ruling::Allowed)
     }
 }
 
@@ -350,7 +381,7 @@ fn check_size(len: usize, source: &str) -> Result<()> {
 /// "- " / "? " items opened on one line, plus open flow brackets. Returns the first line (1-based)
 /// where it exceeds [`MAX_NESTING`]. Quoted scalars and comments are skipped; over-counting an odd
 /// plain scalar only matters past 64 levels.
-fn too_deep(text: &str) -> Option<usize> {
+pub(crate) fn too_deep(text: &str) -> Option<usize> {
     let mut indents: Vec<usize> = Vec::new();
     let mut block = 0usize;
     let mut flow = 0usize;
@@ -422,7 +453,7 @@ fn too_deep(text: &str) -> Option<usize> {
 }
 
 /// "line 4 column 7: invalid CIDR …" from serde_norway's error (whose Display puts the position last).
-fn describe_yaml_error(e: &serde_norway::Error) -> String {
+pub(crate) fn describe_yaml_error(e: &serde_norway::Error) -> String {
     let text = e.to_string();
     let text = match e.location() {
         Some(loc) => {
@@ -628,6 +659,81 @@ mod tests {
         // Multicast stays disallowed (mDNS, SSDP and the like are findings).
         assert_eq!(judge(PROTO_UDP, "224.0.0.251", Some(5353)), None);
         assert_eq!(judge(PROTO_UDP, "ff02::fb", Some(5353)), None);
+    }
+
+    #[test]
+    fn deny_rules_win_over_every_allow_rule() {
+        let a = Allowlist::parse(
+            "allow:\n  - name: private\n    cidrs: [fc00::/7]\ndeny:\n  - name: imds\n    cidrs: [\"fd00:ec2::254/128\"]\n    protocol: tcp\n",
+            "t",
+        )
+        .unwrap();
+        let imds = remote(PROTO_TCP, "fd00:ec2::254", Some(80));
+        assert!(matches!(a.ruling(&imds), Ruling::Denied(r) if r.name == "imds"));
+        assert!(a.judge(&imds).is_none());
+        // Only what the deny rule states: UDP to it, or its neighbour, is up to the allow rules.
+        let udp = remote(PROTO_UDP, "fd00:ec2::254", Some(123));
+        assert!(matches!(a.ruling(&udp), Ruling::Allowed(r) if r.name == "private"));
+        let next = remote(PROTO_TCP, "fd00:ec2::255", Some(80));
+        assert!(matches!(a.ruling(&next), Ruling::Allowed(_)));
+        let public = remote(PROTO_TCP, "203.0.113.5", Some(80));
+        assert_eq!(a.ruling(&public), Ruling::Unmatched);
+        // A deny rule is checked like an allow rule, and its errors name it.
+        let e = err("allow: []\ndeny:\n  - name: x\n    cidrs: []\n");
+        assert!(
+            e.starts_with(
+                "allowlist x.yaml: line 3 column 5: deny[0] (rule \"x\"): `cidrs` is an empty list"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shipped_allowlists_deny_the_cloud_metadata_endpoints() {
+        let strict = Allowlist::parse(include_str!("../../allowlists/strict.yaml"), "s").unwrap();
+        for a in [Allowlist::default_list(), strict] {
+            let denied = |p, addr: &str, port| match a.ruling(&remote(p, addr, port)) {
+                Ruling::Denied(r) => Some(r.name.clone()),
+                _ => None,
+            };
+            // The false pass this closes: inside fc00::/7, which the default allows.
+            assert!(denied(PROTO_TCP, "fd00:ec2::254", Some(80))
+                .unwrap()
+                .contains("AWS EC2 IMDS over IPv6"));
+            for (addr, port) in [
+                ("169.254.169.254", 80),
+                ("::ffff:169.254.169.254", 80),
+                ("169.254.170.2", 80),
+                ("169.254.170.23", 80),
+                ("fd00:ec2::23", 80),
+                ("fd20:ce::254", 80),
+                ("100.100.100.200", 80),
+                ("fd00:c1::a9fe:a9fe", 80),
+                ("192.0.0.192", 80),
+                ("fe80::a9fe:a9fe", 80),
+                ("168.63.129.16", 32526),
+                ("fd00:42::42", 80),
+            ] {
+                assert!(denied(PROTO_TCP, addr, Some(port)).is_some(), "{addr}");
+            }
+            // DNS to resolvers that share those addresses stays with the DNS rules.
+            assert!(denied(PROTO_UDP, "169.254.169.254", Some(53)).is_none());
+            assert!(denied(PROTO_TCP, "169.254.169.254", Some(53)).is_none());
+            assert!(denied(PROTO_UDP, "168.63.129.16", Some(53)).is_none());
+            // By name, wherever it resolved to.
+            let names = vec!["metadata.google.internal".to_string()];
+            let r = Remote {
+                names: &names,
+                ..remote(PROTO_TCP, "198.18.0.9", Some(80))
+            };
+            assert!(matches!(a.ruling(&r), Ruling::Denied(_)));
+        }
+        let a = Allowlist::default_list();
+        assert_eq!(
+            a.judge(&remote(PROTO_UDP, "169.254.169.254", Some(53)))
+                .map(|r| r.name.as_str()),
+            Some("dns")
+        );
     }
 
     #[test]

@@ -251,7 +251,9 @@ fn port_scan_is_one_flow_per_port() {
     assert_eq!(o.flow("tcp", "198.51.100.20", Some(23))["state"], "refused");
     // The console stays short; JSON has everything.
     assert!(o.stdout.lines().count() < 60, "{}", o.stdout);
-    assert!(o.stdout.contains("more disallowed flows"));
+    assert!(o
+        .stdout
+        .contains("more disallowed destinations (every flow is in --json)"));
     o.assert_junit_valid();
 }
 
@@ -748,11 +750,25 @@ fn suggested_allowlist_makes_the_run_pass() {
     );
     // With no local end, both ends of every flow must be allowed: the suggestion covers both.
     suggest_round_trip("names.pcap", None, &["--local", "192.0.2.1"], 0);
-    // Every kind of destination in leaky.pcap (ICMP, GRE, fragments, IPv6); its broken frames
-    // keep it inconclusive, but nothing is disallowed any more.
-    let (text, o) = suggest_round_trip("leaky.pcap", None, &[], 3);
-    assert_eq!(o.json()["summary"]["disallowed"], 0, "{text}");
+    // Every kind of destination in leaky.pcap (ICMP, GRE, fragments, IPv6): nothing is
+    // disallowed any more but the metadata endpoint, which a deny rule keeps disallowed (so the
+    // run still fails, and the file says the suggestion cannot make it pass).
+    let (text, o) = suggest_round_trip("leaky.pcap", None, &[], 1);
+    assert_eq!(o.json()["summary"]["disallowed"], 1, "{text}");
+    assert!(o.flow("tcp", "169.254.169.254", Some(80))["denied_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("cloud metadata"));
     assert!(text.contains("protocol other/47 cannot be named"), "{text}");
+    assert!(
+        text.contains("# 1 flow matched a deny rule: none is suggested for them"),
+        "{text}"
+    );
+    assert!(text.contains("\ndeny:\n"), "{text}");
+    assert!(
+        !text.contains("169.254.169.254/32\"]\n    ports: [80]"),
+        "{text}"
+    );
     // A port scan: a thousand destinations.
     let (text, _) = suggest_round_trip("scan.pcap", None, &[], 0);
     assert!(text.len() < 1 << 20);

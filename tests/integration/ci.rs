@@ -289,6 +289,7 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 const ACTION: &str = "ci/github/action.yml";
 const WORKFLOW: &str = "ci/github/example-workflow.yml";
+const MATRIX: &str = "ci/github/matrix-workflow.yml";
 
 #[test]
 fn github_action_is_a_well_formed_composite_action() {
@@ -303,6 +304,8 @@ fn github_action_is_a_well_formed_composite_action() {
     // an input that is not declared.
     let declared = keys(&a["inputs"]);
     for want in [
+        "config",
+        "install-only",
         "app",
         "buildpacks",
         "stack-image",
@@ -322,18 +325,13 @@ fn github_action_is_a_well_formed_composite_action() {
             !text(&spec["description"]).is_empty(),
             "input {name}: no description"
         );
+        // Nothing is required: what to stage can come from airgap-check.yaml.
         let required = spec["required"].as_bool().unwrap_or(false);
-        assert_eq!(
-            required,
-            ["app", "buildpacks"].contains(&name),
-            "input {name}: required is {required}"
+        assert!(!required, "input {name}: required");
+        assert!(
+            spec["default"].is_string(),
+            "input {name}: an optional input needs a string default"
         );
-        if !required {
-            assert!(
-                spec["default"].is_string(),
-                "input {name}: an optional input needs a string default"
-            );
-        }
     }
     for report in ["json", "junit", "pcap"] {
         assert!(
@@ -396,12 +394,14 @@ fn github_action_is_a_well_formed_composite_action() {
     for needle in [
         "apt-get install",
         "libpcap-dev pkg-config",
-        "cargo install --locked --git \"$src\" airgap-check",
-        "cargo install --locked --path \"$src\"",
+        "cargo install --locked --root \"$ROOT\" --git \"$SRC\" airgap-check",
+        "cargo install --locked --root \"$ROOT\" --path \"$SRC\"",
         "$ACTION_PATH/../..",
+        "--config",
         "--buildpack",
         "sudo",
-        "env \"PATH=$PATH\"",
+        "env \"${pass[@]}\"",
+        "AIRGAP_CHECK_*",
         "GITHUB_STEP_SUMMARY",
         "verdict=",
         ">> \"$GITHUB_OUTPUT\"",
@@ -409,12 +409,28 @@ fn github_action_is_a_well_formed_composite_action() {
     ] {
         assert!(all.contains(needle), "no step runs `{needle}`");
     }
+    // The current majors of the actions it calls (Node 24; README "GitHub Actions" says when
+    // they were looked up).
     let upload = steps
         .iter()
         .find(|s| text(&s["uses"]).starts_with("actions/upload-artifact@"))
         .expect("no upload-artifact step");
-    assert_eq!(text(&upload["uses"]), "actions/upload-artifact@v4");
+    assert_eq!(text(&upload["uses"]), "actions/upload-artifact@v7");
     assert!(text(&upload["if"]).contains("always()"));
+    // The binary is cached, keyed on what the source step computes (version, lockfile, commit,
+    // runner), and restored before the install step, which skips cargo on a hit.
+    let cache = steps
+        .iter()
+        .position(|s| text(&s["uses"]).starts_with("actions/cache@"))
+        .expect("no cache step");
+    assert_eq!(text(&steps[cache]["uses"]), "actions/cache@v6");
+    assert_eq!(
+        text(&steps[cache]["with"]["key"]),
+        "${{ steps.source.outputs.key }}"
+    );
+    let install = steps.iter().position(|s| s["id"] == "install").unwrap();
+    assert!(cache < install);
+    assert!(text(&steps[install]["env"]["CACHE_HIT"]).contains("steps.cache.outputs.cache-hit"));
     let paths = text(&upload["with"]["path"]);
     for report in ["json", "junit", "pcap"] {
         assert!(
@@ -443,10 +459,21 @@ fn github_action_scripts_lint_clean() {
 
 /// The run step's script, with its `env:` set as the action would, against a fake airgap-check.
 fn run_action_step(fakes: &Fakes, env: &[(&str, &str)], fake: &[(&str, &str)]) -> (Output, String) {
+    run_step(fakes, "run", env, fake)
+}
+
+/// The step with this id, its `env:` set as the action would (every key, or the test fails), with
+/// the fakes on PATH; its output and what it wrote to $GITHUB_OUTPUT.
+fn run_step(
+    fakes: &Fakes,
+    id: &str,
+    env: &[(&str, &str)],
+    fake: &[(&str, &str)],
+) -> (Output, String) {
     let a = yaml(ACTION);
     let step = seq(&a["runs"]["steps"])
         .iter()
-        .find(|s| s["id"] == "run")
+        .find(|s| s["id"] == id)
         .unwrap();
     let declared = keys(&step["env"]);
     let given: BTreeSet<String> = env.iter().map(|(k, _)| k.to_string()).collect();
@@ -456,7 +483,7 @@ fn run_action_step(fakes: &Fakes, env: &[(&str, &str)], fake: &[(&str, &str)]) -
     );
     let work = fakes.dir.path().join("work");
     fs::create_dir_all(&work).unwrap();
-    let script = fakes.dir.path().join("run-step.sh");
+    let script = fakes.dir.path().join(format!("{id}-step.sh"));
     fs::write(&script, text(&step["run"])).unwrap();
     let output_file = fakes.dir.path().join("github-output");
     let _ = fs::remove_file(&output_file);
@@ -466,6 +493,7 @@ fn run_action_step(fakes: &Fakes, env: &[(&str, &str)], fake: &[(&str, &str)]) -
         .current_dir(&work);
     fakes.env(&mut cmd);
     cmd.env("GITHUB_OUTPUT", &output_file)
+        .env("GITHUB_PATH", fakes.dir.path().join("github-path"))
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", fakes.dir.path().join("summary.md"));
     for (k, v) in env.iter().chain(fake) {
@@ -483,6 +511,7 @@ fn github_action_run_step_passes_every_input_and_propagates_the_exit_code() {
     let env = |buildpacks: &'static str, extra: &'static str| {
         vec![
             ("AGC", agc),
+            ("CONFIG", ""),
             ("APP", "fixtures/apps/hello"),
             ("BUILDPACKS", buildpacks),
             ("STACK_IMAGE", "stack:1"),
@@ -557,30 +586,174 @@ fn github_action_run_step_passes_every_input_and_propagates_the_exit_code() {
     assert_eq!(outputs, "verdict=error\nexit-code=3\n");
     assert!(stdout(&o).contains("inconclusive (exit 3)"));
 
-    // No buildpack at all: a bad input, before airgap-check runs.
-    let before = fakes.calls().len();
-    let (o, _) = run_action_step(&fakes, &env(" \n ", ""), &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(stdout(&o).contains("names no buildpack"));
-    assert_eq!(fakes.calls().len(), before);
+    // No app and no buildpack: both from the configuration file (airgap-check finds it, or
+    // reads the `config` input); only the reports' paths are the action's.
+    let mut from_config = env(" \n ", "");
+    from_config[1] = ("CONFIG", "ci/airgap-check.yaml");
+    from_config[2] = ("APP", "");
+    let (o, _) = run_action_step(&fakes, &from_config, &[("FAKE_EXIT", "0")]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        fakes.calls().last().unwrap(),
+        &strings(&[
+            "--config",
+            "ci/airgap-check.yaml",
+            "--stack-image",
+            "stack:1",
+            "--timeout",
+            "20m",
+            "--json",
+            "out/r.json",
+            "--junit",
+            "out/r.xml",
+            "--pcap",
+            "out/r.pcap",
+        ])
+    );
+}
+
+/// The source step keys the cache on airgap-check's version, lockfile and commit; the install
+/// step compiles on a miss and not on a hit (a fake cargo records what it is asked).
+#[test]
+fn github_action_caches_the_binary_by_version() {
+    let fakes = Fakes::new();
+    fakes.add(
+        "cargo",
+        "#!/bin/sh\necho \"cargo $*\" >> \"$FAKE_LOG.cargo\"\nroot=\"$4\"\nmkdir -p \"$root/bin\"\nprintf '#!/bin/sh\\necho airgap-check 0.0.0\\n' > \"$root/bin/airgap-check\"\nchmod +x \"$root/bin/airgap-check\"\n",
+    );
+    let src = root();
+    let (o, outputs) = run_step(
+        &fakes,
+        "source",
+        &[
+            ("SOURCE", src.to_str().unwrap()),
+            ("ACTION_PATH", "/nonexistent"),
+            ("RUNNER_KEY", "Linux-X64"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let version = env!("CARGO_PKG_VERSION");
+    let key = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("key="))
+        .unwrap_or_else(|| panic!("no key in {outputs}"));
+    assert!(
+        key.starts_with(&format!("airgap-check-Linux-X64-{version}-")),
+        "{key}"
+    );
+    // The lockfile's hash and the commit are part of it.
+    assert_eq!(key.split('-').count(), 7, "{key}");
+
+    let cache_root = fakes.dir.path().join("cache-root");
+    let root_s = cache_root.to_str().unwrap();
+    let install = |hit: &str| {
+        run_step(
+            &fakes,
+            "install",
+            &[
+                ("SRC", src.to_str().unwrap()),
+                ("ROOT", root_s),
+                ("CACHE_HIT", hit),
+            ],
+            &[],
+        )
+    };
+    // A miss: cargo install --locked into the cached root.
+    let (o, outputs) = install("");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        fakes.log_of("cargo"),
+        format!(
+            "cargo install --locked --root {root_s} --path {}\n",
+            src.display()
+        )
+    );
+    assert!(outputs.contains(&format!("bin={root_s}/bin/airgap-check")));
+    // A hit with the binary there: no cargo at all.
+    let (o, _) = install("true");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("restored from the cache: not compiling"));
+    assert_eq!(fakes.log_of("cargo").lines().count(), 1);
 }
 
 #[test]
 fn github_example_workflow_passes_actionlint_and_uses_the_action() {
-    let o = run_actionlint(&root(), &[Path::new(WORKFLOW)]);
-    assert!(o.status.success(), "actionlint {WORKFLOW}:\n{}", show(&o));
+    let w = check_workflow(WORKFLOW);
+    let steps = workflow_steps(&w);
+    let agc = steps
+        .iter()
+        .find(|s| text(&s["uses"]).contains("/airgap-check/ci/github@"))
+        .unwrap();
+    // What to stage comes from airgap-check.yaml: the stack image is the only input it gives.
+    assert_eq!(keys(&agc["with"]), ["stack-image".to_string()].into());
+}
 
-    let w = yaml(WORKFLOW);
-    let on = keys(&w["on"]);
-    assert!(on.contains("push") && on.contains("pull_request"), "{on:?}");
-    let action = yaml(ACTION);
-    let inputs = keys(&action["inputs"]);
-    let steps: Vec<&Value> = w["jobs"]
+#[test]
+fn github_matrix_workflow_stages_each_app_in_its_own_job() {
+    let w = check_workflow(MATRIX);
+    let jobs = w["jobs"].as_mapping().unwrap();
+    // One job installs (and caches) airgap-check; the matrix jobs need it.
+    let install = &w["jobs"]["install"];
+    let primes = seq(&install["steps"])
+        .iter()
+        .find(|s| text(&s["uses"]).contains("/airgap-check/ci/github@"))
+        .expect("the install job does not use the action");
+    assert_eq!(text(&primes["with"]["install-only"]), "true");
+    let stage = jobs
+        .iter()
+        .map(|(_, j)| j)
+        .find(|j| !j["strategy"]["matrix"].is_null())
+        .expect("no matrix job");
+    assert_eq!(text(&stage["needs"]), "install");
+    assert_eq!(stage["strategy"]["fail-fast"].as_bool(), Some(false));
+    let apps = seq(&stage["strategy"]["matrix"]["app"]);
+    assert!(apps.len() >= 2, "a matrix of one app");
+    let agc = seq(&stage["steps"])
+        .iter()
+        .find(|s| text(&s["uses"]).contains("/airgap-check/ci/github@"))
+        .unwrap();
+    assert_eq!(text(&agc["with"]["app"]), "${{ matrix.app }}");
+    // Each job uploads under a name of its own, and reports a check of its own.
+    assert!(text(&agc["with"]["artifact-name"]).contains("${{ strategy.job-index }}"));
+    let reporter = seq(&stage["steps"])
+        .iter()
+        .find(|s| text(&s["uses"]).starts_with("mikepenz/action-junit-report@"))
+        .unwrap();
+    assert!(text(&reporter["with"]["check_name"]).contains("${{ matrix.app }}"));
+}
+
+/// The majors current on 2026-12-01 of every action the workflows and the action call (all on
+/// Node 24; README "GitHub Actions" says where this was looked up).
+const CURRENT_MAJORS: [(&str, &str); 4] = [
+    ("actions/checkout", "v7"),
+    ("actions/cache", "v6"),
+    ("actions/upload-artifact", "v7"),
+    ("mikepenz/action-junit-report", "v6"),
+];
+
+/// Every step of every job of a workflow.
+fn workflow_steps(w: &Value) -> Vec<&Value> {
+    w["jobs"]
         .as_mapping()
         .unwrap()
         .values()
         .flat_map(|j| seq(&j["steps"]))
-        .collect();
+        .collect()
+}
+
+/// What every example workflow must do: pass actionlint, run on push and pull requests, check out
+/// the repository, provide the stack image, use the action with inputs it declares, publish the
+/// JUnit report the action writes, and call the current major of each action.
+fn check_workflow(file: &str) -> Value {
+    let o = run_actionlint(&root(), &[Path::new(file)]);
+    assert!(o.status.success(), "actionlint {file}:\n{}", show(&o));
+    let w = yaml(file);
+    let on = keys(&w["on"]);
+    assert!(on.contains("push") && on.contains("pull_request"), "{on:?}");
+    let action = yaml(ACTION);
+    let inputs = keys(&action["inputs"]);
+    let steps = workflow_steps(&w);
     let uses = |s: &Value| text(&s["uses"]).to_string();
     assert!(steps
         .iter()
@@ -590,33 +763,36 @@ fn github_example_workflow_passes_actionlint_and_uses_the_action() {
             .iter()
             .filter_map(|s| s["run"].as_str())
             .any(|r| r.contains("docker load") || r.contains("docker build")),
-        "no step loads or builds the stack image"
+        "{file}: no step loads or builds the stack image"
     );
-    let agc = steps
+    for agc in steps
         .iter()
-        .find(|s| uses(s).contains("/airgap-check/ci/github@"))
-        .expect("no step uses the action");
-    let given = keys(&agc["with"]);
-    assert!(given.is_subset(&inputs), "{given:?} not all in {inputs:?}");
-    assert!(given.contains("app") && given.contains("buildpacks"));
+        .filter(|s| uses(s).contains("/airgap-check/ci/github@"))
+    {
+        let given = keys(&agc["with"]);
+        assert!(given.is_subset(&inputs), "{given:?} not all in {inputs:?}");
+    }
     let junit = text(&action["inputs"]["junit"]["default"]);
     let reporter = steps
         .iter()
-        .find(|s| {
-            uses(s).starts_with("mikepenz/action-junit-report@")
-                || uses(s).starts_with("dorny/test-reporter@")
-        })
-        .expect("no JUnit reporter step");
+        .find(|s| uses(s).starts_with("mikepenz/action-junit-report@"))
+        .unwrap_or_else(|| panic!("{file}: no JUnit reporter step"));
     assert!(text(&reporter["if"]).contains("always()"));
-    let paths = format!(
-        "{}{}",
-        text(&reporter["with"]["report_paths"]),
-        text(&reporter["with"]["path"])
-    );
     assert_eq!(
-        paths, junit,
+        text(&reporter["with"]["report_paths"]),
+        junit,
         "the reporter reads another file than the action writes"
     );
+    let action_steps = seq(&action["runs"]["steps"]);
+    for s in steps.iter().copied().chain(action_steps) {
+        let used = uses(s);
+        for (name, major) in CURRENT_MAJORS {
+            if let Some(v) = used.strip_prefix(&format!("{name}@")) {
+                assert_eq!(v, major, "{file} or the action: {used}, current is {major}");
+            }
+        }
+    }
+    w
 }
 
 #[test]
@@ -636,7 +812,7 @@ fn github_action_inputs_pass_actionlint_from_a_workflow() {
     assert!(o.status.success(), "{}", show(&o));
     let workflow = |extra: &str| {
         let mut w = String::from(
-            "name: use\non: push\njobs:\n  use:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./ci/github\n        id: agc\n        with:\n",
+            "name: use\non: push\njobs:\n  use:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v7\n      - uses: ./ci/github\n        id: agc\n        with:\n",
         );
         for name in keys(&action["inputs"]) {
             w.push_str(&format!("          {name}: x\n"));
@@ -811,12 +987,18 @@ fn concourse_pipeline_runs_the_task_privileged() {
                     assert!(have.contains(mapped), "input {name} is not fetched");
                 }
             }
-            let tarball = text(&s["params"]["STACK_IMAGE_TARBALL"]);
-            assert!(tarball.is_empty() || have.contains(tarball.split('/').next().unwrap()));
-            let app = text(&s["params"]["APP"]);
+            // Every path a param names is in an input the job fetched; what to stage comes from
+            // somewhere (the configuration file, or APP).
+            for param in ["STACK_IMAGE_TARBALL", "CONFIG", "APP"] {
+                let path = text(&s["params"][param]);
+                assert!(
+                    path.is_empty() || have.contains(path.split('/').next().unwrap()),
+                    "{param} {path} is in no input"
+                );
+            }
             assert!(
-                have.contains(app.split('/').next().unwrap()),
-                "APP {app} is in no input"
+                !text(&s["params"]["CONFIG"]).is_empty() || !text(&s["params"]["APP"]).is_empty(),
+                "the pipeline says nothing of what to stage"
             );
         }
     }
@@ -1028,6 +1210,62 @@ fn concourse_run_sh_starts_dockerd_waits_for_it_and_stops_it() {
     assert!(stderr(&o).contains("inconclusive (exit 3)"), "{}", show(&o));
 }
 
+/// With the buildpack repository's airgap-check.yaml (CONFIG), run.sh passes it on and adds only
+/// what its params say (they win over the file); CONFIG=none reads none.
+#[test]
+fn concourse_run_sh_reads_the_repository_config() {
+    let fakes = task_fakes();
+    let config = fakes.dir.path().join("task/buildpack/airgap-check.yaml");
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    fs::write(&config, "apps: [fixtures/a]\nbuildpacks: [.]\n").unwrap();
+    let o = run_task(
+        &fakes,
+        &[
+            ("START_DOCKERD", "false"),
+            ("TIMEOUT", "5m"),
+            ("FAKE_EXIT", "0"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let reports = [
+        "--json",
+        "reports/airgap-check.json",
+        "--junit",
+        "reports/junit.xml",
+        "--pcap",
+        "reports/capture.pcap",
+    ];
+    let mut want = strings(&["--config", "buildpack/airgap-check.yaml", "--timeout", "5m"]);
+    want.extend(strings(&reports));
+    assert_eq!(fakes.calls(), vec![want]);
+    // APP wins over the file's apps.
+    let o = run_task(
+        &fakes,
+        &[
+            ("START_DOCKERD", "false"),
+            ("APP", "app"),
+            ("FAKE_EXIT", "0"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let mut want = strings(&["--config", "buildpack/airgap-check.yaml", "--app", "app"]);
+    want.extend(strings(&reports));
+    assert_eq!(fakes.calls().last().unwrap(), &want);
+    // CONFIG=none: the inputs, as without a file.
+    let o = run_task(
+        &fakes,
+        &[
+            ("START_DOCKERD", "false"),
+            ("CONFIG", "none"),
+            ("FAKE_EXIT", "0"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let mut want = strings(&["--app", "app", "--buildpack", "buildpack"]);
+    want.extend(strings(&reports));
+    assert_eq!(fakes.calls().last().unwrap(), &want);
+}
+
 #[test]
 fn concourse_run_sh_gives_up_on_a_dockerd_that_does_not_come_up() {
     let fakes = task_fakes();
@@ -1090,8 +1328,13 @@ fn git_ok(dir: &Path, args: &[&str]) {
     assert!(o.status.success(), "git {args:?}: {}", show(&o));
 }
 
-/// A buildpack repository with two apps and one commit, and `.airgap-check` when given.
+/// A buildpack repository with two apps and one commit, and `airgap-check.yaml` when given.
 fn hook_repo(fakes: &Fakes, config: Option<&str>) -> PathBuf {
+    hook_repo_with(fakes, "airgap-check.yaml", config)
+}
+
+/// A buildpack repository with two apps and one commit, and `file` holding `config` when given.
+fn hook_repo_with(fakes: &Fakes, file: &str, config: Option<&str>) -> PathBuf {
     let repo = fakes.dir.path().join("bp");
     for d in ["bin", "fixtures/a", "fixtures/b", "fixtures/my app"] {
         fs::create_dir_all(repo.join(d)).unwrap();
@@ -1099,7 +1342,7 @@ fn hook_repo(fakes: &Fakes, config: Option<&str>) -> PathBuf {
     }
     git_ok(&repo, &["init", "-q", "-b", "main"]);
     if let Some(c) = config {
-        fs::write(repo.join(".airgap-check"), c).unwrap();
+        fs::write(repo.join(file), c).unwrap();
     }
     git_ok(&repo, &["add", "-A"]);
     git_ok(&repo, &["commit", "-q", "-m", "bp"]);
@@ -1133,6 +1376,12 @@ fn run_hook(fakes: &Fakes, repo: &Path, stdin: &str, env: &[(&str, &str)]) -> Ou
 
 const PUSH_MAIN: &str = "refs/heads/main 1111111111111111111111111111111111111111 refs/heads/main 0000000000000000000000000000000000000000\n";
 
+/// What every hook run passes to airgap-check: the repository's own configuration file.
+fn hook_call(repo: &Path) -> Vec<String> {
+    let config = fs::canonicalize(repo).unwrap().join("airgap-check.yaml");
+    strings(&["--config", config.to_str().unwrap()])
+}
+
 #[test]
 fn pre_push_lints_clean() {
     lint_shell(&root().join(HOOK), "sh");
@@ -1140,159 +1389,152 @@ fn pre_push_lints_clean() {
 }
 
 #[test]
-fn pre_push_passes_on_exit_0_and_blocks_on_1_and_3() {
+fn pre_push_passes_on_exit_0_and_blocks_on_1_2_and_3() {
     let fakes = Fakes::new();
-    let repo = hook_repo(
-        &fakes,
-        Some("app = fixtures/a\nstack_image = stack:1\nallowlist = allow.yaml\nsudo = no\n"),
-    );
-    let want = strings(&[
-        "--app",
-        "fixtures/a",
-        "--buildpack",
-        ".",
-        "--stack-image",
-        "stack:1",
-        "--allowlist",
-        "allow.yaml",
-    ]);
+    let repo = hook_repo(&fakes, Some("apps: [fixtures/a]\nstack-image: stack:1\n"));
+    git_ok(&repo, &["config", "airgap-check.sudo", "no"]);
+    let want = hook_call(&repo);
 
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "0")]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(fakes.calls(), vec![want.clone()]);
     // airgap-check's own console output is shown.
-    assert!(stderr(&o).contains("fake airgap-check staged fixtures/a"));
+    assert!(stderr(&o).contains("fake airgap-check staged"));
     assert!(stderr(&o).contains("pass"));
 
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "1")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = stderr(&o);
-    assert!(err.contains("push blocked"), "{err}");
-    assert!(err.contains("fixtures/a: FAIL (exit 1"), "{err}");
+    assert!(err.contains("push blocked: FAIL (exit 1"), "{err}");
     assert!(err.contains("git push --no-verify"), "{err}");
 
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "3")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    assert!(stderr(&o).contains("fixtures/a: inconclusive (exit 3)"));
+    assert!(stderr(&o).contains("push blocked: inconclusive (exit 3)"));
     assert!(stderr(&o).contains("git push --no-verify"));
 
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "2")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    assert!(stderr(&o).contains("fixtures/a: bad input (exit 2)"));
+    assert!(stderr(&o).contains("push blocked: bad input (exit 2)"));
     assert_eq!(fakes.calls().len(), 4);
-    assert_eq!(fakes.log_of("sudo"), "", "sudo = no");
+    assert_eq!(fakes.log_of("sudo"), "", "airgap-check.sudo = no");
 }
 
 #[test]
-fn pre_push_reads_every_key_of_its_config() {
+fn pre_push_runs_from_any_folder_with_its_git_config() {
     let fakes = Fakes::new();
     fakes.add("agc-dev", FAKE_AIRGAP_CHECK);
-    let config = "# staged before each push\r\n\
-                  app = fixtures/a\r\n\
-                  \n\
-                  app=fixtures/my app\n\
-                    app   =   fixtures/b   \n\
-                  buildpack = .\n\
-                  buildpack = ../other-bp.zip\n\
-                  timeout = 2m\n\
-                  sudo = yes\n\
-                  reports = out/reports\n\
-                  args = --env A=1   --keep-image\n\
-                  command = agc-dev\n";
-    let repo = hook_repo(&fakes, Some(config));
+    let repo = hook_repo(&fakes, Some("apps: [fixtures/a]\n"));
+    git_ok(&repo, &["config", "airgap-check.sudo", "yes"]);
+    git_ok(&repo, &["config", "airgap-check.command", "agc-dev"]);
+    // git runs hooks at the top of the work tree; run by hand from a subfolder, it goes there.
     let o = run_hook(
         &fakes,
-        &repo,
+        &repo.join("fixtures/a"),
         PUSH_MAIN,
-        &[("FAKE_EXIT", "1"), ("FAKE_FAIL_APP", "fixtures/b")],
+        &[("FAKE_EXIT", "0")],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    let call = |app: &str, slug: &str| {
-        strings(&[
-            "--app",
-            app,
-            "--buildpack",
-            ".",
-            "--buildpack",
-            "../other-bp.zip",
-            "--timeout",
-            "2m",
-            "--json",
-            &format!("out/reports/{slug}.json"),
-            "--junit",
-            &format!("out/reports/{slug}.xml"),
-            "--env",
-            "A=1",
-            "--keep-image",
-        ])
-    };
-    assert_eq!(
-        fakes.calls(),
-        vec![
-            call("fixtures/a", "fixtures_a"),
-            call("fixtures/my app", "fixtures_my_app"),
-            call("fixtures/b", "fixtures_b"),
-        ]
-    );
-    assert!(repo.join("out/reports").is_dir());
-    // sudo = yes: every run went through sudo, with airgap-check's full path.
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(fakes.calls(), vec![hook_call(&repo)]);
+    // sudo = yes: the run went through sudo, with airgap-check's full path.
     let sudo = fakes.log_of("sudo");
-    assert_eq!(sudo.lines().count(), 3, "{sudo}");
-    assert!(sudo.starts_with(&format!(
-        "{} --app fixtures/a",
-        fakes.bin().join("agc-dev").display()
-    )));
-    // Only the failing app is named.
-    let err = stderr(&o);
-    assert!(err.contains("  fixtures/b: FAIL (exit 1"), "{err}");
-    assert!(
-        !err.contains("fixtures/a: FAIL") && !err.contains("my app: FAIL"),
-        "{err}"
+    assert_eq!(
+        sudo,
+        format!(
+            "{} {}\n",
+            fakes.bin().join("agc-dev").display(),
+            hook_call(&repo).join(" ")
+        )
     );
 }
 
+/// A broken airgap-check.yaml blocks the push with airgap-check's own message (the real binary:
+/// it reads the file and exits 2 before anything else); the hook's own settings are checked too.
 #[test]
 fn pre_push_config_errors_block_and_no_config_passes() {
     let fakes = Fakes::new();
+    let real = env!("CARGO_BIN_EXE_airgap-check");
     let cases = [
         (
-            "app = fixtures/a\napps = fixtures/b\n",
-            "line 2: unknown key 'apps'",
+            "apps: [fixtures/a]\napss: [fixtures/b]\n",
+            "airgap-check.yaml: line 2 column 1: unknown field `apss`",
         ),
-        ("stack_image = x\n", "names no app"),
         (
-            "app = fixtures/a\nsudo = maybe\n",
-            "sudo must be auto, yes or no",
+            "apps: [fixtures/a]\ntimeout: soon\n",
+            "airgap-check.yaml: line 2: timeout: invalid duration \"soon\"",
         ),
-        ("app fixtures/a\n", "line 1: expected 'key = value'"),
-        ("app =\n", "line 1: 'app' has no value"),
-        (
-            "app = fixtures/a\ncommand = not-airgap-check\n",
-            "'not-airgap-check' not found: install airgap-check (cargo install --locked",
-        ),
+        ("apps: [fixtures/a\n", "airgap-check.yaml: line 2"),
+        ("stack-image: x\n", "nothing to stage"),
     ];
     for (config, message) in cases {
         let repo = hook_repo(&fakes, Some(config));
+        git_ok(&repo, &["config", "airgap-check.command", real]);
+        git_ok(&repo, &["config", "airgap-check.sudo", "no"]);
         let o = run_hook(&fakes, &repo, PUSH_MAIN, &[]);
         assert_eq!(o.status.code(), Some(1), "{config:?}: {}", show(&o));
-        assert!(stderr(&o).contains(message), "{config:?}: {}", show(&o));
-        assert!(stderr(&o).contains("git push --no-verify"), "{config:?}");
+        let err = stderr(&o);
+        assert!(err.contains(message), "{config:?}: {}", show(&o));
+        assert!(
+            err.contains("push blocked: bad input (exit 2)"),
+            "{config:?}: {err}"
+        );
+        assert!(err.contains("git push --no-verify"), "{config:?}");
+        fs::remove_dir_all(&repo).unwrap();
+    }
+    let hook_cases = [
+        (
+            "airgap-check.sudo",
+            "maybe",
+            "airgap-check.sudo must be auto, yes or no",
+        ),
+        (
+            "airgap-check.command",
+            "not-airgap-check",
+            "'not-airgap-check' not found: install airgap-check (cargo install --locked",
+        ),
+    ];
+    for (key, value, message) in hook_cases {
+        let repo = hook_repo(&fakes, Some("apps: [fixtures/a]\n"));
+        git_ok(&repo, &["config", key, value]);
+        let o = run_hook(&fakes, &repo, PUSH_MAIN, &[]);
+        assert_eq!(o.status.code(), Some(1), "{key}: {}", show(&o));
+        assert!(stderr(&o).contains(message), "{key}: {}", show(&o));
         fs::remove_dir_all(&repo).unwrap();
     }
     assert!(fakes.calls().is_empty());
 
-    // No .airgap-check: nothing to check, the push goes on.
+    // The old key=value file alone: blocked, with how to move it (never a silent pass).
+    let repo = hook_repo_with(&fakes, ".airgap-check", Some("app = fixtures/a\n"));
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "0")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(stderr(&o)
+        .contains(".airgap-check is no longer read: move its settings into airgap-check.yaml"));
+    assert!(fakes.calls().is_empty());
+    fs::remove_dir_all(&repo).unwrap();
+
+    // A .yml: blocked, never a check silently skipped.
+    let repo = hook_repo_with(&fakes, "airgap-check.yml", Some("apps: [fixtures/a]\n"));
+    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "0")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("airgap-check.yml is not read"),
+        "{}",
+        show(&o)
+    );
+    fs::remove_dir_all(&repo).unwrap();
+
+    // No airgap-check.yaml: nothing to check, the push goes on.
     let repo = hook_repo(&fakes, None);
     let o = run_hook(&fakes, &repo, PUSH_MAIN, &[("FAKE_EXIT", "1")]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert!(stderr(&o).contains("no .airgap-check"));
+    assert!(stderr(&o).contains("no airgap-check.yaml"));
     assert!(fakes.calls().is_empty());
 }
 
 #[test]
 fn pre_push_skips_deletions_and_when_asked() {
     let fakes = Fakes::new();
-    let repo = hook_repo(&fakes, Some("app = fixtures/a\n"));
+    let repo = hook_repo(&fakes, Some("apps: [fixtures/a]\n"));
     let delete = "(delete) 0000000000000000000000000000000000000000 refs/heads/old 2222222222222222222222222222222222222222\n";
     let o = run_hook(&fakes, &repo, delete, &[("FAKE_EXIT", "1")]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
@@ -1315,25 +1557,16 @@ fn pre_push_skips_deletions_and_when_asked() {
     assert_eq!(fakes.calls().len(), 1);
 }
 
+/// ci/airgap-check.example.yaml reads (every key it sets checked) and names what the README says.
 #[test]
-fn pre_push_example_config_is_valid() {
-    let fakes = Fakes::new();
-    let repo = hook_repo(&fakes, Some(&read("ci/airgap-check.example")));
-    let o = run_hook(&fakes, &repo, PUSH_MAIN, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(
-        fakes.calls(),
-        vec![strings(&[
-            "--app",
-            "fixtures/simple_app",
-            "--buildpack",
-            ".",
-            "--stack-image",
-            "cloudfoundry/cflinuxfs4",
-            "--timeout",
-            "10m",
-        ])]
-    );
+fn example_config_is_valid() {
+    let c = airgap_check::config_file::read(&root().join("ci/airgap-check.example.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.apps.unwrap(), [PathBuf::from("fixtures/simple_app")]);
+    assert_eq!(c.buildpacks.unwrap(), [PathBuf::from(".")]);
+    assert_eq!(c.stack_image.as_deref(), Some("cloudfoundry/cflinuxfs4"));
+    assert_eq!(c.timeout.as_deref(), Some("10m"));
+    assert!(c.reports.unwrap().junit.is_some());
 }
 
 fn install_hook(dir: &Path, args: &[&str]) -> Output {
@@ -1358,7 +1591,7 @@ fn install_hook_installs_and_refuses_to_clobber() {
         fs::read(root().join(HOOK)).unwrap()
     );
     assert!(fs::metadata(&hook).unwrap().permissions().mode() & 0o111 != 0);
-    assert!(stdout(&o).contains(".airgap-check does not exist yet"));
+    assert!(stdout(&o).contains("airgap-check.yaml does not exist yet"));
 
     // Again: nothing to do.
     let o = install_hook(&repo, &[]);
@@ -1396,7 +1629,8 @@ fn install_hook_installs_and_refuses_to_clobber() {
 #[test]
 fn installed_hook_blocks_a_real_git_push() {
     let fakes = Fakes::new();
-    let repo = hook_repo(&fakes, Some("app = fixtures/a\nsudo = no\n"));
+    let repo = hook_repo(&fakes, Some("apps: [fixtures/a]\n"));
+    git_ok(&repo, &["config", "airgap-check.sudo", "no"]);
     let remote = fakes.dir.path().join("remote.git");
     git_ok(fakes.dir.path(), &["init", "-q", "--bare", "remote.git"]);
     git_ok(
@@ -1446,5 +1680,103 @@ fn concourse_matrix_pipeline_runs_the_task_across_fixtures_privileged() {
     let declared = keys(&yaml("ci/concourse/task.yml")["params"]);
     for k in keys(&task["params"]) {
         assert!(declared.contains(&k), "{k} is not a param of task.yml");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Install
+
+/// `make install` puts the binary, its man page and the completions under PREFIX (DESTDIR-aware),
+/// from a binary that is newer than the sources (this test's: CARGO=false proves nothing is
+/// built), and `make uninstall` removes them.
+#[test]
+fn make_install_and_uninstall() {
+    let dest = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_airgap-check");
+    let make = |target: &str| {
+        Command::new("make")
+            .arg(target)
+            .arg(format!("DESTDIR={}", dest.path().display()))
+            .arg("PREFIX=/opt/agc")
+            .arg(format!("BIN={bin}"))
+            .arg("CARGO=false")
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let o = make("install");
+    assert!(o.status.success(), "make install: {}", show(&o));
+    let prefix = dest.path().join("opt/agc");
+    let installed = prefix.join("bin/airgap-check");
+    let v = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(
+        stdout(&v),
+        format!("airgap-check {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(fs::metadata(&installed).unwrap().permissions().mode() & 0o111 != 0);
+    let man = fs::read_to_string(prefix.join("share/man/man1/airgap-check.1")).unwrap();
+    assert!(man.contains(".TH airgap-check 1"));
+    for (file, marker) in [
+        (
+            "share/bash-completion/completions/airgap-check",
+            "complete -F",
+        ),
+        (
+            "share/zsh/site-functions/_airgap-check",
+            "#compdef airgap-check",
+        ),
+        (
+            "share/fish/vendor_completions.d/airgap-check.fish",
+            "complete -c airgap-check",
+        ),
+    ] {
+        let text = fs::read_to_string(prefix.join(file)).unwrap();
+        assert!(text.contains(marker), "{file}");
+    }
+    let o = make("uninstall");
+    assert!(o.status.success(), "make uninstall: {}", show(&o));
+    assert!(!installed.exists());
+    assert!(!prefix.join("share/man/man1/airgap-check.1").exists());
+}
+
+/// ci/image/Dockerfile: built from the repository root (the context leaves target/ out), a build
+/// stage that compiles with --locked, and a run stage that carries the binary and what it needs
+/// at run time (libpcap, iptables) and nothing to compile with.
+#[test]
+fn container_image_recipe_carries_what_airgap_check_needs() {
+    let text = read("ci/image/Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let stages: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FROM "))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a run stage");
+    let build = lines[stages[0]..stages[1]].join("\n");
+    let run = lines[stages[1]..].join("\n");
+    assert!(build.contains(" AS build"));
+    assert!(build.contains("cargo build --release --locked"));
+    assert!(build.contains("libpcap-dev"));
+    assert!(
+        run.contains("libpcap0.8") && run.contains("iptables"),
+        "{run}"
+    );
+    assert!(!run.contains("cargo") && !run.contains("-dev"), "{run}");
+    assert!(run.contains("COPY --from=build /out/airgap-check /usr/local/bin/airgap-check"));
+    assert!(run.contains("RUN airgap-check --version"));
+    assert!(
+        run.trim_end().ends_with("ENTRYPOINT [\"airgap-check\"]"),
+        "{run}"
+    );
+    let ignore = read(".dockerignore");
+    for must in ["target", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l == must),
+            ".dockerignore misses {must}"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod support;
 mod analyze;
 mod capture_load;
 mod ci;
+mod cli;
 mod cnb;
 mod observe;
 mod scale;

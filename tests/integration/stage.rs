@@ -124,6 +124,68 @@ fn background_process_is_attributed_to_the_phase_it_connected_in() {
     assert_eq!(s.json()["phases"][2]["disallowed_flows"], 1);
 }
 
+/// The metadata endpoints fail by default over IPv4 and IPv6, and the reports name the deny rule:
+/// fd00:ec2::254 is inside fc00::/7, which the default allowlist allows (a false pass before deny
+/// rules).
+#[test]
+fn metadata_endpoints_over_ipv4_and_ipv6_are_denied_by_default() {
+    let s = Agc::stage(&["leak-imds-ipv6", "leak-metadata"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[
+            flow("tcp", "fd00:ec2::254", Some(80), "supply"),
+            flow("tcp", "169.254.169.254", Some(80), "finalize"),
+        ])
+        .run();
+    let v6 = s.flow("tcp", "fd00:ec2::254", Some(80));
+    assert_eq!(v6["denied_by"], "cloud metadata (AWS EC2 IMDS over IPv6)");
+    assert_eq!(v6["rule"], Value::Null);
+    let v4 = s.flow("tcp", "169.254.169.254", Some(80));
+    assert!(
+        v4["denied_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cloud metadata (169.254.169.254"),
+        "{v4}"
+    );
+    assert!(s.stdout.contains("DENIED BY"), "{}", s.stdout);
+    assert!(
+        s.stdout.contains("cloud metadata (AWS EC2 IMDS over IPv6)"),
+        "{}",
+        s.stdout
+    );
+    let junit = s.junit.as_deref().unwrap();
+    assert!(
+        junit.contains("denied by rule &quot;cloud metadata (AWS EC2 IMDS over IPv6)&quot;"),
+        "{junit}"
+    );
+    s.assert_junit_valid();
+    // Each phase's testcase carries the phase's duration as its time.
+    for p in s.json()["phases"].as_array().unwrap() {
+        let name = format!(
+            "name=\"{} (buildpack {}: {})\"",
+            p["name"].as_str().unwrap(),
+            p["buildpack"],
+            p["buildpack_name"].as_str().unwrap()
+        );
+        let case = junit
+            .split(&name)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no testcase {name} in {junit}"));
+        let time: f64 = case
+            .split("time=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let took = p["duration_seconds"].as_f64().unwrap();
+        assert!(time > 0.0 && (time - took).abs() < 0.01, "{case}: {took}");
+    }
+}
+
 #[test]
 fn metadata_endpoint_is_caught() {
     Agc::stage(&["leak-metadata"])
@@ -1105,7 +1167,7 @@ echo hostile-app-checked"#,
         dirs = "d".repeat(120),
     );
     let bp = checking_buildpack(dir.path(), &check);
-    let s = Agc::stage_app(&app, &bp).arg("-v").expect_exit(0).run();
+    let s = Agc::stage_app(&app, &bp).arg("-vv").expect_exit(0).run();
     assert!(s.stderr.contains("hostile-app-checked"), "{}", s.stderr);
     for (name, kind) in [
         ("fifo", "a FIFO (named pipe)"),
@@ -1151,7 +1213,7 @@ echo huge-app-checked"#;
     let bp = checking_buildpack(dir.path(), check);
     // Peak RSS in KiB, from wait4.
     let o = Agc::stage_app(&app, &bp)
-        .arg("-v")
+        .arg("-vv")
         .no_reports()
         .expect_exit(0)
         .run();

@@ -338,8 +338,31 @@ pub async fn start_container(docker: &Docker, id: &str) -> Result<u32> {
 
 /// The container's processes other than its idle first one (host pid `init`): "pid command"
 /// strings. The first process is told by its pid, never by its command line, which a buildpack's
-/// process could copy to hide among the idle.
+/// process could copy to hide among the idle. Read from the first process's cgroup on this host
+/// (no round trip to the engine, which runs `ps`); the engine's `top` when that cannot be read.
 pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<Vec<String>> {
+    if let Some(pids) = cgroup_pids(init) {
+        return Ok(pids
+            .into_iter()
+            .filter(|p| *p != init)
+            .filter_map(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+                let args: Vec<String> = cmd
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                // A zombie or a kernel thread has no command line: its name, as ps shows it.
+                let shown = if args.is_empty() {
+                    let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).ok()?;
+                    format!("[{}]", comm.trim())
+                } else {
+                    args.join(" ")
+                };
+                Some(format!("{p} {shown}"))
+            })
+            .collect());
+    }
     let top = docker
         .top_processes(
             id,
@@ -358,6 +381,36 @@ pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<
         .filter(|row| row.first().and_then(|p| p.trim().parse::<u32>().ok()) != Some(init))
         .map(|row| row.join(" "))
         .collect())
+}
+
+/// Every process in the cgroup of `pid` and the cgroups below it, from the host's cgroup file
+/// system (v2, or v1's pids hierarchy); `None` when it cannot be read.
+fn cgroup_pids(pid: u32) -> Option<Vec<u32>> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let dir = cgroups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        if controllers.is_empty() {
+            Some(format!("/sys/fs/cgroup{path}"))
+        } else if controllers.split(',').any(|c| c == "pids") {
+            Some(format!("/sys/fs/cgroup/pids{path}"))
+        } else {
+            None
+        }
+    })?;
+    let mut pids = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = dirs.pop() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).ok()?;
+        pids.extend(procs.lines().filter_map(|p| p.trim().parse::<u32>().ok()));
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            }
+        }
+    }
+    // The first process must be among them: otherwise this is not the container's cgroup.
+    pids.contains(&pid).then_some(pids)
 }
 
 /// Kill every process of the container (it stays, to be removed later).

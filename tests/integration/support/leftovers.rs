@@ -210,7 +210,10 @@ fn named_netns() -> BTreeSet<String> {
 }
 
 /// Mount points of nsfs bind mounts this process can see, less Docker's own (its containers'
-/// namespaces under its exec root, which the engine is asked about instead).
+/// namespaces under its exec root, which the engine is asked about instead): the default
+/// engine's, and those of any other engine on the machine (`<exec root>/netns/<id>`, e.g. a side
+/// engine another worktree's tests run under /run/docker26-side/exec), which come and go with
+/// their containers whatever this run does.
 fn nsfs_mounts() -> BTreeSet<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("/proc/self/mountinfo");
     info.lines()

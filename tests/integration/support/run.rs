@@ -100,6 +100,8 @@ pub struct Agc {
     verdict: Option<String>,
     disallowed: Option<Vec<Flow>>,
     kept_image: bool,
+    cwd: Option<PathBuf>,
+    stdin: Option<PathBuf>,
 }
 
 impl Agc {
@@ -123,6 +125,8 @@ impl Agc {
             verdict: None,
             disallowed: None,
             kept_image: false,
+            cwd: None,
+            stdin: None,
         }
     }
 
@@ -261,6 +265,18 @@ impl Agc {
         self
     }
 
+    /// Run in this folder instead of the repository root.
+    pub fn in_dir(mut self, dir: impl Into<PathBuf>) -> Agc {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Feed this file to the child's stdin (instead of nothing).
+    pub fn stdin_from(mut self, file: impl Into<PathBuf>) -> Agc {
+        self.stdin = Some(file.into());
+        self
+    }
+
     /// The folder the reports go to, removed with the outcome: for files a test adds.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -333,7 +349,7 @@ impl Agc {
             }
             None => Command::new(bin),
         };
-        cmd.current_dir(root())
+        cmd.current_dir(self.cwd.clone().unwrap_or_else(root))
             .args(&self.args)
             .env("NO_COLOR", "1");
         if let Some(t) = &self.stage_timeout {
@@ -354,7 +370,11 @@ impl Agc {
                 None => cmd.env_remove(k),
             };
         }
-        cmd.stdin(Stdio::null())
+        let stdin = match &self.stdin {
+            Some(f) => Stdio::from(std::fs::File::open(f).expect("the stdin file opens")),
+            None => Stdio::null(),
+        };
+        cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
