@@ -105,6 +105,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The staging container's files could not be reached from this host (CNB runs make the
+    /// platform's folders and read back what the builds declared through /proc/PID/root).
+    #[error("cannot {what} in the staging container (through /proc/PID/root of its first process): {source}")]
+    ContainerFiles {
+        what: String,
+        source: std::io::Error,
+    },
+
     /// A bug: a panic or a task that died. What the run created was removed.
     #[error("airgap-check hit an internal error ({0}); this is a bug, please report it; what the run created was removed")]
     Internal(String),
@@ -138,6 +146,7 @@ impl Error {
             | Error::Privilege { .. }
             | Error::Sandbox(_)
             | Error::Capture { .. }
+            | Error::ContainerFiles { .. }
             | Error::Interrupted { .. } => 3,
         }
     }

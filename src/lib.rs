@@ -7,7 +7,8 @@
 //!     │
 //!  commands/ ── stage, analyze, watch, prune: each a short list of named steps
 //!     │
-//!  staging/  ── engine (Docker), build_context (the image), lifecycle (the phases)
+//!  staging/  ── engine (Docker), build_context (the image), lifecycle (the phases), cnb (Cloud
+//!     │          Native Buildpacks: detect and build as a CNB platform runs them)
 //!     │
 //!  capture/  ── sandbox + sinkhole (the sealed network), point (a real network), live / file
 //!     │          (the packets), canary (proof the capture sees the container)

@@ -60,10 +60,11 @@ struct AppRun {
 async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)> {
     let docker = engine::connect().await?;
     container::check_network(&docker, cfg).await?;
-    let stack_user = engine::ensure_image(&docker, &cfg.stack_image).await?;
+    let image = engine::ensure_image(&docker, &cfg.stack_image).await?;
     let stack = || Stack {
         image: &cfg.stack_image,
-        user: stack_user.as_deref(),
+        user: image.user.as_deref(),
+        env: &image.env,
     };
     let notes = buildpack_notes(cfg, log);
     if let [app] = cfg.apps.as_slice() {
@@ -323,7 +324,10 @@ fn judge(
     o.notes = notes;
     o.processes = sensed.processes;
     o.manifests = manifest::read_all(&cfg.buildpacks, &cfg.stack);
-    o.stage = Some(stage_info(cfg, seen));
+    o.stage = Some(StageInfo {
+        cnb: phases.cnb,
+        ..stage_info(cfg, seen)
+    });
     conclude(o)
 }
 
@@ -348,6 +352,7 @@ fn stage_info(cfg: &StageConfig, seen: &Seen<'_>) -> StageInfo {
         context: context.into(),
         dockerfile,
         mounts,
+        cnb: None,
     }
 }
 

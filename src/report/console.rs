@@ -103,6 +103,17 @@ fn verdict_word(v: Verdict) -> (Style, &'static str) {
 
 /// One row per phase; a failed one with the last lines of its output.
 fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
+    let label = |p: &crate::verdict::analysis::PhaseRecord| {
+        format!("buildpack {}: {}", p.buildpack, p.buildpack_name)
+    };
+    // As wide as the longest (a CNB is named by its id, often longer than a folder's name).
+    let width = a
+        .phases
+        .iter()
+        .map(|p| label(p).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(32);
     for p in &a.phases {
         let status = match (p.exit_code, p.timed_out) {
             (_, true) => "timed out".to_string(),
@@ -114,9 +125,9 @@ fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         let style = if p.failed() { RED } else { Style::new() };
         writeln!(
             w,
-            "  {:<9} {:<32} {style}{:<18}{style:#} {:>6.1}s",
+            "  {:<9} {:<width$} {style}{:<18}{style:#} {:>6.1}s",
             p.name,
-            format!("buildpack {}: {}", p.buildpack, p.buildpack_name),
+            label(p),
             status,
             (p.ended - p.started) as f64 / 1e6
         )?;
@@ -376,6 +387,13 @@ fn why_failed(a: &Analysis, disallowed: usize) -> String {
         } else {
             format!("{} {}", p.label(), p.exited())
         });
+    } else if let Some(n) = a
+        .notes
+        .iter()
+        .find(|n| matches!(n, crate::verdict::notes::Note::StagingFailed(_)))
+    {
+        // Staging failed after its phases succeeded (a CNB group whose plans do not resolve).
+        why.push(n.to_string());
     }
     if disallowed > 0 {
         let dests = by_destination(&a.flows)

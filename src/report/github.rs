@@ -240,7 +240,12 @@ fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
 /// +0.301s"; analyze runs have no phase: "contacted …".
 fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) -> String {
     let who = match (&f.phase, f.phase_buildpack) {
-        (Some(phase), Some(i)) if a.stage.as_ref().is_some_and(|s| s.buildpacks.len() > 1) => {
+        // Several buildpacks, or a CNB's (named by its id): the buildpack too.
+        (Some(phase), Some(i))
+            if a.stage
+                .as_ref()
+                .is_some_and(|s| s.buildpacks.len() > 1 || s.cnb.is_some()) =>
+        {
             let name = a
                 .phases
                 .iter()

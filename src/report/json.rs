@@ -30,6 +30,9 @@ pub struct JsonReport<'a> {
     /// Staging runs only: what was staged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<JsonStage<'a>>,
+    /// Cloud Native Buildpack runs only: the group, the processes and the layers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnb: Option<&'a crate::staging::cnb::Record>,
     /// Staging runs only: the lifecycle phases in the order they ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Vec<JsonPhase<'a>>>,
@@ -240,6 +243,7 @@ impl<'a> JsonReport<'a> {
                 dockerfile: st.dockerfile.as_deref(),
                 mounts: &st.mounts,
             }),
+            cnb: a.stage.as_ref().and_then(|st| st.cnb.as_ref()),
             phases: a
                 .stage
                 .as_ref()

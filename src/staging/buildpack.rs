@@ -7,6 +7,7 @@ use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::staging::cnb::{self, Kind};
 use crate::staging::lifecycle::Scripts;
 use crate::staging::zip_cache::{ZipCache, ZipEntry};
 
@@ -23,11 +24,16 @@ pub struct Buildpack {
     /// A file or folder of it that others may not read (a user's directory only: a zip is
     /// extracted readable): a staging user other than root could not read it mounted.
     pub unreadable: Option<PathBuf>,
+    /// A Cloud Native Buildpack's descriptor (buildpack.toml); `None` for a v2 buildpack.
+    pub cnb: Option<cnb::Descriptor>,
 }
 
 impl Buildpack {
-    /// A short name for reports: the source's file name.
+    /// A short name for reports: a Cloud Native Buildpack's id, else the source's file name.
     pub fn name(&self) -> String {
+        if let Some(d) = &self.cnb {
+            return d.id.clone();
+        }
         self.source
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -38,7 +44,11 @@ impl Buildpack {
     /// `bin/supply (mode 0644)`, …
     pub fn not_executable(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
-        ["detect", "supply", "finalize", "compile", "release"]
+        let scripts: &[&str] = match self.cnb {
+            Some(_) => &["detect", "build"],
+            None => &["detect", "supply", "finalize", "compile", "release"],
+        };
+        scripts
             .iter()
             .filter_map(|s| {
                 let m = std::fs::metadata(self.dir.join("bin").join(s)).ok()?;
@@ -109,12 +119,10 @@ pub fn load_buildpack(source: &Path, cache: &ZipCache, limit: UnzipLimit) -> Res
         let entry = cache.extracted(source, |into| extract_zip(source, into, limit))?;
         (scripts_root(&entry.dir), Some(entry))
     };
-    if !dir.join("bin").is_dir() {
-        return Err(bad(
-            source,
-            "not a buildpack: no bin/ directory (expected bin/supply, bin/finalize or bin/compile, bin/release)",
-        ));
-    }
+    let cnb = match cnb::kind_of(&dir, source)? {
+        Kind::V2 => None,
+        Kind::Cnb => Some(component(&dir)?),
+    };
     let unreadable = zip
         .is_none()
         .then(|| crate::staging::tree::first_not_world_readable(&dir))
@@ -125,19 +133,42 @@ pub fn load_buildpack(source: &Path, cache: &ZipCache, limit: UnzipLimit) -> Res
         dir,
         zip,
         unreadable,
+        cnb,
     })
+}
+
+/// A component Cloud Native Buildpack: its checked buildpack.toml, and bin/detect and bin/build
+/// (buildpack.md "Buildpack Interface").
+fn component(dir: &Path) -> Result<cnb::Descriptor> {
+    let d = cnb::descriptor::load(dir)?;
+    let missing: Vec<&str> = ["bin/detect", "bin/build"]
+        .into_iter()
+        .filter(|s| !dir.join(s).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(bad(
+            &d.path,
+            format!(
+                "buildpack {:?} has no {}: a Cloud Native Buildpack has bin/detect and bin/build",
+                d.id,
+                missing.join(" and ")
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// A zip whose scripts sit under one top-level folder (as GitHub archives are) is taken from there.
 fn scripts_root(extracted: &Path) -> PathBuf {
-    if extracted.join("bin").is_dir() {
+    let root = |d: &Path| d.join("bin").is_dir() || d.join("buildpack.toml").is_file();
+    if root(extracted) {
         return extracted.to_path_buf();
     }
     let entries: Vec<_> = std::fs::read_dir(extracted)
         .map(|r| r.filter_map(|e| e.ok()).collect())
         .unwrap_or_default();
     match entries.as_slice() {
-        [one] if one.path().join("bin").is_dir() => one.path(),
+        [one] if root(&one.path()) => one.path(),
         _ => extracted.to_path_buf(),
     }
 }
@@ -301,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = load_buildpack(dir.path(), &cache(&dir), UnzipLimit::default()).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("no bin/"));
+        assert!(e.to_string().contains("no bin/supply"), "{e}");
         let f = dir.path().join("x.zip");
         std::fs::write(&f, b"not a zip").unwrap();
         let e = load_buildpack(&f, &cache(&dir), UnzipLimit::default()).unwrap_err();

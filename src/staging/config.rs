@@ -9,6 +9,7 @@ use crate::cli::{
 };
 use crate::error::{Error, Result};
 use crate::staging::buildpack::{load_buildpack, Buildpack, UnzipLimit};
+use crate::staging::cnb::{self, Descriptor};
 use crate::staging::lifecycle::{self, PhaseSpec};
 use crate::staging::zip_cache::ZipCache;
 use crate::verdict::policy::Allowlist;
@@ -49,6 +50,8 @@ pub struct StageConfig {
     pub context: Context,
     pub buildpacks: Vec<Buildpack>,
     pub phases: Vec<PhaseSpec>,
+    /// Cloud Native Buildpacks: the group's descriptors, in the order given; `None` for v2.
+    pub cnb: Option<Vec<Descriptor>>,
     pub stack_image: String,
     pub stack: String,
     pub allowlist: Allowlist,
@@ -163,12 +166,17 @@ pub fn validate(a: &StageArgs, verbosity: Verbosity) -> Result<StageConfig> {
     let memory = parse_memory(&a.memory)?;
     let scratch = scratch_dir()?;
     let (buildpacks, phases) = load_buildpacks(a, &apps, limit)?;
+    let cnb = buildpacks[0]
+        .cnb
+        .is_some()
+        .then(|| buildpacks.iter().filter_map(|b| b.cnb.clone()).collect());
     Ok(StageConfig {
         apps,
         jobs,
         context,
         buildpacks,
         phases,
+        cnb,
         stack_image: a.stack_image.clone(),
         stack: a
             .stack
@@ -317,12 +325,40 @@ fn load_buildpacks(
     for bp in &buildpacks {
         crate::staging::tree::check_tree(&bp.dir)?;
     }
-    let scripts: Vec<_> = buildpacks.iter().map(|b| b.scripts).collect();
-    let phases = lifecycle::plan(&scripts).map_err(|(i, reason)| Error::BadInput {
+    let phases = plan_phases(&buildpacks)?;
+    Ok((buildpacks, phases))
+}
+
+/// The phases of these buildpacks, all of one kind (exit 2 naming the buildpack otherwise):
+/// the CNB group's, or the v2 lifecycle's.
+fn plan_phases(buildpacks: &[Buildpack]) -> Result<Vec<PhaseSpec>> {
+    let bad = |i: usize, reason: String| Error::BadInput {
         path: buildpacks[i].source.clone(),
         reason: format!("buildpack {i} {reason}"),
-    })?;
-    Ok((buildpacks, phases))
+    };
+    let kind = |b: &Buildpack| match b.cnb {
+        Some(_) => cnb::Kind::Cnb,
+        None => cnb::Kind::V2,
+    };
+    let first = kind(&buildpacks[0]);
+    if let Some(i) = buildpacks.iter().position(|b| kind(b) != first) {
+        return Err(bad(
+            i,
+            format!(
+                "is {}, but buildpack 0 ({}) is {}: one run stages buildpacks of one kind",
+                kind(&buildpacks[i]).described(),
+                buildpacks[0].source.display(),
+                first.described()
+            ),
+        ));
+    }
+    if first == cnb::Kind::Cnb {
+        let group: Vec<Descriptor> = buildpacks.iter().filter_map(|b| b.cnb.clone()).collect();
+        cnb::check_group(&group).map_err(|(i, reason)| bad(i, reason))?;
+        return Ok(cnb::plan(&group));
+    }
+    let scripts: Vec<_> = buildpacks.iter().map(|b| b.scripts).collect();
+    lifecycle::plan(&scripts).map_err(|(i, reason)| bad(i, reason))
 }
 
 /// "cloudfoundry/cflinuxfs4:1.2" → "cflinuxfs4".

@@ -52,10 +52,11 @@ pub enum Record {
     Built(String),
 }
 
-/// The stack image: its name and its configured user.
+/// The stack image: its name, its configured user and its environment.
 pub struct Stack<'a> {
     pub image: &'a str,
     pub user: Option<&'a str>,
+    pub env: &'a [String],
 }
 
 /// Check, before building anything, that the network to join exists.
@@ -276,5 +277,11 @@ async fn staging_user(
         Ok::<_, Error>(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
     };
     let (passwd, group) = (read("/etc/passwd").await?, read("/etc/group").await?);
-    user::resolve(cfg.user.as_deref(), stack.user, &passwd, &group)
+    // Cloud Native Buildpacks: the build image's CNB_USER_ID:CNB_GROUP_ID when it sets them.
+    let cnb_user = cfg
+        .cnb
+        .as_ref()
+        .and_then(|_| crate::staging::cnb::image_user(stack.env));
+    let wanted = cfg.user.as_deref().or(cnb_user.as_deref());
+    user::resolve(wanted, stack.user, &passwd, &group)
 }

@@ -24,6 +24,8 @@ pub struct Phases {
     pub records: Vec<PhaseRecord>,
     /// Why staging failed (the first phase that did), if it did.
     pub failed: Option<String>,
+    /// Cloud Native Buildpacks: the group and what its builds declared.
+    pub cnb: Option<crate::staging::cnb::Record>,
 }
 
 /// Run the phases in order until one fails or the timeout passes.
@@ -33,14 +35,26 @@ pub async fn run_all(
     staging: &Staging,
     log: &Progress,
 ) -> Result<Phases> {
-    let deadline = tokio::time::Instant::now() + cfg.timeout;
-    let env = phase_env(cfg);
     // On GitHub Actions a log line starting with "::" is a workflow command: the buildpack's own
     // output (printed with -vv) must not be able to issue one.
     let fence = (cfg.verbosity.level >= 2 && report::in_github_actions()).then(|| run.name());
     if let Some(f) = &fence {
         eprintln!("::stop-commands::{f}");
     }
+    let phases = match &cfg.cnb {
+        Some(group) => crate::staging::cnb::run::run_all(run, cfg, staging, group, log).await,
+        None => run_v2(run, cfg, staging, log).await,
+    };
+    if let Some(f) = &fence {
+        eprintln!("::{f}::");
+    }
+    phases
+}
+
+/// The v2 lifecycle's phases, in order, until one fails.
+async fn run_v2(run: &Run, cfg: &StageConfig, staging: &Staging, log: &Progress) -> Result<Phases> {
+    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    let env = phase_env(cfg);
     let mut phases = Phases::default();
     for spec in &cfg.phases {
         let rec = run_one(run, cfg, staging, spec, &env, deadline, log).await?;
@@ -52,13 +66,11 @@ pub async fn run_all(
             break;
         }
     }
-    if let Some(f) = &fence {
-        eprintln!("::{f}::");
-    }
     Ok(phases)
 }
 
-async fn run_one(
+/// Run one phase with `env`, until it exits or `deadline` passes.
+pub(crate) async fn run_one(
     run: &Run,
     cfg: &StageConfig,
     staging: &Staging,
@@ -121,7 +133,7 @@ async fn run_one(
 }
 
 /// One progress line for how the phase ended.
-fn report_end(rec: &PhaseRecord, cfg: &StageConfig, log: &Progress) {
+pub(crate) fn report_end(rec: &PhaseRecord, cfg: &StageConfig, log: &Progress) {
     let secs = (rec.ended - rec.started) as f64 / 1e6;
     match (rec.exit_code, rec.timed_out) {
         (_, true) => log.warn(&format!(
@@ -140,7 +152,7 @@ fn report_end(rec: &PhaseRecord, cfg: &StageConfig, log: &Progress) {
 }
 
 /// Why a failed phase failed staging, in one sentence.
-fn why_failed(rec: &PhaseRecord, cfg: &StageConfig) -> String {
+pub(crate) fn why_failed(rec: &PhaseRecord, cfg: &StageConfig) -> String {
     if rec.timed_out {
         format!(
             "staging timed out after {:?} in {}",

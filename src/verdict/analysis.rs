@@ -236,6 +236,8 @@ pub struct StageInfo {
     pub dockerfile: Option<String>,
     /// `mount`: the container's mounts, "target ← source (how)".
     pub mounts: Vec<String>,
+    /// Cloud Native Buildpacks: the group and what its builds declared.
+    pub cnb: Option<crate::staging::cnb::Record>,
 }
 
 /// One lifecycle phase as it ran.

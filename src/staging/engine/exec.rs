@@ -96,7 +96,9 @@ async fn follow<F: FnMut(&str)>(
                     .inspect_exec(exec_id)
                     .await
                     .map_err(|source| EngineError::InspectExec { source })?;
-                if i.running == Some(false) {
+                // Not running *with* an exit code: it has ended. Not running without one: the
+                // engine has not started it yet (the first tick comes at once), not a timeout.
+                if i.running == Some(false) && i.exit_code.is_some() {
                     break i.exit_code;
                 }
                 if tokio::time::Instant::now() >= deadline {

@@ -70,10 +70,32 @@ pub async fn connect() -> Result<Docker> {
     Ok(docker)
 }
 
-/// The stack image's default user, after making sure the image is present (pulling it if not).
-pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>> {
+/// What a container inherits of its image's config.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// The configured user; `None` when unset.
+    pub user: Option<String>,
+    /// Its environment, `KEY=value`.
+    pub env: Vec<String>,
+    /// Its architecture (`amd64`, `arm64`).
+    pub arch: Option<String>,
+}
+
+impl ImageConfig {
+    fn of(i: bollard::models::ImageInspect) -> ImageConfig {
+        let config = i.config.unwrap_or_default();
+        ImageConfig {
+            user: config.user.filter(|u| !u.is_empty()),
+            env: config.env.unwrap_or_default(),
+            arch: i.architecture.filter(|a| !a.is_empty()),
+        }
+    }
+}
+
+/// The stack image's config, after making sure the image is present (pulling it if not).
+pub async fn ensure_image(docker: &Docker, image: &str) -> Result<ImageConfig> {
     match docker.inspect_image(image).await {
-        Ok(i) => return Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty())),
+        Ok(i) => return Ok(ImageConfig::of(i)),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => {}
@@ -92,14 +114,23 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<Option<String>
             });
         }
     }
-    let i = docker
+    docker
         .inspect_image(image)
         .await
+        .map(ImageConfig::of)
         .map_err(|e| Error::StackImage {
             image: image.to_string(),
             source: e,
-        })?;
-    Ok(i.config.and_then(|c| c.user).filter(|u| !u.is_empty()))
+        })
+}
+
+/// A present image's config.
+pub async fn image_config(docker: &Docker, image: &str) -> Result<ImageConfig> {
+    docker
+        .inspect_image(image)
+        .await
+        .map(ImageConfig::of)
+        .map_err(|source| EngineError::InspectImage { source }.into())
 }
 
 /// Build an image from a context tar, with no network during the build. Staging runs build with
