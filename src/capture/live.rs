@@ -84,10 +84,42 @@ pub struct CaptureSpec {
     pub sender: Option<[u8; 6]>,
 }
 
+/// A stop request the capture thread sees at once: a flag, and an eventfd its poll also waits on,
+/// so that a stop never waits out a poll's timeout (up to DRAIN_MS on every run's end).
+struct Stop {
+    asked: AtomicBool,
+    wake: Option<nix::sys::eventfd::EventFd>,
+}
+
+impl Stop {
+    fn new() -> Stop {
+        Stop {
+            asked: AtomicBool::new(false),
+            // Without an eventfd (none left), a stop is seen at the poll's timeout, as before.
+            wake: nix::sys::eventfd::EventFd::from_flags(
+                nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                    | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+            )
+            .ok(),
+        }
+    }
+
+    fn ask(&self) {
+        self.asked.store(true, Ordering::SeqCst);
+        if let Some(w) = &self.wake {
+            let _ = w.write(1);
+        }
+    }
+
+    fn asked(&self) -> bool {
+        self.asked.load(Ordering::SeqCst)
+    }
+}
+
 /// What the capture thread shares with the handle.
 #[derive(Clone)]
 struct Shared {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     /// Frames from the container the drain waits for (`u64::MAX`: none said).
     expected: Arc<AtomicU64>,
     /// CANARY_V4 | CANARY_V6 | FAILED.
@@ -109,7 +141,7 @@ impl LiveCapture {
         } = spec;
         let iface = iface.as_str();
         let shared = Shared {
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(Stop::new()),
             expected: Arc::new(AtomicU64::new(u64::MAX)),
             seen: Arc::new(AtomicU8::new(0)),
             window: Arc::new([AtomicI64::new(i64::MIN), AtomicI64::new(i64::MAX)]),
@@ -179,9 +211,7 @@ impl LiveCapture {
         if let Some(n) = expected {
             self.shared.expected.store(n, Ordering::SeqCst);
         }
-        self.shared
-            .stop
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.stop.ask();
         let t = self.thread.take().expect("finish is called once");
         t.join().map_err(|_| Error::Capture {
             iface: self.iface.clone(),
@@ -193,9 +223,7 @@ impl LiveCapture {
 impl Drop for LiveCapture {
     fn drop(&mut self) {
         // A run that ends early (error, signal) still stops its capture thread.
-        self.shared
-            .stop
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.stop.ask();
     }
 }
 
@@ -358,7 +386,7 @@ impl Session {
                     // (longer than a block takes to be handed over). A block the kernel has not
                     // handed over yet (its retire timer runs late on a loaded machine) is waited
                     // for, up to MAX_DRAIN; what is still unread then counts as dropped.
-                    if draining.is_none() && self.shared.stop.load(Ordering::SeqCst) {
+                    if draining.is_none() && self.shared.stop.asked() {
                         draining = Some((Instant::now(), 0));
                     }
                     if let Some((since, waits)) = draining.as_mut() {
@@ -472,7 +500,7 @@ impl Session {
             }
             self.stats_at = Instant::now();
         }
-        wait_readable(cap, DRAIN_MS);
+        wait_readable(cap, &self.shared.stop, DRAIN_MS);
     }
 
     /// Flush the capture file, read the drop counters one last time, and hand the result back.
@@ -549,12 +577,18 @@ fn outgoing_not_loopback(link: LinkKind, frame: &[u8]) -> bool {
     ptype == Some(OUTGOING) && hatype.is_some_and(|h| h != ARPHRD_LOOPBACK)
 }
 
-/// Wait until the capture has something to read, or `ms` milliseconds.
-fn wait_readable(cap: &pcap::Capture<pcap::Active>, ms: u16) {
-    use std::os::fd::{AsRawFd, BorrowedFd};
+/// Wait until the capture has something to read, a stop is asked (the first time), or `ms`
+/// milliseconds.
+fn wait_readable(cap: &pcap::Capture<pcap::Active>, stop: &Stop, ms: u16) {
+    use nix::poll::{PollFd, PollFlags};
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
     // SAFETY: the descriptor belongs to `cap`, which outlives this call.
     let fd = unsafe { BorrowedFd::borrow_raw(cap.as_raw_fd()) };
-    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+    // Once asked, the eventfd stays readable: it is polled no more, the drain's own waits follow.
+    if let Some(w) = stop.wake.as_ref().filter(|_| !stop.asked()) {
+        fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+    }
     let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
 }
 
