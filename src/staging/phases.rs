@@ -10,8 +10,9 @@ use crate::progress::Progress;
 use crate::report;
 use crate::staging::config::StageConfig;
 use crate::staging::container::Staging;
-use crate::staging::engine::{self, Exec};
+use crate::staging::engine::{self, Driver, Exec, ExecOutcome, Script};
 use crate::staging::lifecycle::PhaseSpec;
+use crate::staging::lifecycle::BUILD_DIR;
 use crate::staging::run::Run;
 use crate::verdict::analysis::PhaseRecord;
 
@@ -51,13 +52,24 @@ pub async fn run_all(
     phases
 }
 
-/// The v2 lifecycle's phases, in order, until one fails.
+/// The v2 lifecycle's phases, in order, until one fails: all of them through one exec (the
+/// driver, see engine/driver.rs), each started when the one before has ended.
 async fn run_v2(run: &Run, cfg: &StageConfig, staging: &Staging, log: &Progress) -> Result<Phases> {
     let deadline = tokio::time::Instant::now() + cfg.timeout;
     let env = phase_env(cfg);
+    let commands: Vec<Vec<String>> = cfg.phases.iter().map(|p| p.argv.clone()).collect();
+    let script = Script {
+        commands: &commands,
+        user: &staging.user.exec,
+        env: &env,
+        working_dir: BUILD_DIR,
+    };
+    let mut driver = Driver::start(&run.docker, staging.container.id(), &script, deadline).await?;
     let mut phases = Phases::default();
     for spec in &cfg.phases {
-        let rec = run_one(run, cfg, staging, spec, &env, deadline, log).await?;
+        let mut watch = Watch::begin(cfg, staging, spec, log);
+        let out = driver.run_next(|line| watch.line(line)).await?;
+        let rec = watch.end(out);
         report_end(&rec, cfg, log);
         let failed = rec.failed().then(|| why_failed(&rec, cfg));
         phases.records.push(rec);
@@ -65,11 +77,25 @@ async fn run_v2(run: &Run, cfg: &StageConfig, staging: &Staging, log: &Progress)
             phases.failed = failed;
             break;
         }
+        if driver.broken() {
+            break;
+        }
+    }
+    let timed_out = phases.records.last().is_some_and(|r| r.timed_out);
+    if let Some(why) = driver.finish(timed_out).await? {
+        let broken = format!(
+            "the phases' driver was interfered with ({why}): where each phase ended and how cannot be trusted"
+        );
+        log.warn(&broken);
+        phases.failed = Some(match phases.failed.take() {
+            Some(first) => format!("{first}; {broken}"),
+            None => broken,
+        });
     }
     Ok(phases)
 }
 
-/// Run one phase with `env`, until it exits or `deadline` passes.
+/// Run one phase with `env` in an exec of its own, until it exits or `deadline` passes.
 pub(crate) async fn run_one(
     run: &Run,
     cfg: &StageConfig,
@@ -79,17 +105,7 @@ pub(crate) async fn run_one(
     deadline: tokio::time::Instant,
     log: &Progress,
 ) -> Result<PhaseRecord> {
-    let bp = &cfg.buildpacks[spec.buildpack];
-    log.line(&format!(
-        "{} (buildpack {}: {})",
-        spec.name,
-        spec.buildpack,
-        bp.name()
-    ));
-    let started = now_micros();
-    let ooms_before = engine::oom_kills(staging.pid);
-    let mut tail = VecDeque::with_capacity(TAIL_LINES);
-    let name = spec.name;
+    let mut watch = Watch::begin(cfg, staging, spec, log);
     let cmd = Exec {
         argv: &spec.argv,
         user: &staging.user.exec,
@@ -100,36 +116,80 @@ pub(crate) async fn run_one(
         staging.container.id(),
         &cmd,
         deadline,
-        |line| {
-            // -vv: every line as it comes; -v: the steps, not the buildpack's output; otherwise
-            // the spinner's message on a terminal.
-            match cfg.verbosity.level {
-                0 => log.detail(&format!("[{name}] {line}")),
-                1 => {}
-                _ => eprintln!("  [{name}] {line}"),
-            }
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line.chars().take(2000).collect::<String>());
-        },
+        |line| watch.line(line),
     )
     .await?;
-    Ok(PhaseRecord {
-        name: spec.name.to_string(),
-        buildpack: spec.buildpack,
-        buildpack_name: bp.name(),
-        started,
-        ended: now_micros(),
-        exit_code: out.exit_code,
-        timed_out: out.exit_code.is_none(),
-        must_succeed: spec.must_succeed,
-        oom_killed: matches!(
-            (ooms_before, engine::oom_kills(staging.pid)),
-            (Some(a), Some(b)) if b > a
-        ),
-        output_tail: tail.into_iter().collect(),
-    })
+    Ok(watch.end(out))
+}
+
+/// A phase as it runs: announced, timed, its output shown as the verbosity says and its tail kept.
+struct Watch<'a> {
+    cfg: &'a StageConfig,
+    staging: &'a Staging,
+    spec: &'a PhaseSpec,
+    log: &'a Progress,
+    started: i64,
+    ooms_before: Option<u64>,
+    tail: VecDeque<String>,
+}
+
+impl<'a> Watch<'a> {
+    fn begin(
+        cfg: &'a StageConfig,
+        staging: &'a Staging,
+        spec: &'a PhaseSpec,
+        log: &'a Progress,
+    ) -> Self {
+        log.line(&format!(
+            "{} (buildpack {}: {})",
+            spec.name,
+            spec.buildpack,
+            cfg.buildpacks[spec.buildpack].name()
+        ));
+        Watch {
+            cfg,
+            staging,
+            spec,
+            log,
+            started: now_micros(),
+            ooms_before: engine::oom_kills(staging.pid),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        let name = self.spec.name;
+        // -vv: every line as it comes; -v: the steps, not the buildpack's output; otherwise the
+        // spinner's message on a terminal.
+        match self.cfg.verbosity.level {
+            0 => self.log.detail(&format!("[{name}] {line}")),
+            1 => {}
+            _ => eprintln!("  [{name}] {line}"),
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail
+            .push_back(line.chars().take(2000).collect::<String>());
+    }
+
+    fn end(self, out: ExecOutcome) -> PhaseRecord {
+        PhaseRecord {
+            name: self.spec.name.to_string(),
+            buildpack: self.spec.buildpack,
+            buildpack_name: self.cfg.buildpacks[self.spec.buildpack].name(),
+            started: self.started,
+            ended: now_micros(),
+            exit_code: out.exit_code,
+            timed_out: out.exit_code.is_none(),
+            must_succeed: self.spec.must_succeed,
+            oom_killed: matches!(
+                (self.ooms_before, engine::oom_kills(self.staging.pid)),
+                (Some(a), Some(b)) if b > a
+            ),
+            output_tail: self.tail.into_iter().collect(),
+        }
+    }
 }
 
 /// One progress line for how the phase ended.

@@ -1053,6 +1053,37 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
 }
 
 #[test]
+fn a_phase_that_kills_the_phases_driver_fails_staging_saying_so() {
+    // The phases run one after another under one shell of airgap-check's (the driver); a phase
+    // that kills it cannot make the run take its word for how it ended.
+    let s = Agc::stage(&["kill-driver"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .run();
+    let notes = s.json()["notes"].to_string();
+    assert!(
+        notes.contains("the phases' driver was interfered with")
+            && notes.contains("in the middle of a phase"),
+        "{notes}"
+    );
+    let phases = s.json()["phases"].as_array().unwrap().clone();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert_eq!(phases[1]["name"], "supply");
+    assert_eq!(phases[1]["exit_code"], 137);
+    // Killed in detect, whose exit does not stop staging: no phase runs after it, and the run
+    // fails all the same.
+    let s = Agc::stage(&["kill-driver-in-detect"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .run();
+    let phases = s.json()["phases"].as_array().unwrap().clone();
+    assert_eq!(phases.len(), 1, "{phases:?}");
+    assert!(s.json()["notes"]
+        .to_string()
+        .contains("the phases' driver was interfered with"));
+}
+
+#[test]
 fn http_on_port_53_is_not_dns() {
     // The default DNS rules judge by port, with `content: dns`: an HTTP request is not DNS.
     let s = Agc::stage(&["leak-port53"])

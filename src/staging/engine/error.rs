@@ -68,6 +68,10 @@ pub enum EngineError {
     Exec { source: Bollard },
     #[error("docker exec: the engine did not attach to the process output")]
     ExecNotAttached,
+    #[error("docker exec: writing to the phases' driver: {source}")]
+    ExecInput { source: std::io::Error },
+    #[error("docker exec: the phases' driver has no further phase to run")]
+    DriverDone,
     #[error("docker inspect exec: {}", cause(.source))]
     InspectExec { source: Bollard },
     #[error("docker remove container: {}", cause(.source))]

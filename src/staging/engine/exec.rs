@@ -61,7 +61,7 @@ pub async fn exec(
     Ok(ExecOutcome { exit_code })
 }
 
-type Output = std::pin::Pin<
+pub(super) type Output = std::pin::Pin<
     Box<
         dyn futures_util::Stream<
                 Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
@@ -118,6 +118,9 @@ async fn follow<F: FnMut(&str)>(
     Ok(exit_code)
 }
 
+/// The longest partial line held: longer ones are passed on as they are.
+pub(super) const MAX_LINE: usize = 64 * 1024;
+
 /// Output chunks → lines, never holding an unbounded line.
 struct Lines<F: FnMut(&str)> {
     partial: String,
@@ -138,7 +141,7 @@ impl<F: FnMut(&str)> Lines<F> {
             let line: String = self.partial.drain(..=nl).collect();
             (self.on_line)(line.trim_end_matches(['\n', '\r']));
         }
-        if self.partial.len() > 64 * 1024 {
+        if self.partial.len() > MAX_LINE {
             (self.on_line)(&self.partial);
             self.partial.clear();
         }

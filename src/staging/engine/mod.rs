@@ -4,10 +4,12 @@
 //! [`guards::Guard`] that removes it when dropped. Every failure is an [`EngineError`] naming the
 //! operation and keeping the engine's error as its source.
 
+mod driver;
 mod error;
 mod exec;
 pub mod guards;
 
+pub use driver::{Driver, Script};
 pub use error::{docker_host, EngineError};
 pub use exec::{exec, read_file, Exec, ExecOutcome};
 pub use guards::{short, Container, Guard, Image, Network, RunLayers};
