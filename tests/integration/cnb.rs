@@ -269,6 +269,11 @@ fn bad_cnb_inputs_are_exit_2_naming_the_file_the_line_and_the_value() {
         "api = \"0.6\"\n[buildpack]\nid = \"a/b\"\nversion = \"0.0.1\"\n",
     );
     let broken = with_descriptor(&dir.path().join("broken"), "api = \"0.10\"\n[buildpack\n");
+    // `..` would make its <layers> folder the container's root.
+    let dot_dot = with_descriptor(
+        &dir.path().join("dot-dot"),
+        "api = \"0.10\"\n[buildpack]\nid = \"..\"\nversion = \"0.0.1\"\n",
+    );
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (
             vec![bad_id.display().to_string()],
@@ -282,6 +287,13 @@ fn bad_cnb_inputs_are_exit_2_naming_the_file_the_line_and_the_value() {
             vec![format!(
                 "{}/buildpack.toml: line 1 column 7: api \"0.6\": airgap-check runs Buildpack API 0.7 to 0.12",
                 old_api.display()
+            )],
+        ),
+        (
+            vec![dot_dot.display().to_string()],
+            vec![format!(
+                "{}/buildpack.toml: line 3 column 6: buildpack.id \"..\": has an empty, `.` or `..` part",
+                dot_dot.display()
             )],
         ),
         (

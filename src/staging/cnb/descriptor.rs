@@ -272,7 +272,8 @@ pub fn parse(text: &str) -> std::result::Result<Descriptor, String> {
 }
 
 /// buildpack.md: "MUST only contain numbers, letters, and the characters `.`, `/`, and `-`";
-/// "MUST NOT be `app`, `config`, `generated`, or `sbom`".
+/// "MUST NOT be `app`, `config`, `generated`, or `sbom`"; and, since it is a folder's name, no
+/// part between its `/` may be empty, `.` or `..`.
 fn check_id(id: &str) -> std::result::Result<(), &'static str> {
     if id.is_empty()
         || !id
@@ -283,6 +284,11 @@ fn check_id(id: &str) -> std::result::Result<(), &'static str> {
     }
     if ["app", "config", "generated", "sbom"].contains(&id) {
         return Err("is reserved (app, config, generated and sbom are): expected another id");
+    }
+    // The id names the buildpack's <layers> folder (`/` as `_`): `.` or `..` would be /layers or
+    // the container's root. Each part between `/` must be a name.
+    if id.split('/').any(|part| ["", ".", ".."].contains(&part)) {
+        return Err("has an empty, `.` or `..` part: expected names between the '/', e.g. \"examples/hello\"");
     }
     Ok(())
 }
@@ -360,6 +366,13 @@ mod tests {
         assert!(e.starts_with("line 4 column 6: "), "{e}");
         let e = parse(&GOOD.replace("\"examples/hello\"", "\"sbom\"")).unwrap_err();
         assert!(e.contains("reserved"), "{e}");
+        for id in [".", "..", "a/..", "./a", "a//b", "/a", "a/"] {
+            let e = parse(&GOOD.replace("examples/hello", id)).unwrap_err();
+            assert!(e.contains("has an empty, `.` or `..` part"), "{id}: {e}");
+        }
+        for id in ["a.b/c..d", "..a", "io.buildpacks.x"] {
+            assert!(parse(&GOOD.replace("examples/hello", id)).is_ok(), "{id}");
+        }
         let composite = "api = \"0.10\"\n[buildpack]\nid = \"a/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"a/b\"\nversion = \"1.0.0\"\n";
         let e = parse(composite).unwrap_err();
         assert!(
