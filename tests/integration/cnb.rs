@@ -449,31 +449,34 @@ fn the_build_images_cnb_user_runs_the_phases_unless_user_is_given() {
     assert_eq!(run(&["--user", "vcap"]).json()["stage"]["user"], "vcap");
 }
 
-#[test]
-fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let bp = dir.path().join("bad-launch");
+/// A shell CNB of the test's own in `dir`: API 0.10, this id, these bin/detect and bin/build.
+fn shell_cnb(dir: &std::path::Path, id: &str, detect: &str, build: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bp = dir.join(id.replace('/', "_"));
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(
         bp.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"examples/bad-launch\"\nversion = \"0.0.1\"\n",
+        format!("api = \"0.10\"\n[buildpack]\nid = \"{id}\"\nversion = \"0.0.1\"\n"),
     )
     .unwrap();
-    std::fs::write(bp.join("bin/detect"), "#!/bin/sh\nexit 0\n").unwrap();
-    // A string command is Buildpack API 0.8's form; 0.9 and later take a list.
-    std::fs::write(
-        bp.join("bin/build"),
-        "#!/bin/sh\nprintf '[[processes]]\\ntype = \"web\"\\ncommand = \"serve\"\\n' > \"$1/launch.toml\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for s in ["detect", "build"] {
-        std::fs::set_permissions(
-            bp.join("bin").join(s),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+    for (name, script) in [("detect", detect), ("build", build)] {
+        let path = bp.join("bin").join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    bp
+}
+
+#[test]
+fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A string command is Buildpack API 0.8's form; 0.9 and later take a list.
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/bad-launch",
+        "exit 0",
+        "printf '[[processes]]\\ntype = \"web\"\\ncommand = \"serve\"\\n' > \"$1/launch.toml\"",
+    );
     let s = Agc::stage(&[bp.to_str().unwrap()])
         .expect_exit(1)
         .expect_verdict("fail")
@@ -487,4 +490,27 @@ fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
         s.stdout
     );
     assert_eq!(s.json()["cnb"]["processes"], json!([]));
+}
+
+#[test]
+fn a_build_plan_over_1000_entries_fails_its_detect() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/wide-plan",
+        "i=0; while [ $i -le 1000 ]; do printf '[[provides]]\\nname = \"d%s\"\\n' $i; i=$((i+1)); done > \"$2\"",
+        "exit 0",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    assert!(
+        s.stdout.contains(
+            "detect (buildpack 0: examples/wide-plan) wrote too big a build plan: /tmp/cnb/detect/0/plan.toml: 1001 provides and requires in all (its [[or]] alternatives included): airgap-check resolves at most 1000 per buildpack"
+        ),
+        "{}",
+        s.stdout
+    );
 }

@@ -75,16 +75,32 @@ pub async fn run_all(
     let Some(plans) = detect_all(&ctx, &base, &mut phases).await? else {
         return Ok(phases);
     };
-    let names: Vec<String> = group.iter().map(|d| d.id.clone()).collect();
-    match plan::resolve(&plans, &names) {
+    match resolve(&ctx, plans).await? {
         Ok(entries) => build_all(&ctx, base, entries, &mut phases).await?,
-        Err(why) => {
-            phases.failed = Some(format!(
-                "detection failed: the group's build plans do not resolve: {why}; no build ran"
-            ));
-        }
+        Err(why) => phases.failed = Some(why),
     }
     Ok(phases)
+}
+
+/// Resolve the group's plans off the runtime's threads (a signal still stops the run) and within
+/// the timeout; `Err` says why staging failed.
+async fn resolve(
+    ctx: &Ctx<'_>,
+    plans: Vec<BuildPlan>,
+) -> Result<std::result::Result<Vec<Entry>, String>> {
+    let names: Vec<String> = ctx.group.iter().map(|d| d.id.clone()).collect();
+    let job = tokio::task::spawn_blocking(move || plan::resolve(&plans, &names));
+    match tokio::time::timeout_at(ctx.deadline, job).await {
+        Ok(Ok(Ok(entries))) => Ok(Ok(entries)),
+        Ok(Ok(Err(why))) => Ok(Err(format!(
+            "detection failed: the group's build plans do not resolve: {why}; no build ran"
+        ))),
+        Ok(Err(e)) => Err(Error::Internal(format!("resolving the build plans: {e}"))),
+        Err(_) => Ok(Err(format!(
+            "staging timed out after {:?} resolving the group's build plans; no build ran",
+            ctx.cfg.timeout
+        ))),
+    }
 }
 
 /// The platform's folders and files, made before anything of the buildpacks runs: `<platform>`
@@ -244,12 +260,15 @@ fn detected(ctx: &Ctx<'_>, i: usize, rec: &PhaseRecord) -> std::result::Result<B
         Ok(b) => String::from_utf8_lossy(&b.unwrap_or_default()).into_owned(),
         Err(e) => return Err(format!("{}: its build plan {path}: {e}", rec.label())),
     };
-    BuildPlan::parse(&text).map_err(|e| {
+    let plan = BuildPlan::parse(&text).map_err(|e| {
         format!(
             "{} wrote a build plan the lifecycle would refuse: {path}: {e}",
             rec.label()
         )
-    })
+    })?;
+    plan.check_size()
+        .map_err(|e| format!("{} wrote too big a build plan: {path}: {e}", rec.label()))?;
+    Ok(plan)
 }
 
 /// Every build, in order, each given its Buildpack Plan; stops at the first that fails.
