@@ -514,3 +514,83 @@ fn a_build_plan_over_1000_entries_fails_its_detect() {
         s.stdout
     );
 }
+
+/// A root buildpack's FIFO where airgap-check writes a plan is replaced, not written into (which
+/// would block); one where it reads launch.toml is refused by its type, not opened.
+#[test]
+fn fifos_a_root_buildpack_leaves_neither_block_nor_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/fifos",
+        "mkfifo /tmp/cnb/build/0/plan.toml",
+        "[ -f \"$3\" ] && [ ! -p \"$3\" ] || { echo \"my plan is not a regular file\" >&2; exit 1; }\nmkfifo \"$1/launch.toml\"",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "root"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    let j = s.json();
+    assert_eq!(j["phases"][1]["exit_code"], 0, "{}", j["phases"]);
+    assert!(
+        s.stdout.contains(
+            "FAIL: staging failed: build (buildpack 0: examples/fifos): /layers/examples_fifos/launch.toml: not a regular file but a FIFO (the lifecycle would fail the build)"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+#[test]
+fn a_device_node_a_root_buildpack_makes_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/null's numbers: harmless if it were opened, refused all the same.
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/mknod",
+        "exit 0",
+        "mknod \"$1/tool.toml\" c 1 3",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "0"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    assert!(
+        s.stdout.contains(
+            "/layers/examples_mknod/tool.toml: not a regular file but a character device"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+/// A root buildpack that removes the folder of the build plans cannot turn its own egress into
+/// "inconclusive": staging fails, and the flow is named.
+#[test]
+fn a_buildpack_that_breaks_the_plan_files_still_fails_on_its_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/vandal",
+        "rm -rf /tmp/cnb/build\nnc -w 2 203.0.113.40 443 </dev/null || true",
+        "exit 0",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "root"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[flow("tcp", "203.0.113.40", Some(443), "detect")])
+        .run();
+    let notes = s.json()["notes"].to_string();
+    assert!(
+        notes.contains(
+            "a buildpack altered /tmp/cnb: cannot write /tmp/cnb/build/0/plan.toml: No such file or directory"
+        ) && notes.contains("build (buildpack 0) did not run"),
+        "{notes}"
+    );
+    assert_eq!(s.json()["phases"].as_array().unwrap().len(), 1);
+}

@@ -281,17 +281,20 @@ async fn build_all(
     for (i, d) in ctx.group.iter().enumerate() {
         let given = plan::buildpack_plan(&entries, i);
         let path = cnb::build_plan(i);
-        ctx.fs
-            .write(
-                &path,
-                plan::plan_toml(&given).as_bytes(),
-                Owner::ROOT,
-                0o644,
-            )
-            .map_err(|source| Error::ContainerFiles {
-                what: format!("write {path}"),
-                source,
-            })?;
+        // The buildpacks have run (as root, they can change anything): a plan that cannot be
+        // written fails staging, and the capture is judged all the same.
+        if let Err(e) = ctx.fs.write(
+            &path,
+            plan::plan_toml(&given).as_bytes(),
+            Owner::ROOT,
+            0o644,
+        ) {
+            phases.failed = Some(format!(
+                "a buildpack altered {}: cannot write {path}: {e}; build (buildpack {i}) did not run",
+                cnb::PLANS_DIR
+            ));
+            return Ok(());
+        }
         let rec = phase(ctx, "build", i, &env).await?;
         let label = rec.label();
         let failed = rec.failed().then(|| phases::why_failed(&rec, ctx.cfg));
