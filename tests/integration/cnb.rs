@@ -594,3 +594,65 @@ fn a_buildpack_that_breaks_the_plan_files_still_fails_on_its_flows() {
     );
     assert_eq!(s.json()["phases"].as_array().unwrap().len(), 1);
 }
+
+/// No line of the run's output starts with a workflow command the buildpack wrote.
+fn no_injected_command(s: &crate::support::Outcome, marker: &str) {
+    for line in s.stdout.lines().chain(s.stderr.lines()) {
+        assert!(
+            !line.trim_start().starts_with(&format!("::error::{marker}")),
+            "a line the buildpack started: {line:?}\n{}{}",
+            s.stdout,
+            s.stderr
+        );
+    }
+}
+
+/// Layer names, process commands and file names are the buildpack's text: escaped wherever they
+/// are printed, they cannot issue a GitHub workflow command (`::error::…` at a line's start).
+#[test]
+fn a_buildpacks_names_cannot_issue_workflow_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let nl = "$(printf 'x\\n::error::injected')";
+    let declares = shell_cnb(
+        dir.path(),
+        "examples/declares",
+        "exit 0",
+        &format!(
+            "printf '[types]\\nlaunch = true\\n' > \"$1/{nl}.toml\"\nprintf '[[processes]]\\ntype = \"web\"\\ncommand = [\"serve\", \"a\\\\n::error::injected\"]\\n' > \"$1/launch.toml\""
+        ),
+    );
+    let s = Agc::stage(&[declares.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .run();
+    assert!(
+        s.stderr.contains("layers: x\\n::error::injected (launch)")
+            && s.stderr
+                .contains("process web: serve a\\n::error::injected"),
+        "{}",
+        s.stderr
+    );
+    assert_eq!(s.json()["cnb"]["layers"][0]["name"], "x\n::error::injected");
+    no_injected_command(&s, "injected");
+    let refused = shell_cnb(
+        dir.path(),
+        "examples/refused",
+        "exit 0",
+        &format!("echo 'not toml' > \"$1/{nl}.toml\""),
+    );
+    let s = Agc::stage(&[refused.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .run();
+    assert!(
+        s.stdout
+            .contains("FAIL: staging failed: build (buildpack 0: examples/refused): /layers/examples_refused/x\\n::error::injected.toml: line 1 column"),
+        "{}",
+        s.stdout
+    );
+    no_injected_command(&s, "injected");
+}

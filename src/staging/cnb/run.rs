@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::report::{self, explain::printable};
 use crate::staging::cnb::env::BuildEnv;
 use crate::staging::cnb::layers::{self, Layer};
 use crate::staging::cnb::plan::{self, BuildPlan, Entry};
@@ -73,13 +74,20 @@ pub async fn run_all(
         ..Phases::default()
     };
     let Some(plans) = detect_all(&ctx, &base, &mut phases).await? else {
-        return Ok(phases);
+        return Ok(escaped(phases));
     };
     match resolve(&ctx, plans).await? {
         Ok(entries) => build_all(&ctx, base, entries, &mut phases).await?,
         Err(why) => phases.failed = Some(why),
     }
-    Ok(phases)
+    Ok(escaped(phases))
+}
+
+/// Why staging failed may quote the buildpacks' own text (file and layer names, a TOML key):
+/// escaped, for every report, so that it cannot drive a terminal or start a line of its own.
+fn escaped(mut phases: Phases) -> Phases {
+    phases.failed = phases.failed.map(|why| printable(&why));
+    phases
 }
 
 /// Resolve the group's plans off the runtime's threads (a signal still stops the run) and within
@@ -326,7 +334,9 @@ async fn build_all(
             phases.failed = fail(why);
             return Ok(());
         }
-        say_declared(ctx.log, &declared);
+        for line in report::cnb::declared_lines(&declared) {
+            ctx.log.line(&line);
+        }
         if let Some(r) = phases.cnb.as_mut() {
             layers::merge_processes(&mut r.processes, declared.processes);
             r.layers.extend(declared.layers);
@@ -374,41 +384,4 @@ fn add_build_layers(
         }
     }
     Ok(())
-}
-
-/// One line for the layers a build made, one for the processes it declared.
-fn say_declared(log: &Progress, d: &layers::Declared) {
-    if !d.layers.is_empty() {
-        let list: Vec<String> = d
-            .layers
-            .iter()
-            .map(|l| {
-                let types: Vec<&str> =
-                    [("launch", l.launch), ("build", l.build), ("cache", l.cache)]
-                        .iter()
-                        .filter(|(_, on)| *on)
-                        .map(|(t, _)| *t)
-                        .collect();
-                let types = if types.is_empty() {
-                    "none".to_string()
-                } else {
-                    types.join(", ")
-                };
-                format!("{} ({types})", l.name)
-            })
-            .collect();
-        log.line(&format!("  layers: {}", list.join("; ")));
-    }
-    for p in &d.processes {
-        let mut line = p.command.join(" ");
-        for a in &p.args {
-            line.push(' ');
-            line.push_str(a);
-        }
-        log.line(&format!(
-            "  process {}{}: {line}",
-            p.kind,
-            if p.default { " (default)" } else { "" }
-        ));
-    }
 }
