@@ -46,7 +46,7 @@ pub async fn run_all(
     log: &Progress,
 ) -> Result<Phases> {
     let deadline = tokio::time::Instant::now() + cfg.timeout;
-    let image = engine::image_config(&run.docker, &cfg.stack_image).await?;
+    let image = engine::container_image_config(&run.docker, staging.container.id()).await?;
     let unreachable = |what: &str| {
         let what = what.to_string();
         move |source| Error::ContainerFiles { what, source }
@@ -63,7 +63,7 @@ pub async fn run_all(
         cfg,
         staging,
         group,
-        target: target_env(&fs, image.arch.as_deref()),
+        target: target_env(&fs, &image),
         fs,
         deadline,
         log,
@@ -142,11 +142,18 @@ fn prepare(
     Ok(())
 }
 
-/// `CNB_TARGET_OS`, `_ARCH` and the distribution from the image's /etc/os-release (`ID`,
-/// `VERSION_ID`), as the lifecycle derives them from the image (platform.md "Target Data").
-fn target_env(fs: &RootFs, arch: Option<&str>) -> Vec<String> {
+/// `CNB_TARGET_OS`, `_ARCH`, `_ARCH_VARIANT` and the distribution from the image's
+/// /etc/os-release (`ID`, `VERSION_ID`), as the lifecycle derives them from the image
+/// (platform.md "Target Data").
+fn target_env(fs: &RootFs, image: &engine::ImageConfig) -> Vec<String> {
     let mut env = vec!["CNB_TARGET_OS=linux".to_string()];
-    env.extend(arch.map(|a| format!("CNB_TARGET_ARCH={a}")));
+    env.extend(image.arch.as_ref().map(|a| format!("CNB_TARGET_ARCH={a}")));
+    env.extend(
+        image
+            .variant
+            .as_ref()
+            .map(|v| format!("CNB_TARGET_ARCH_VARIANT={v}")),
+    );
     let release = ["/etc/os-release", "/usr/lib/os-release"]
         .iter()
         .find_map(|p| fs.read(p, 64 << 10).ok().flatten())
