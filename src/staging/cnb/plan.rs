@@ -258,13 +258,14 @@ pub fn buildpack_plan(entries: &[Entry], i: usize) -> Vec<Require> {
         .collect()
 }
 
-/// The Buildpack Plan as TOML: `[[entries]]` with `name` and `metadata`.
-pub fn plan_toml(entries: &[Require]) -> String {
+/// The Buildpack Plan as TOML: `[[entries]]` with `name` and `metadata`; `Err` when it cannot be
+/// written as TOML (never given as an empty plan instead).
+pub fn plan_toml(entries: &[Require]) -> Result<String, String> {
     #[derive(Serialize)]
     struct Out<'a> {
         entries: &'a [Require],
     }
-    toml::to_string(&Out { entries }).unwrap_or_default()
+    toml::to_string(&Out { entries }).map_err(|e| e.to_string())
 }
 
 /// What build.toml says: the entries left for a later provider.
@@ -323,7 +324,7 @@ mod tests {
         assert_eq!(entries[0].providers, [0]);
         let bp0 = buildpack_plan(&entries, 0);
         assert_eq!(bp0.len(), 1);
-        let t = plan_toml(&bp0);
+        let t = plan_toml(&bp0).unwrap();
         assert!(t.contains("[[entries]]\nname = \"tool\""), "{t}");
         assert!(t.contains("version = \"1.2\""), "{t}");
         assert!(buildpack_plan(&entries, 1).is_empty());

@@ -296,14 +296,19 @@ async fn build_all(
     for (i, d) in ctx.group.iter().enumerate() {
         let given = plan::buildpack_plan(&entries, i);
         let path = cnb::build_plan(i);
+        let toml = match plan::plan_toml(&given) {
+            Ok(t) => t,
+            Err(e) => {
+                phases.failed = Some(format!(
+                    "the Buildpack Plan of buildpack {i} ({}) cannot be written as TOML: {e}; its build did not run",
+                    d.id
+                ));
+                return Ok(());
+            }
+        };
         // The buildpacks have run (as root, they can change anything): a plan that cannot be
         // written fails staging, and the capture is judged all the same.
-        if let Err(e) = ctx.fs.write(
-            &path,
-            plan::plan_toml(&given).as_bytes(),
-            Owner::ROOT,
-            0o644,
-        ) {
+        if let Err(e) = ctx.fs.write(&path, toml.as_bytes(), Owner::ROOT, 0o644) {
             phases.failed = Some(format!(
                 "a buildpack altered {}: cannot write {path}: {e}; build (buildpack {i}) did not run",
                 cnb::PLANS_DIR
