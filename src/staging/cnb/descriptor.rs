@@ -13,6 +13,7 @@
 //! these types; what they do check is what the spec requires of the keys the run uses
 //! (buildpack.md, "buildpack.toml (TOML)"): `api`, `buildpack.id`, `buildpack.version`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -176,14 +177,20 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The most buildpack.toml may hold (read no further).
+const MAX_DESCRIPTOR: u64 = 1 << 20;
+
 /// Read and check `dir/buildpack.toml` (exit 2 naming the file, the line and the value).
 pub fn load(dir: &Path) -> Result<Descriptor> {
     let path = dir.join("buildpack.toml");
-    let bytes = std::fs::read(&path).map_err(|e| Error::Read {
-        path: path.clone(),
-        source: e,
-    })?;
-    if bytes.len() > 1 << 20 {
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_DESCRIPTOR + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+    if bytes.len() as u64 > MAX_DESCRIPTOR {
         return Err(bad(
             &path,
             "is over 1 MiB: expected a buildpack descriptor".into(),
@@ -417,5 +424,13 @@ mod tests {
         std::fs::write(d.join("buildpack.toml"), GOOD).unwrap();
         assert_eq!(kind_of(d, d).unwrap(), Kind::Cnb);
         assert_eq!(load(d).unwrap().path, d.join("buildpack.toml"));
+        let mut big = GOOD.to_string();
+        big.push_str(&format!("# {}\n", "x".repeat(1 << 20)));
+        std::fs::write(d.join("buildpack.toml"), big).unwrap();
+        let e = load(d).unwrap_err().to_string();
+        assert!(
+            e.ends_with("is over 1 MiB: expected a buildpack descriptor"),
+            "{e}"
+        );
     }
 }
