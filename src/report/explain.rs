@@ -42,7 +42,7 @@ pub fn dependency(a: &Analysis, f: &Judged) -> Option<String> {
 
 /// Text from a buildpack's manifest with its control characters escaped, so that it cannot drive
 /// a terminal or break a line.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {

@@ -1,5 +1,6 @@
 //! Reports: console summary, JSON and JUnit, all written from one [`Analysis`].
 
+pub mod cnb;
 pub mod console;
 pub mod explain;
 pub mod github;

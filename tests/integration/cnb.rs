@@ -269,6 +269,11 @@ fn bad_cnb_inputs_are_exit_2_naming_the_file_the_line_and_the_value() {
         "api = \"0.6\"\n[buildpack]\nid = \"a/b\"\nversion = \"0.0.1\"\n",
     );
     let broken = with_descriptor(&dir.path().join("broken"), "api = \"0.10\"\n[buildpack\n");
+    // `..` would make its <layers> folder the container's root.
+    let dot_dot = with_descriptor(
+        &dir.path().join("dot-dot"),
+        "api = \"0.10\"\n[buildpack]\nid = \"..\"\nversion = \"0.0.1\"\n",
+    );
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (
             vec![bad_id.display().to_string()],
@@ -282,6 +287,13 @@ fn bad_cnb_inputs_are_exit_2_naming_the_file_the_line_and_the_value() {
             vec![format!(
                 "{}/buildpack.toml: line 1 column 7: api \"0.6\": airgap-check runs Buildpack API 0.7 to 0.12",
                 old_api.display()
+            )],
+        ),
+        (
+            vec![dot_dot.display().to_string()],
+            vec![format!(
+                "{}/buildpack.toml: line 3 column 6: buildpack.id \"..\": has an empty, `.` or `..` part",
+                dot_dot.display()
             )],
         ),
         (
@@ -437,31 +449,34 @@ fn the_build_images_cnb_user_runs_the_phases_unless_user_is_given() {
     assert_eq!(run(&["--user", "vcap"]).json()["stage"]["user"], "vcap");
 }
 
-#[test]
-fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let bp = dir.path().join("bad-launch");
+/// A shell CNB of the test's own in `dir`: API 0.10, this id, these bin/detect and bin/build.
+fn shell_cnb(dir: &std::path::Path, id: &str, detect: &str, build: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bp = dir.join(id.replace('/', "_"));
     std::fs::create_dir_all(bp.join("bin")).unwrap();
     std::fs::write(
         bp.join("buildpack.toml"),
-        "api = \"0.10\"\n[buildpack]\nid = \"examples/bad-launch\"\nversion = \"0.0.1\"\n",
+        format!("api = \"0.10\"\n[buildpack]\nid = \"{id}\"\nversion = \"0.0.1\"\n"),
     )
     .unwrap();
-    std::fs::write(bp.join("bin/detect"), "#!/bin/sh\nexit 0\n").unwrap();
-    // A string command is Buildpack API 0.8's form; 0.9 and later take a list.
-    std::fs::write(
-        bp.join("bin/build"),
-        "#!/bin/sh\nprintf '[[processes]]\\ntype = \"web\"\\ncommand = \"serve\"\\n' > \"$1/launch.toml\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for s in ["detect", "build"] {
-        std::fs::set_permissions(
-            bp.join("bin").join(s),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+    for (name, script) in [("detect", detect), ("build", build)] {
+        let path = bp.join("bin").join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    bp
+}
+
+#[test]
+fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A string command is Buildpack API 0.8's form; 0.9 and later take a list.
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/bad-launch",
+        "exit 0",
+        "printf '[[processes]]\\ntype = \"web\"\\ncommand = \"serve\"\\n' > \"$1/launch.toml\"",
+    );
     let s = Agc::stage(&[bp.to_str().unwrap()])
         .expect_exit(1)
         .expect_verdict("fail")
@@ -475,4 +490,169 @@ fn a_launch_toml_the_lifecycle_would_refuse_fails_staging_naming_the_file() {
         s.stdout
     );
     assert_eq!(s.json()["cnb"]["processes"], json!([]));
+}
+
+#[test]
+fn a_build_plan_over_1000_entries_fails_its_detect() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/wide-plan",
+        "i=0; while [ $i -le 1000 ]; do printf '[[provides]]\\nname = \"d%s\"\\n' $i; i=$((i+1)); done > \"$2\"",
+        "exit 0",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    assert!(
+        s.stdout.contains(
+            "detect (buildpack 0: examples/wide-plan) wrote too big a build plan: /tmp/cnb/detect/0/plan.toml: 1001 provides and requires in all (its [[or]] alternatives included): airgap-check resolves at most 1000 per buildpack"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+/// A root buildpack's FIFO where airgap-check writes a plan is replaced, not written into (which
+/// would block); one where it reads launch.toml is refused by its type, not opened.
+#[test]
+fn fifos_a_root_buildpack_leaves_neither_block_nor_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/fifos",
+        "mkfifo /tmp/cnb/build/0/plan.toml",
+        "[ -f \"$3\" ] && [ ! -p \"$3\" ] || { echo \"my plan is not a regular file\" >&2; exit 1; }\nmkfifo \"$1/launch.toml\"",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "root"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    let j = s.json();
+    assert_eq!(j["phases"][1]["exit_code"], 0, "{}", j["phases"]);
+    assert!(
+        s.stdout.contains(
+            "FAIL: staging failed: build (buildpack 0: examples/fifos): /layers/examples_fifos/launch.toml: not a regular file but a FIFO (the lifecycle would fail the build)"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+#[test]
+fn a_device_node_a_root_buildpack_makes_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/null's numbers: harmless if it were opened, refused all the same.
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/mknod",
+        "exit 0",
+        "mknod \"$1/tool.toml\" c 1 3",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "0"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[])
+        .run();
+    assert!(
+        s.stdout.contains(
+            "/layers/examples_mknod/tool.toml: not a regular file but a character device"
+        ),
+        "{}",
+        s.stdout
+    );
+}
+
+/// A root buildpack that removes the folder of the build plans cannot turn its own egress into
+/// "inconclusive": staging fails, and the flow is named.
+#[test]
+fn a_buildpack_that_breaks_the_plan_files_still_fails_on_its_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = shell_cnb(
+        dir.path(),
+        "examples/vandal",
+        "rm -rf /tmp/cnb/build\nnc -w 2 203.0.113.40 443 </dev/null || true",
+        "exit 0",
+    );
+    let s = Agc::stage(&[bp.to_str().unwrap()])
+        .args(&["--user", "root"])
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .expect_disallowed(&[flow("tcp", "203.0.113.40", Some(443), "detect")])
+        .run();
+    let notes = s.json()["notes"].to_string();
+    assert!(
+        notes.contains(
+            "a buildpack altered /tmp/cnb: cannot write /tmp/cnb/build/0/plan.toml: No such file or directory"
+        ) && notes.contains("build (buildpack 0) did not run"),
+        "{notes}"
+    );
+    assert_eq!(s.json()["phases"].as_array().unwrap().len(), 1);
+}
+
+/// No line of the run's output starts with a workflow command the buildpack wrote.
+fn no_injected_command(s: &crate::support::Outcome, marker: &str) {
+    for line in s.stdout.lines().chain(s.stderr.lines()) {
+        assert!(
+            !line.trim_start().starts_with(&format!("::error::{marker}")),
+            "a line the buildpack started: {line:?}\n{}{}",
+            s.stdout,
+            s.stderr
+        );
+    }
+}
+
+/// Layer names, process commands and file names are the buildpack's text: escaped wherever they
+/// are printed, they cannot issue a GitHub workflow command (`::error::…` at a line's start).
+#[test]
+fn a_buildpacks_names_cannot_issue_workflow_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let nl = "$(printf 'x\\n::error::injected')";
+    let declares = shell_cnb(
+        dir.path(),
+        "examples/declares",
+        "exit 0",
+        &format!(
+            "printf '[types]\\nlaunch = true\\n' > \"$1/{nl}.toml\"\nprintf '[[processes]]\\ntype = \"web\"\\ncommand = [\"serve\", \"a\\\\n::error::injected\"]\\n' > \"$1/launch.toml\""
+        ),
+    );
+    let s = Agc::stage(&[declares.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .run();
+    assert!(
+        s.stderr.contains("layers: x\\n::error::injected (launch)")
+            && s.stderr
+                .contains("process web: serve a\\n::error::injected"),
+        "{}",
+        s.stderr
+    );
+    assert_eq!(s.json()["cnb"]["layers"][0]["name"], "x\n::error::injected");
+    no_injected_command(&s, "injected");
+    let refused = shell_cnb(
+        dir.path(),
+        "examples/refused",
+        "exit 0",
+        &format!("echo 'not toml' > \"$1/{nl}.toml\""),
+    );
+    let s = Agc::stage(&[refused.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .expect_exit(1)
+        .expect_verdict("fail")
+        .run();
+    assert!(
+        s.stdout
+            .contains("FAIL: staging failed: build (buildpack 0: examples/refused): /layers/examples_refused/x\\n::error::injected.toml: line 1 column"),
+        "{}",
+        s.stdout
+    );
+    no_injected_command(&s, "injected");
 }

@@ -13,6 +13,7 @@
 //! these types; what they do check is what the spec requires of the keys the run uses
 //! (buildpack.md, "buildpack.toml (TOML)"): `api`, `buildpack.id`, `buildpack.version`.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -176,14 +177,20 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The most buildpack.toml may hold (read no further).
+const MAX_DESCRIPTOR: u64 = 1 << 20;
+
 /// Read and check `dir/buildpack.toml` (exit 2 naming the file, the line and the value).
 pub fn load(dir: &Path) -> Result<Descriptor> {
     let path = dir.join("buildpack.toml");
-    let bytes = std::fs::read(&path).map_err(|e| Error::Read {
-        path: path.clone(),
-        source: e,
-    })?;
-    if bytes.len() > 1 << 20 {
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_DESCRIPTOR + 1).read_to_end(&mut bytes))
+        .map_err(|e| Error::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+    if bytes.len() as u64 > MAX_DESCRIPTOR {
         return Err(bad(
             &path,
             "is over 1 MiB: expected a buildpack descriptor".into(),
@@ -272,7 +279,8 @@ pub fn parse(text: &str) -> std::result::Result<Descriptor, String> {
 }
 
 /// buildpack.md: "MUST only contain numbers, letters, and the characters `.`, `/`, and `-`";
-/// "MUST NOT be `app`, `config`, `generated`, or `sbom`".
+/// "MUST NOT be `app`, `config`, `generated`, or `sbom`"; and, since it is a folder's name, no
+/// part between its `/` may be empty, `.` or `..`.
 fn check_id(id: &str) -> std::result::Result<(), &'static str> {
     if id.is_empty()
         || !id
@@ -283,6 +291,11 @@ fn check_id(id: &str) -> std::result::Result<(), &'static str> {
     }
     if ["app", "config", "generated", "sbom"].contains(&id) {
         return Err("is reserved (app, config, generated and sbom are): expected another id");
+    }
+    // The id names the buildpack's <layers> folder (`/` as `_`): `.` or `..` would be /layers or
+    // the container's root. Each part between `/` must be a name.
+    if id.split('/').any(|part| ["", ".", ".."].contains(&part)) {
+        return Err("has an empty, `.` or `..` part: expected names between the '/', e.g. \"examples/hello\"");
     }
     Ok(())
 }
@@ -360,6 +373,13 @@ mod tests {
         assert!(e.starts_with("line 4 column 6: "), "{e}");
         let e = parse(&GOOD.replace("\"examples/hello\"", "\"sbom\"")).unwrap_err();
         assert!(e.contains("reserved"), "{e}");
+        for id in [".", "..", "a/..", "./a", "a//b", "/a", "a/"] {
+            let e = parse(&GOOD.replace("examples/hello", id)).unwrap_err();
+            assert!(e.contains("has an empty, `.` or `..` part"), "{id}: {e}");
+        }
+        for id in ["a.b/c..d", "..a", "io.buildpacks.x"] {
+            assert!(parse(&GOOD.replace("examples/hello", id)).is_ok(), "{id}");
+        }
         let composite = "api = \"0.10\"\n[buildpack]\nid = \"a/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"a/b\"\nversion = \"1.0.0\"\n";
         let e = parse(composite).unwrap_err();
         assert!(
@@ -404,5 +424,13 @@ mod tests {
         std::fs::write(d.join("buildpack.toml"), GOOD).unwrap();
         assert_eq!(kind_of(d, d).unwrap(), Kind::Cnb);
         assert_eq!(load(d).unwrap().path, d.join("buildpack.toml"));
+        let mut big = GOOD.to_string();
+        big.push_str(&format!("# {}\n", "x".repeat(1 << 20)));
+        std::fs::write(d.join("buildpack.toml"), big).unwrap();
+        let e = load(d).unwrap_err().to_string();
+        assert!(
+            e.ends_with("is over 1 MiB: expected a buildpack descriptor"),
+            "{e}"
+        );
     }
 }

@@ -16,12 +16,15 @@
 //! | detect's `<plan>` | `/tmp/cnb/detect/N/plan.toml`, the staging user's |
 //! | build's `<plan>` | `/tmp/cnb/build/N/plan.toml`, read-only |
 
+pub mod build_layers;
 pub mod descriptor;
 pub mod env;
 pub mod layers;
 pub mod plan;
+pub mod platform;
 pub mod rootfs;
 pub mod run;
+pub mod vars;
 
 use serde::Serialize;
 

@@ -60,6 +60,8 @@ pub enum EngineError {
     Archive { reason: String },
     #[error("docker inspect container: the container has no running process")]
     NotRunning,
+    #[error("docker inspect container: the engine names no image of the container")]
+    NoImage,
     #[error("docker list processes: {}", cause(.source))]
     ListProcesses { source: Bollard },
     #[error("docker kill container: {}", cause(.source))]

@@ -81,6 +81,8 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     /// Its architecture (`amd64`, `arm64`).
     pub arch: Option<String>,
+    /// The variant of its architecture (`v8` of arm64, `v7` of arm).
+    pub variant: Option<String>,
 }
 
 impl ImageConfig {
@@ -90,6 +92,7 @@ impl ImageConfig {
             user: config.user.filter(|u| !u.is_empty()),
             env: config.env.unwrap_or_default(),
             arch: i.architecture.filter(|a| !a.is_empty()),
+            variant: i.variant.filter(|v| !v.is_empty()),
         }
     }
 }
@@ -126,10 +129,22 @@ pub async fn ensure_image(docker: &Docker, image: &str) -> Result<ImageConfig> {
         })
 }
 
-/// A present image's config.
-pub async fn image_config(docker: &Docker, image: &str) -> Result<ImageConfig> {
+/// The config of the image a container was made from, found by the image id the container
+/// records: not by a name, which may have been given to another image since.
+pub async fn container_image_config(docker: &Docker, container: &str) -> Result<ImageConfig> {
+    let info = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|source| EngineError::InspectContainer { source })?;
+    let image = info
+        .image
+        .filter(|i| !i.is_empty())
+        .ok_or(EngineError::NoImage)?;
     docker
-        .inspect_image(image)
+        .inspect_image(&image)
         .await
         .map(ImageConfig::of)
         .map_err(|source| EngineError::InspectImage { source }.into())
