@@ -19,17 +19,16 @@
 //! that did not end as it must. Any of these makes the run's phases untrustworthy, and `finish`
 //! says so (staging fails; the flows are judged as always).
 
-use std::pin::Pin;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::models::ExecConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::Result;
-use crate::staging::engine::exec::{ExecOutcome, Output, MAX_LINE};
+use crate::staging::engine::exec::{start_attached, ExecOutcome, Input, Output, MAX_LINE};
 use crate::staging::engine::EngineError;
 
 /// The commands to run, and as whom.
@@ -45,7 +44,7 @@ pub struct Script<'a> {
 pub struct Driver {
     docker: Docker,
     exec_id: String,
-    input: Pin<Box<dyn AsyncWrite + Send>>,
+    input: Input,
     output: Output,
     output_open: bool,
     tag: String,
@@ -107,9 +106,6 @@ impl Driver {
         deadline: tokio::time::Instant,
     ) -> Result<Driver> {
         let cfg = ExecConfig {
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
             cmd: Some(vec![
                 "/bin/sh".into(),
                 "-c".into(),
@@ -121,20 +117,10 @@ impl Driver {
             working_dir: Some(s.working_dir.into()),
             ..ExecConfig::default()
         };
-        let created = docker
-            .create_exec(container, cfg)
-            .await
-            .map_err(|source| EngineError::Exec { source })?;
-        let started = docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|source| EngineError::Exec { source })?;
-        let bollard::exec::StartExecResults::Attached { output, input } = started else {
-            return Err(EngineError::ExecNotAttached.into());
-        };
+        let (exec_id, output, input) = start_attached(docker, container, cfg, true).await?;
         let mut d = Driver {
             docker: docker.clone(),
-            exec_id: created.id,
+            exec_id,
             input,
             output,
             output_open: true,

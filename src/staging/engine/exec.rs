@@ -36,13 +36,32 @@ pub async fn exec(
     on_line: impl FnMut(&str),
 ) -> Result<ExecOutcome> {
     let cfg = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
         cmd: Some(cmd.argv.to_vec()),
         env: Some(cmd.env.to_vec()),
         user: (!cmd.user.is_empty()).then(|| cmd.user.to_string()),
         working_dir: Some(crate::staging::lifecycle::BUILD_DIR.into()),
         ..ExecConfig::default()
+    };
+    let (id, output, _) = start_attached(docker, container, cfg, false).await?;
+    let mut lines = Lines::new(on_line);
+    let exit_code = follow(docker, &id, output, &mut lines, deadline).await?;
+    lines.flush();
+    Ok(ExecOutcome { exit_code })
+}
+
+/// Create and start an exec with its output attached (and its input, with `stdin`): its id, its
+/// output, its input.
+pub(super) async fn start_attached(
+    docker: &Docker,
+    container: &str,
+    cfg: ExecConfig,
+    stdin: bool,
+) -> Result<(String, Output, Input)> {
+    let cfg = ExecConfig {
+        attach_stdin: Some(stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..cfg
     };
     let created = docker
         .create_exec(container, cfg)
@@ -52,14 +71,13 @@ pub async fn exec(
         .start_exec(&created.id, None)
         .await
         .map_err(|source| EngineError::Exec { source })?;
-    let bollard::exec::StartExecResults::Attached { output, .. } = started else {
+    let bollard::exec::StartExecResults::Attached { output, input } = started else {
         return Err(EngineError::ExecNotAttached.into());
     };
-    let mut lines = Lines::new(on_line);
-    let exit_code = follow(docker, &created.id, output, &mut lines, deadline).await?;
-    lines.flush();
-    Ok(ExecOutcome { exit_code })
+    Ok((created.id, output, input))
 }
+
+pub(super) type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 pub(super) type Output = std::pin::Pin<
     Box<
