@@ -61,10 +61,12 @@ async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)
     let docker = engine::connect().await?;
     container::check_network(&docker, cfg).await?;
     let image = engine::ensure_image(&docker, &cfg.stack_image).await?;
+    let staging_user = tokio::sync::OnceCell::new();
     let stack = || Stack {
         image: &cfg.stack_image,
         user: image.user.as_deref(),
         env: &image.env,
+        staging_user: &staging_user,
     };
     let notes = buildpack_notes(cfg, log);
     if let [app] = cfg.apps.as_slice() {

@@ -57,6 +57,9 @@ pub struct Stack<'a> {
     pub image: &'a str,
     pub user: Option<&'a str>,
     pub env: &'a [String],
+    /// The staging user, once the first app's container has told it: the same stack image, the
+    /// same user, for every app of the run (each reading costs the engine two archive reads).
+    pub staging_user: &'a tokio::sync::OnceCell<StagingUser>,
 }
 
 /// Check, before building anything, that the network to join exists.
@@ -276,12 +279,15 @@ async fn staging_user(
         let bytes = engine::file_of(&run.docker, container.id(), path).await?;
         Ok::<_, Error>(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
     };
-    let (passwd, group) = (read("/etc/passwd").await?, read("/etc/group").await?);
-    // Cloud Native Buildpacks: the build image's CNB_USER_ID:CNB_GROUP_ID when it sets them.
-    let cnb_user = cfg
-        .cnb
-        .as_ref()
-        .and_then(|_| crate::staging::cnb::image_user(stack.env));
-    let wanted = cfg.user.as_deref().or(cnb_user.as_deref());
-    user::resolve(wanted, stack.user, &passwd, &group)
+    let resolve = || async {
+        let (passwd, group) = tokio::try_join!(read("/etc/passwd"), read("/etc/group"))?;
+        // Cloud Native Buildpacks: the build image's CNB_USER_ID:CNB_GROUP_ID when it sets them.
+        let cnb_user = cfg
+            .cnb
+            .as_ref()
+            .and_then(|_| crate::staging::cnb::image_user(stack.env));
+        let wanted = cfg.user.as_deref().or(cnb_user.as_deref());
+        user::resolve(wanted, stack.user, &passwd, &group)
+    };
+    stack.staging_user.get_or_try_init(resolve).await.cloned()
 }
