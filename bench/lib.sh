@@ -27,24 +27,30 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The least the same work can cost: `docker build` of FROM stack / ADD app / ADD buildpack (no
-# RUN), then `docker run --network none` of the phases in one container, then the image removed.
+# RUN; --no-cache: a first run, as a repackaged buildpack is), then `docker run --network none` of the phases in one container, then the image removed.
 # $1: a folder holding app/ and bp/ (a buildpack folder).
 bare_context() {
   local ctx=$1
   printf 'FROM %s\nADD app /tmp/app\nADD bp /tmp/buildpacks/0\n' "$STACK" > "$ctx/Dockerfile"
 }
 BARE_PHASES='set -e; mkdir -p /tmp/cache /tmp/deps/0 /tmp/profile.d; b=/tmp/buildpacks/0/bin; cd /tmp/app; $b/detect /tmp/app; $b/supply /tmp/app /tmp/cache /tmp/deps 0; $b/finalize /tmp/app /tmp/cache /tmp/deps 0 /tmp/profile.d; $b/release /tmp/app'
+# A failed build stops the benchmark (a baseline that did less work is no baseline).
 bare() {
-  local ctx=$1 tag=airgap-check-bench-bare-$$-${2:-0}
-  docker build -q --network none -t "$tag" "$ctx" >/dev/null 2>&1
-  docker run --rm --network none -e CF_STACK=airgap-check-fixture-stack "$tag" sh -c "$BARE_PHASES" >/dev/null
+  local ctx=$1 tag=airgap-check-bench-bare-$$-${2:-0} err
+  err=$(mktemp)
+  if ! docker build -q --no-cache --network none -t "$tag" "$ctx" >/dev/null 2>"$err"; then
+    echo "error: the bare build of $ctx failed:" >&2; cat "$err" >&2; rm -f "$err"; return 1
+  fi
+  rm -f "$err"
+  docker run --rm --pull never --network none -e CF_STACK=airgap-check-fixture-stack "$tag" sh -c "$BARE_PHASES" >/dev/null
   docker rmi -f "$tag" >/dev/null
 }
 
 # Seconds taken by a command.
+# A failed command stops the whole benchmark, also from inside $(...).
 timed() {
   local t0; t0=$(now)
-  "$@"
+  "$@" || { echo "error: failed: $*" >&2; kill $$; exit 1; }
   echo "$(now) - $t0" | bc
 }
 

@@ -4,8 +4,9 @@
 #   - against the buildpack's size: the clean fixture's scripts plus SIZES MB of incompressible
 #     dependencies (files of 8 MB, as a cached buildpack's are), as a directory and as a zip; every
 #     sealed zip run starts with an empty cache of extracted zips (a maintainer repackaged);
-#   - against the number of apps: APPS copies of the hello app in one run (--jobs: the CPUs),
-#     beside as many bare builds and runs, as many at once (JOBS, default 4 per CPU, for both).
+#   - against the number of apps: APPS copies of the hello app in one run (--jobs JOBS),
+#     beside as many bare builds and runs, as many at once (JOBS, default 4 per CPU, for both);
+#     then the engine's own floor: APPS containers that run nothing, started and removed at once.
 # Peak memory of airgap-check (GNU time) is printed with each row.
 #
 #   bench/size.sh                                # SIZES="10 100 800" APPS="1 6 20" RUNS=3
@@ -68,7 +69,14 @@ sealed_apps() {
 
 # $1 bare runs at once (JOBS at a time), each its own build.
 bare_apps() {
-  seq "$1" | xargs -P "$JOBS" -I{} bash -c '. bench/lib.sh; bare "$0/apps-ctx/{}" {}' "$work"
+  seq "$1" | xargs -P "$JOBS" -I{} bash -c '. bench/lib.sh; bare "$0/apps-ctx/{}" {}' "$work" || return 1
+}
+
+# $1 containers of the stack, each only started and removed (`docker run --rm --network none
+# stack true`), as many at once as JOBS allows: what the engine alone costs for that many apps,
+# whatever runs in them.
+containers_only() {
+  seq "$1" | xargs -P "$JOBS" -I{} docker run --rm --pull never --network none "$STACK" true >/dev/null || return 1
 }
 
 row() { printf '%-28s %9s %10s %7s %9s\n' "$@"; }
@@ -96,9 +104,22 @@ done
 for n in $APPS; do
   rm -rf "$work/apps" "$work/apps-ctx"; mkdir -p "$work/apps" "$work/apps-ctx"
   for i in $(seq "$n"); do
-    cp -r fixtures/apps/hello "$work/apps/$i"
-    mkdir -p "$work/apps-ctx/$i"; cp -r fixtures/apps/hello "$work/apps-ctx/$i/app"
+    # Each copy differs by one file, so no build can reuse another's layers (and a bare build's
+    # `rmi` never removes an image another build resolved to), as with real fixture apps.
+    cp -r fixtures/apps/hello "$work/apps/$i"; echo "$i" > "$work/apps/$i/.bench-copy"
+    mkdir -p "$work/apps-ctx/$i"; cp -r "$work/apps/$i" "$work/apps-ctx/$i/app"
     cp -r fixtures/buildpacks/clean "$work/apps-ctx/$i/bp"; bare_context "$work/apps-ctx/$i"
   done
   measure "$n app(s), clean buildpack" "bare_apps $n" "sealed_apps $n"
 done
+# The engine's floor for many apps: N containers that do nothing, against one.
+if [ -n "$APPS" ]; then
+  echo
+  printf '%-28s %9s %9s\n' "engine floor" "time (s)" "x one"
+  one=""
+  for n in $APPS; do
+    t=(); for i in $(seq "$RUNS"); do t+=("$(timed containers_only "$n")"); done
+    m=$(printf '%s\n' "${t[@]}" | median); [ -n "$one" ] || one=$m
+    printf '%-28s %9.2f %9.2f\n' "$n container(s), nothing run" "$m" "$(echo "scale=3; $m / $one" | bc)"
+  done
+fi
