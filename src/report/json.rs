@@ -1,6 +1,7 @@
 //! The JSON report. Its schema is documented in the README ("JSON report"); `schema_version` changes
 //! when a field changes meaning or disappears.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use crate::capture::attribution::Process;
 use crate::flows::decode::{has_ports, proto_name};
 use crate::flows::{Counts, FlowState};
+use crate::report::redact::{redact_argv, redact_request, redact_uri};
 use crate::report::timestamp;
 use crate::verdict::analysis::{by_destination, Analysis, Judged, Mode, PhaseRecord};
 use crate::verdict::explain::MatchedBy;
@@ -58,7 +60,8 @@ pub struct JsonManifest<'a> {
 pub struct JsonMissing<'a> {
     pub name: &'a str,
     pub version: &'a str,
-    pub uri: &'a str,
+    /// Its credentials redacted ([`redact_uri`]).
+    pub uri: Cow<'a, str>,
 }
 
 /// The manifest entry behind a flow.
@@ -67,7 +70,8 @@ pub struct JsonDependency<'a> {
     pub buildpack: usize,
     pub name: &'a str,
     pub version: &'a str,
-    pub uri: &'a str,
+    /// Its credentials redacted ([`redact_uri`]).
+    pub uri: Cow<'a, str>,
     pub cached: bool,
     /// "url" (the HTTP request's), "command" (named in the process's argv) or "host".
     pub matched_by: MatchedBy,
@@ -199,11 +203,30 @@ pub struct JsonFlow<'a> {
     /// The buildpack (0-based) whose phase that was; null when unknown.
     pub phase_buildpack: Option<usize>,
     /// The container process that made it (`pid`, `command`, `parent`); null when not told.
-    pub process: Option<&'a Process>,
+    pub process: Option<JsonProcess>,
     /// The manifest entry it was after; null when none matches.
     pub dependency: Option<JsonDependency<'a>>,
     /// How many manifest entries matched.
     pub candidates: usize,
+}
+
+/// A container process, its argv and its parent's with their credentials redacted
+/// ([`redact_argv`]).
+#[derive(Serialize)]
+pub struct JsonProcess {
+    pub pid: u32,
+    pub command: Vec<String>,
+    pub parent: Option<Vec<String>>,
+}
+
+impl JsonProcess {
+    fn new(p: &Process) -> JsonProcess {
+        JsonProcess {
+            pid: p.pid,
+            command: redact_argv(&p.command),
+            parent: p.parent.as_deref().map(redact_argv),
+        }
+    }
 }
 
 impl<'a> JsonReport<'a> {
@@ -273,7 +296,7 @@ impl<'a> JsonReport<'a> {
                         .map(|d| JsonMissing {
                             name: &d.name,
                             version: &d.version,
-                            uri: &d.uri,
+                            uri: redact_uri(&d.uri),
                         })
                         .collect(),
                 })
@@ -363,18 +386,23 @@ impl<'a> JsonFlow<'a> {
             last_seen: timestamp(s.last_seen),
             state: j.flow.state(),
             names: &j.names,
-            request: j.flow.app.as_ref().and_then(|a| a.request()),
+            request: j
+                .flow
+                .app
+                .as_ref()
+                .and_then(|a| a.request())
+                .map(|r| redact_request(&r).into_owned()),
             allowed: j.allowed(),
             rule: j.rule.as_deref(),
             denied_by: j.denied.as_deref(),
             phase: j.phase.as_deref(),
             phase_buildpack: j.phase_buildpack,
-            process: j.process.as_deref(),
+            process: j.process.as_deref().map(JsonProcess::new),
             dependency: j.dependency.as_ref().map(|d| JsonDependency {
                 buildpack: d.buildpack,
                 name: &d.name,
                 version: &d.version,
-                uri: &d.uri,
+                uri: redact_uri(&d.uri),
                 cached: d.cached,
                 matched_by: d.matched_by,
             }),

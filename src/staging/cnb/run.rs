@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::report::{self, explain::printable};
+use crate::report::{self, text::terminal_safe};
 use crate::staging::cnb::env::BuildEnv;
 use crate::staging::cnb::plan::{self, BuildPlan, Entry};
 use crate::staging::cnb::rootfs::{Owner, RootFs};
@@ -82,7 +82,7 @@ pub async fn run_all(
 /// Why staging failed may quote the buildpacks' own text (file and layer names, a TOML key):
 /// escaped, for every report, so that it cannot drive a terminal or start a line of its own.
 fn escaped(mut phases: Phases) -> Phases {
-    phases.failed = phases.failed.map(|why| printable(&why));
+    phases.failed = phases.failed.map(|why| terminal_safe(&why).into_owned());
     phases
 }
 
