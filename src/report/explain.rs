@@ -19,15 +19,12 @@ const MAX_MISSING: usize = 5;
 /// `None` otherwise.
 pub fn dependency(a: &Analysis, f: &Judged) -> Option<String> {
     let Some(d) = &f.dependency else {
-        return a
-            .manifests
-            .first()
-            .map(|m| {
-                format!(
-                    "no manifest.yml entry for {} matches it",
-                    terminal_safe(&m.stack)
-                )
-            });
+        return a.manifests.first().map(|m| {
+            format!(
+                "no manifest.yml entry for {} matches it",
+                terminal_safe(&m.stack)
+            )
+        });
     };
     let whose = if a.manifests.len() > 1 || d.buildpack > 0 {
         format!(" of buildpack {}", d.buildpack)

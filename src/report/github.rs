@@ -444,8 +444,8 @@ mod tests {
 
     use super::*;
     use crate::flows::{Counts, Flow, FlowTable, Micros};
-    use crate::verdict::notes::Note;
     use crate::verdict::analysis::{CaptureHealth, Mode, StageInfo};
+    use crate::verdict::notes::Note;
 
     const T0: Micros = 1_700_000_000_000_000;
 

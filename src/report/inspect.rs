@@ -124,7 +124,11 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
 }
 
 fn verdict(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
-    let names: Vec<String> = i.stacks.iter().map(|s| safe(&s.stack).into_owned()).collect();
+    let names: Vec<String> = i
+        .stacks
+        .iter()
+        .map(|s| safe(&s.stack).into_owned())
+        .collect();
     if i.complete() {
         return writeln!(
             w,

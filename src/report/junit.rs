@@ -233,9 +233,9 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::TestSuite {
         a.mode,
         safe(&a.input)
     )))
-        .add_testcases(cases)
-        .set_timestamp(ts)
-        .build()
+    .add_testcases(cases)
+    .set_timestamp(ts)
+    .build()
 }
 
 /// One line per flow, for system-out and failure bodies. A destination's testcase (analyze,
@@ -246,7 +246,8 @@ fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool)
         (false, _) => (String::new(), String::new()),
         (true, p) => (
             format!(", last {}", timestamp(f.flow.stats.last_seen)),
-            p.map(|p| format!(", phase {}", safe(p))).unwrap_or_default(),
+            p.map(|p| format!(", phase {}", safe(p)))
+                .unwrap_or_default(),
         ),
     };
     format!(
@@ -275,11 +276,11 @@ fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool)
 fn phase_cases(a: &Analysis) -> Vec<TestCase> {
     let start = a.start_ts();
     let mut cases = Vec::new();
-    let mut units: Vec<(String, Option<&crate::verdict::analysis::PhaseRecord>)> =
-        a.phases
-            .iter()
-            .map(|p| (safe(&p.label()).into_owned(), Some(p)))
-            .collect();
+    let mut units: Vec<(String, Option<&crate::verdict::analysis::PhaseRecord>)> = a
+        .phases
+        .iter()
+        .map(|p| (safe(&p.label()).into_owned(), Some(p)))
+        .collect();
     if a.flows.iter().any(|f| f.phase.as_deref() == Some("setup")) {
         units.insert(0, ("setup (before the first phase)".into(), None));
     }

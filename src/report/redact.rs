@@ -180,11 +180,16 @@ fn redact_word(w: &str, next: Next) -> (String, Next) {
             return (format!("{opt}={SECRET}"), Next::Plain);
         }
         if HEADER_OPTIONS.contains(&opt) {
-            return (format!("{opt}={}", redact_header(&w[opt.len() + 1..])), Next::Plain);
+            return (
+                format!("{opt}={}", redact_header(&w[opt.len() + 1..])),
+                Next::Plain,
+            );
         }
     }
     // curl's `-uuser:pass`.
-    if w.strip_prefix("-u").is_some_and(|v| !v.is_empty() && !v.starts_with('-')) {
+    if w.strip_prefix("-u")
+        .is_some_and(|v| !v.is_empty() && !v.starts_with('-'))
+    {
         return (format!("-u{SECRET}"), Next::Plain);
     }
     if w.contains(char::is_whitespace) {
@@ -285,15 +290,27 @@ mod tests {
     fn uris_lose_their_userinfo_and_secret_query_values() {
         let table: &[(&str, &str)] = &[
             ("https://h/x.tgz", "https://h/x.tgz"),
-            ("https://u:p@h/x?token=t", "https://-redacted-@h/x?token=REDACTED"),
+            (
+                "https://u:p@h/x?token=t",
+                "https://-redacted-@h/x?token=REDACTED",
+            ),
             ("https://tok@h/x", "https://-redacted-@h/x"),
             (
                 "https://h/x?v=1&X-Amz-Signature=abc&X-Amz-Credential=c&a=",
                 "https://h/x?v=1&X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&a=",
             ),
-            ("https://h/x?api_key=k#frag", "https://h/x?api_key=REDACTED#frag"),
-            ("https://h/x?sig=s;password=p", "https://h/x?sig=REDACTED;password=REDACTED"),
-            ("https://h/x?Auth=a&secret=s", "https://h/x?Auth=REDACTED&secret=REDACTED"),
+            (
+                "https://h/x?api_key=k#frag",
+                "https://h/x?api_key=REDACTED#frag",
+            ),
+            (
+                "https://h/x?sig=s;password=p",
+                "https://h/x?sig=REDACTED;password=REDACTED",
+            ),
+            (
+                "https://h/x?Auth=a&secret=s",
+                "https://h/x?Auth=REDACTED&secret=REDACTED",
+            ),
             ("/x?token=t&v=2", "/x?token=REDACTED&v=2"),
             ("weird://u:p@h h/x", "weird://-redacted-@h h/x"),
             ("not a url", "not a url"),
