@@ -311,7 +311,7 @@ fn row(g: &[&Judged], start: Option<Micros>) -> Vec<String> {
         proto_label(first.flow.key.proto).into_owned(),
         first.remote_addr.to_string(),
         first.remote_port.map_or("-".into(), |p| p.to_string()),
-        or_dash(&names, ","),
+        safe(&or_dash(&names, ",")).into_owned(),
         or_dash(&states, ","),
         g.len().to_string(),
         g.iter()
@@ -449,6 +449,26 @@ mod tests {
         }
         let (flows, _, _) = t.finish();
         judge(flows, &Allowlist::default_list(), &[]).0
+    }
+
+    #[test]
+    fn hostile_names_and_secrets_stay_off_the_terminal() {
+        use crate::report::github::tests::{hostile, SECRETS};
+        use crate::report::text::assert_terminal_clean;
+        let a = hostile();
+        let mut out = Vec::new();
+        write(&a, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&out, &SECRETS);
+        // The note quoting the manifest's stack names, escaped where it is printed.
+        assert!(
+            out.contains("(it names stackn\\u{1b}]0;pwn\\u{7}\\u{202e}x"),
+            "{out}"
+        );
+        assert!(out.contains("by: curl -u REDACTED"), "{out}");
+        let mut out = Vec::new();
+        write_runs(&[a], &mut out).unwrap();
+        assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
     }
 
     #[test]

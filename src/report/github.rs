@@ -439,7 +439,7 @@ fn longest_backtick_run(s: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::IpAddr;
 
     use super::*;
@@ -523,7 +523,7 @@ mod tests {
 
     /// A staging run where supply contacted 203.0.113.5:443 by name (SYN, RST, SYN: 3 packets,
     /// refused), beside an allowed DNS flow. The one place an `Analysis` is built by hand.
-    fn leaky() -> Analysis {
+    pub(crate) fn leaky() -> Analysis {
         let f = flows(&[
             (0, tcp("10.99.0.2", "10.99.0.1", 5000, 53, "S")),
             (300_000, tcp("10.99.0.2", "203.0.113.5", 40000, 443, "S")),
@@ -576,6 +576,91 @@ mod tests {
         }
     }
 
+    /// What a hostile buildpack can put in a run: ESC, BEL and U+202E in every name it chooses,
+    /// credentials in its manifest's uri and in the command that leaked.
+    pub(crate) const HOSTILE: &str = "n\u{1b}]0;pwn\u{7}\u{202e}x\u{9b}2J\u{2028}";
+    /// The secrets [`hostile`] holds, none of which a report may show.
+    pub(crate) const SECRETS: [&str; 3] = ["hunter2pw", "tok3nvalue", "s3cretheader"];
+
+    /// [`leaky`], with everything a buildpack or the staged code chooses made hostile.
+    pub(crate) fn hostile() -> Analysis {
+        use crate::capture::attribution::Process;
+        use crate::manifest::{Dependency, NoneForStack, StackDeps};
+        use crate::verdict::explain::{DependencyRef, MatchedBy};
+        let h = HOSTILE;
+        let uri = "https://user:hunter2pw@pkg.example.com/x.tgz?token=tok3nvalue&v=1";
+        let mut a = leaky();
+        a.input = format!("app{h}");
+        a.flows[1].names = vec![format!("pkg{h}")];
+        a.flows[1].denied = Some(format!("rule{h}"));
+        a.phases[1].buildpack_name = format!("bp{h}");
+        a.phases[1].exit_code = Some(1);
+        a.phases[1].output_tail = vec![format!("out{h}")];
+        a.stage.as_mut().unwrap().buildpacks = vec![format!("bp{h}")];
+        a.notes = vec![Note::NoDependencyForStack(NoneForStack {
+            buildpack: 0,
+            source: format!("bp{h}"),
+            stack: "cflinuxfs4".into(),
+            stacks: vec![format!("stack{h}")],
+        })];
+        a.manifests = vec![StackDeps {
+            buildpack: 0,
+            source: format!("bp{h}"),
+            stack: format!("stack{h}"),
+            dependencies: vec![Dependency {
+                name: format!("name{h}"),
+                version: format!("1{h}"),
+                uri: uri.into(),
+                sha256: None,
+                cached: None,
+                default: false,
+            }],
+            stacks: vec![format!("stack{h}")],
+        }];
+        a.flows[1].dependency = Some(DependencyRef {
+            buildpack: 0,
+            name: format!("name{h}"),
+            version: format!("1{h}"),
+            uri: uri.into(),
+            cached: false,
+            matched_by: MatchedBy::Url,
+        });
+        a.flows[1].process = Some(std::sync::Arc::new(Process {
+            pid: 7,
+            command: vec![
+                "curl".into(),
+                "-u".into(),
+                "u:hunter2pw".into(),
+                "-H".into(),
+                "Authorization: Bearer s3cretheader".into(),
+                format!("https://pkg.example.com/x{h}?token=tok3nvalue"),
+            ],
+            parent: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "curl -u u:hunter2pw https://a:hunter2pw@h/x".into(),
+            ]),
+        }));
+        a
+    }
+
+    #[test]
+    fn hostile_names_and_secrets_stay_out_of_annotations_and_summary() {
+        use crate::report::text::assert_terminal_clean;
+        let a = hostile();
+        let out = annotate(&a);
+        // No line of its own: one per disallowed flow, one for the failed phase.
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert_terminal_clean(&out, &SECRETS);
+        assert!(
+            out.contains("by: curl -u REDACTED -H 'Authorization: REDACTED'"),
+            "{out}"
+        );
+        let s = step_summary(&a);
+        assert_terminal_clean(&s, &SECRETS);
+        assert!(s.contains("namen\\\\u{1b}\\]0;pwn"), "{s}");
+    }
+
     fn annotate(a: &Analysis) -> String {
         let mut out = Vec::new();
         annotations(a, &mut out).unwrap();
@@ -600,7 +685,8 @@ mod tests {
         a.flows[1].names = vec!["x\n::add-mask::y".into()];
         let out = annotate(&a);
         assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains("(x%0A::add-mask::y)"), "{out}");
+        // The line feed is escaped before the workflow command's own escaping sees it.
+        assert!(out.contains("(x\\n::add-mask::y)"), "{out}");
     }
 
     #[test]
@@ -795,7 +881,7 @@ mod tests {
         a.phases[1].output_tail = vec!["```".into(), "</details><img src=x>".into()];
         a.notes = vec![Note::CaptureFailed("[click](http://x)".into())];
         let s = step_summary(&a);
-        assert!(s.contains("| a\\|b\\<script\\>\\*x\\* c |"), "{s}");
+        assert!(s.contains("| a\\|b\\<script\\>\\*x\\*\\\\nc |"), "{s}");
         assert!(
             s.contains("| supply | 0: \\<b\\>bp\\</b\\> | **exit 1** |"),
             "{s}"

@@ -268,3 +268,83 @@ pub fn write_json(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, &report)?;
     w.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::inspect::Checked;
+    use crate::manifest::Dependency;
+    use crate::report::github::tests::HOSTILE;
+    use crate::report::text::assert_terminal_clean;
+
+    fn dep(name: &str, uri: &str, cached: Option<&str>, sha256: Option<&str>) -> Dependency {
+        Dependency {
+            name: name.into(),
+            version: format!("1{HOSTILE}"),
+            uri: uri.into(),
+            sha256: sha256.map(String::from),
+            cached: cached.map(String::from),
+            default: true,
+        }
+    }
+
+    #[test]
+    fn hostile_manifest_and_file_names_are_escaped_and_uris_redacted() {
+        let h = HOSTILE;
+        let uri = "https://u:hunter2pw@h/x?token=tok3nvalue";
+        let file = format!("dependencies/f{h}");
+        let i = Inspection {
+            source: format!("bp{h}.zip"),
+            language: Some(format!("lang{h}")),
+            packaged_for: Some(format!("pkg{h}")),
+            stacks: vec![StackCheck {
+                stack: format!("stack{h}"),
+                dependencies: vec![
+                    Checked {
+                        dep: dep(&format!("gone{h}"), uri, None, None),
+                        state: State::Missing,
+                    },
+                    Checked {
+                        dep: dep("bad", uri, Some(&file), Some(&format!("{h}{h}"))),
+                        state: State::WrongSha256 {
+                            actual: "ab".repeat(32),
+                        },
+                    },
+                    Checked {
+                        dep: dep("open", uri, Some(&file), None),
+                        state: State::Unreadable(format!("cannot read {file}")),
+                    },
+                    Checked {
+                        dep: dep("none", uri, Some(&file), None),
+                        state: State::NoSha256,
+                    },
+                ],
+            }],
+            unnamed: vec![format!("dependencies/u{h}")],
+            hashed_files: 1,
+            hashed_bytes: 1,
+            seconds: 0.0,
+        };
+        let mut out = Vec::new();
+        write_console(&i, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&text, &["hunter2pw", "tok3nvalue"]);
+        assert!(text.contains("missing       gonen\\u{1b}]0;pwn"), "{text}");
+        assert!(
+            text.contains("https://-redacted-@h/x?token=REDACTED"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        write_json(&i, &mut out).unwrap();
+        let json = String::from_utf8(out).unwrap();
+        assert!(
+            !json.contains("hunter2pw") && !json.contains("tok3nvalue"),
+            "{json}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["stacks"][0]["entries"][0]["uri"],
+            "https://-redacted-@h/x?token=REDACTED"
+        );
+    }
+}

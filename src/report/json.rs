@@ -477,3 +477,41 @@ pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, &JsonReport::new(a))?;
     w.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_in_uris_and_commands() {
+        use crate::report::github::tests::{hostile, SECRETS};
+        let mut out = Vec::new();
+        write(&hostile(), &mut out).unwrap();
+        let json = String::from_utf8(out).unwrap();
+        for s in SECRETS {
+            assert!(!json.contains(s), "{s} in {json}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let flow = &v["flows"][1];
+        assert_eq!(
+            flow["dependency"]["uri"],
+            "https://-redacted-@pkg.example.com/x.tgz?token=REDACTED&v=1"
+        );
+        assert_eq!(
+            v["manifests"][0]["missing"][0]["uri"],
+            flow["dependency"]["uri"]
+        );
+        assert_eq!(flow["process"]["pid"], 7);
+        assert_eq!(flow["process"]["command"][2], "REDACTED");
+        assert_eq!(flow["process"]["command"][4], "Authorization: REDACTED");
+        assert_eq!(
+            flow["process"]["parent"][2],
+            "curl -u REDACTED https://-redacted-@h/x"
+        );
+        // JSON keeps the text itself (its own escaping makes it safe); only credentials go.
+        assert_eq!(
+            flow["dependency"]["name"],
+            format!("name{}", crate::report::github::tests::HOSTILE)
+        );
+    }
+}

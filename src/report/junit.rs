@@ -392,6 +392,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hostile_names_and_secrets_stay_out_of_junit() {
+        use crate::report::github::tests::{hostile, leaky, SECRETS};
+        use crate::report::text::assert_terminal_clean;
+        let mut out = Vec::new();
+        write(&hostile(), &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&xml, &SECRETS);
+        assert!(xml.contains("curl -u REDACTED"), "{xml}");
+        // Analyze runs have a testcase per destination, named by the flows' names and rules.
+        let mut a = hostile();
+        a.mode = crate::verdict::analysis::Mode::Analyze;
+        a.stage = None;
+        let mut out = Vec::new();
+        write_runs(&[a, leaky()], &mut out).unwrap();
+        assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
+    }
+
+    #[test]
     fn xml_safe_strips_controls_and_splits_cdata_end() {
         assert_eq!(xml_safe("a\u{0}b\u{1b}[31mc\td\n"), "ab[31mc\td\n");
         assert_eq!(xml_safe("x]]>y"), "x]]]]><![CDATA[>y");

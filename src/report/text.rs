@@ -66,6 +66,37 @@ fn push_escaped(s: &str, out: &mut String) {
     }
 }
 
+/// Test help: fails when `out` holds a raw character [`terminal_safe`] escapes (a line feed ends a
+/// line, and the writers' own colour sequences, `ESC [ … m`, are theirs), or any of `secrets`.
+#[cfg(test)]
+pub(crate) fn assert_terminal_clean(out: &str, secrets: &[&str]) {
+    let mut rest = out;
+    let mut plain = String::new();
+    while let Some(i) = rest.find("\u{1b}[") {
+        plain.push_str(&rest[..i]);
+        let tail = &rest[i + 2..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .filter(|&j| tail[j..].starts_with('m'));
+        match end {
+            Some(j) => rest = &tail[j + 1..],
+            None => {
+                plain.push('\u{1b}');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    plain.push_str(rest);
+    let raw: Vec<char> = plain
+        .chars()
+        .filter(|&c| c != '\n' && c != '\\' && needs_escape(c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in:\n{out}");
+    for s in secrets {
+        assert!(!out.contains(s), "secret {s:?} in:\n{out}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
