@@ -220,7 +220,7 @@ pub fn tls_sni(payload: &[u8]) -> Sni {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Http {
     Found {
-        /// "GET /dl/go1.22.tgz HTTP/1.1" (control characters escaped, at most 2,048 characters).
+        /// "GET /dl/go1.22.tgz HTTP/1.1" (through the terminal escaper, `report::text`, at most 2,048 characters).
         request_line: String,
         /// The Host header, lowercase, without its port; `None` when the request has none.
         host: Option<String>,
@@ -283,9 +283,8 @@ fn parse_http<'b>(
     let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
         return Ok(Http::NotHttp);
     };
-    let mut request_line = format!("{method} {path} HTTP/1.{version}")
-        .escape_debug()
-        .to_string();
+    let line = format!("{method} {path} HTTP/1.{version}");
+    let mut request_line = crate::report::text::terminal_safe(&line).into_owned();
     if request_line.len() > MAX_REQUEST_LINE {
         let mut cut = MAX_REQUEST_LINE;
         while !request_line.is_char_boundary(cut) {

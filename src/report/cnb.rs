@@ -1,9 +1,10 @@
 //! What a Cloud Native Buildpack's build declared, as progress lines: its layers with their types,
 //! and its processes. Every name, command and argument is the buildpack's own text: escaped
-//! (explain's escaper), so that it can neither drive a terminal nor start a line of its own (a
+//! ([`terminal_safe`]), so that it can neither drive a terminal nor start a line of its own (a
 //! GitHub workflow command).
 
-use crate::report::explain::{argv_text, printable};
+use crate::report::explain::argv_text;
+use crate::report::text::terminal_safe;
 use crate::staging::cnb::layers::{Declared, Layer};
 
 /// One line for the layers a build made (none when it made none), one for each process it
@@ -18,7 +19,7 @@ pub fn declared_lines(d: &Declared) -> Vec<String> {
         let argv: Vec<String> = p.command.iter().chain(&p.args).cloned().collect();
         lines.push(format!(
             "  process {}{}: {}",
-            printable(&p.kind),
+            terminal_safe(&p.kind),
             if p.default { " (default)" } else { "" },
             argv_text(&argv)
         ));
@@ -38,7 +39,7 @@ fn layer(l: &Layer) -> String {
     } else {
         types.join(", ")
     };
-    format!("{} ({types})", printable(&l.name))
+    format!("{} ({types})", terminal_safe(&l.name))
 }
 
 #[cfg(test)]

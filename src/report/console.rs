@@ -7,6 +7,7 @@ use anstyle::{AnsiColor, Style};
 
 use crate::flows::decode::proto_label;
 use crate::flows::Micros;
+use crate::report::text::terminal_safe as safe;
 use crate::report::{explain, relative};
 use crate::verdict::analysis::{by_destination, Analysis, Judged};
 use crate::verdict::Verdict;
@@ -30,11 +31,11 @@ pub fn write(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         w,
         "{BOLD}airgap-check {}{BOLD:#} {}: {} packets, {} flows ({} link), allowlist {}",
         a.mode,
-        a.input,
+        safe(&a.input),
         a.counts.packets,
         a.flows.len(),
         a.capture.link_type,
-        a.allowlist
+        safe(&a.allowlist)
     )?;
     if a.stage.is_some() {
         writeln!(w)?;
@@ -56,8 +57,10 @@ pub fn write(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         "  not judged: arp {}, ndp {}, mld {}, igmp {} (link housekeeping); non-IP {}, truncated {}, invalid {}",
         c.arp, c.ndp, c.mld, c.igmp, c.non_ip, c.truncated, c.invalid
     )?;
+    // A note may quote a manifest or a container (a stack's name, a phase's error): escaped here,
+    // where it reaches the terminal.
     for n in &a.notes {
-        writeln!(w, "  {YELLOW}note:{YELLOW:#} {n}")?;
+        writeln!(w, "  {YELLOW}note:{YELLOW:#} {}", safe(&n.to_string()))?;
     }
     verdict(a, bad.len(), w)
 }
@@ -76,7 +79,12 @@ pub fn write_runs(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
             Verdict::Fail => why_failed(a, a.flows.iter().filter(|f| !f.allowed()).count()),
             Verdict::Inconclusive => a.note_texts().first().cloned().unwrap_or_default(),
         };
-        writeln!(w, "  {style}{word:<12}{style:#} {}: {why}", a.input)?;
+        writeln!(
+            w,
+            "  {style}{word:<12}{style:#} {}: {}",
+            safe(&a.input),
+            safe(&why)
+        )?;
     }
     runs_verdict_line(runs, w)
 }
@@ -104,7 +112,7 @@ fn verdict_word(v: Verdict) -> (Style, &'static str) {
 /// One row per phase; a failed one with the last lines of its output.
 fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
     let label = |p: &crate::verdict::analysis::PhaseRecord| {
-        format!("buildpack {}: {}", p.buildpack, p.buildpack_name)
+        format!("buildpack {}: {}", p.buildpack, safe(&p.buildpack_name))
     };
     // As wide as the longest (a CNB is named by its id, often longer than a folder's name).
     let width = a
@@ -134,7 +142,7 @@ fn phases(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         if p.failed() {
             let from = p.output_tail.len().saturating_sub(10);
             for l in &p.output_tail[from..] {
-                writeln!(w, "      | {l}")?;
+                writeln!(w, "      | {}", safe(l))?;
             }
         }
     }
@@ -303,7 +311,7 @@ fn row(g: &[&Judged], start: Option<Micros>) -> Vec<String> {
         proto_label(first.flow.key.proto).into_owned(),
         first.remote_addr.to_string(),
         first.remote_port.map_or("-".into(), |p| p.to_string()),
-        or_dash(&names, ","),
+        safe(&or_dash(&names, ",")).into_owned(),
         or_dash(&states, ","),
         g.len().to_string(),
         g.iter()
@@ -313,8 +321,8 @@ fn row(g: &[&Judged], start: Option<Micros>) -> Vec<String> {
         relative(first_seen, start),
         or_dash(&phases, ","),
         g.iter()
-            .find_map(|f| f.denied.clone())
-            .unwrap_or_else(|| "-".into()),
+            .find_map(|f| f.denied.as_deref())
+            .map_or_else(|| "-".into(), |d| safe(d).into_owned()),
     ]
 }
 
@@ -331,7 +339,10 @@ fn allowed(a: &Analysis, disallowed: usize, w: Out<'_>) -> std::io::Result<()> {
             None => by_rule.push((f, 1)),
         }
     }
-    let parts: Vec<String> = by_rule.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+    let parts: Vec<String> = by_rule
+        .iter()
+        .map(|(r, n)| format!("{}: {n}", safe(r)))
+        .collect();
     writeln!(w, "  allowed: {allowed} flows ({})", parts.join(", "))
 }
 
@@ -345,7 +356,7 @@ fn dns(a: &Analysis, w: Out<'_>) -> std::io::Result<()> {
         .dns_queries
         .iter()
         .take(SHOWN)
-        .map(|q| format!("{} {}", q.name, q.qtype))
+        .map(|q| format!("{} {}", safe(&q.name), q.qtype))
         .collect();
     if a.dns_queries.len() > SHOWN {
         asked.push(format!(
@@ -370,11 +381,11 @@ fn verdict(a: &Analysis, disallowed: usize, w: Out<'_>) -> std::io::Result<()> {
             "{GREEN}PASS{GREEN:#}: no disallowed flow in {} flows",
             a.flows.len()
         ),
-        Verdict::Fail => writeln!(w, "{RED}FAIL{RED:#}: {}", why_failed(a, disallowed)),
+        Verdict::Fail => writeln!(w, "{RED}FAIL{RED:#}: {}", safe(&why_failed(a, disallowed))),
         Verdict::Inconclusive => writeln!(
             w,
             "{YELLOW}INCONCLUSIVE{YELLOW:#}: the capture cannot be trusted ({}); this is not a pass",
-            a.note_texts().join("; ")
+            safe(&a.note_texts().join("; "))
         ),
     }
 }
@@ -438,6 +449,26 @@ mod tests {
         }
         let (flows, _, _) = t.finish();
         judge(flows, &Allowlist::default_list(), &[]).0
+    }
+
+    #[test]
+    fn hostile_names_and_secrets_stay_off_the_terminal() {
+        use crate::report::github::tests::{hostile, SECRETS};
+        use crate::report::text::assert_terminal_clean;
+        let a = hostile();
+        let mut out = Vec::new();
+        write(&a, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&out, &SECRETS);
+        // The note quoting the manifest's stack names, escaped where it is printed.
+        assert!(
+            out.contains("(it names stackn\\u{1b}]0;pwn\\u{7}\\u{202e}x"),
+            "{out}"
+        );
+        assert!(out.contains("by: curl -u REDACTED"), "{out}");
+        let mut out = Vec::new();
+        write_runs(&[a], &mut out).unwrap();
+        assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use crate::capture::attribution::Process;
 use crate::manifest::StackDeps;
+use crate::report::redact::redact_argv;
+use crate::report::text::terminal_safe;
 use crate::staging::lifecycle::BUILDPACKS_DIR;
 use crate::verdict::analysis::{Analysis, Judged};
 use crate::verdict::explain::MatchedBy;
@@ -17,10 +19,12 @@ const MAX_MISSING: usize = 5;
 /// `None` otherwise.
 pub fn dependency(a: &Analysis, f: &Judged) -> Option<String> {
     let Some(d) = &f.dependency else {
-        return a
-            .manifests
-            .first()
-            .map(|m| format!("no manifest.yml entry for {} matches it", m.stack));
+        return a.manifests.first().map(|m| {
+            format!(
+                "no manifest.yml entry for {} matches it",
+                terminal_safe(&m.stack)
+            )
+        });
     };
     let whose = if a.manifests.len() > 1 || d.buildpack > 0 {
         format!(" of buildpack {}", d.buildpack)
@@ -34,24 +38,10 @@ pub fn dependency(a: &Analysis, f: &Judged) -> Option<String> {
     };
     Some(format!(
         "{} {} from manifest.yml{whose}, {}{how}",
-        printable(&d.name),
-        printable(&d.version),
+        terminal_safe(&d.name),
+        terminal_safe(&d.version),
         if d.cached { "cached" } else { "not cached" }
     ))
-}
-
-/// Text from a buildpack's manifest with its control characters escaped, so that it cannot drive
-/// a terminal or break a line.
-pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// "nc deps.example.org 80 (under bin/supply)": the command, then the script or command it ran
@@ -86,20 +76,20 @@ fn in_buildpack(p: &str) -> Option<String> {
         .strip_prefix(BUILDPACKS_DIR)?
         .strip_prefix('/')?
         .split_once('/')?;
-    Some(printable(rest))
+    Some(terminal_safe(rest).into_owned())
 }
 
-/// An argv as one line: words with spaces (or empty ones) quoted, control characters escaped, at
-/// most [`MAX_COMMAND`] characters.
+/// An argv as one line: its credentials redacted ([`redact_argv`]), each word through the terminal
+/// escaper, words with spaces (or empty ones) quoted, at most [`MAX_COMMAND`] characters.
 pub fn argv_text(argv: &[String]) -> String {
-    let words: Vec<String> = argv
+    let words: Vec<String> = redact_argv(argv)
         .iter()
         .map(|w| {
-            let w: String = w.chars().flat_map(char::escape_debug).collect();
+            let w = terminal_safe(w);
             if w.is_empty() || w.contains(' ') {
                 format!("'{w}'")
             } else {
-                w
+                w.into_owned()
             }
         })
         .collect();
@@ -125,12 +115,12 @@ pub fn manifest_summary(a: &Analysis, m: &StackDeps) -> String {
     let mut s = format!(
         "manifest{whose}: {n} dependenc{} for {}, {} cached",
         if n == 1 { "y" } else { "ies" },
-        printable(&m.stack),
+        terminal_safe(&m.stack),
         m.cached()
     );
     let missing: Vec<String> = m
         .missing()
-        .map(|d| format!("{} {}", printable(&d.name), printable(&d.version)))
+        .map(|d| format!("{} {}", terminal_safe(&d.name), terminal_safe(&d.version)))
         .collect();
     if !missing.is_empty() {
         let shown = missing.len().min(MAX_MISSING);
@@ -170,7 +160,6 @@ mod tests {
             under(&["/usr/bin/make".into(), "install".into()]),
             "/usr/bin/make install"
         );
-        assert_eq!(printable("a\u{1b}[31mb"), "a\\u{1b}[31mb");
         assert_eq!(argv_text(&["a\nb".into()]), "a\\nb");
         let long = argv_text(&["x".repeat(500)]);
         assert_eq!(long.chars().count(), MAX_COMMAND);

@@ -2,16 +2,18 @@
 //! pull request, and a Markdown summary for `$GITHUB_STEP_SUMMARY`.
 //!
 //! Everything here is written from one [`Analysis`], like the other reports. Text that comes from
-//! the staged code (phase output, DNS names, buildpack names) is escaped so that it can never end a
-//! workflow command early, start a new one, or inject Markdown or HTML into the summary.
+//! outside (phase output, DNS names, buildpack names, manifests, commands, notes) goes through the
+//! terminal escaper ([`safe`]) first, its credentials redacted, then through the workflow command's
+//! or Markdown's own escaping, so that it can never drive the log's terminal, end a workflow
+//! command early, start a new one, or inject Markdown or HTML into the summary.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::flows::decode::proto_label;
+use crate::report::text::terminal_safe as safe;
 use crate::report::{endpoint, explain, relative};
 use crate::verdict::analysis::{by_destination, Analysis, Judged, PhaseRecord};
-use crate::verdict::notes::Note;
 use crate::verdict::Verdict;
 
 /// At most this many flow annotations; GitHub shows only the first few of a step anyway, and the
@@ -95,18 +97,19 @@ pub fn step_summary(a: &Analysis) -> String {
         .iter()
         .filter(|p| p.failed() && !p.output_tail.is_empty())
     {
-        let body = p.output_tail.join("\n");
+        let lines: Vec<String> = p.output_tail.iter().map(|l| safe(l).into_owned()).collect();
+        let body = lines.join("\n");
         let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
         let _ = writeln!(
             s,
             "<details><summary>{}: last lines of output</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n",
-            html(&p.label())
+            html(&safe(&p.label()))
         );
     }
     if !a.notes.is_empty() {
         s.push_str("Notes:\n\n");
         for n in &a.notes {
-            let _ = writeln!(s, "- {}", md(&n.to_string()));
+            let _ = writeln!(s, "- {}", text(&n.to_string()));
         }
         s.push('\n');
     }
@@ -125,8 +128,8 @@ fn summary_head(a: &Analysis, disallowed: usize, s: &mut String) {
         s,
         "**{}** {} · allowlist {} · {} packets, {} flows, {} disallowed\n",
         a.mode,
-        md(&a.input),
-        md(&a.allowlist),
+        text(&a.input),
+        text(&a.allowlist),
         a.counts.packets,
         a.flows.len(),
         disallowed
@@ -136,16 +139,16 @@ fn summary_head(a: &Analysis, disallowed: usize, s: &mut String) {
             .buildpacks
             .iter()
             .enumerate()
-            .map(|(i, b)| format!("{i}: {}", md(b)))
+            .map(|(i, b)| format!("{i}: {}", text(b)))
             .collect();
         let _ = writeln!(
             s,
             "Stack image {} (stack {}), user {}, buildpacks {}; run id {}\n",
-            md(&st.stack_image),
-            md(&st.stack),
-            md(&st.user),
+            text(&st.stack_image),
+            text(&st.stack),
+            text(&st.user),
             bps.join(", "),
-            md(&st.run_id)
+            text(&st.run_id)
         );
     }
     for m in &a.manifests {
@@ -179,9 +182,9 @@ fn summary_phases(a: &Analysis, s: &mut String) {
         let _ = writeln!(
             s,
             "| {} | {}: {} | {} | {:.1}s | {} |",
-            md(&p.name),
+            text(&p.name),
             p.buildpack,
-            md(&p.buildpack_name),
+            text(&p.buildpack_name),
             phase_result(p),
             p.ended.saturating_sub(p.started) as f64 / 1e6,
             flows
@@ -217,13 +220,13 @@ fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
             if f.names.is_empty() {
                 "-".to_string()
             } else {
-                md(&f.names.join(", "))
+                text(&f.names.join(", "))
             },
             f.flow.state().as_str(),
             f.flow.stats.packets(),
             relative(f.flow.stats.first_seen, start),
-            f.phase.as_deref().map_or("-".into(), md),
-            f.denied.as_deref().map_or("-".into(), md)
+            f.phase.as_deref().map_or("-".into(), text),
+            f.denied.as_deref().map_or("-".into(), text)
         );
     }
     if bad.len() > MAX_SUMMARY_ROWS {
@@ -250,16 +253,16 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
                 .phases
                 .iter()
                 .find(|p| p.buildpack == i)
-                .map_or(String::new(), |p| format!(": {}", p.buildpack_name));
-            format!("{phase} (buildpack {i}{name}) ")
+                .map_or(String::new(), |p| format!(": {}", safe(&p.buildpack_name)));
+            format!("{} (buildpack {i}{name}) ", safe(phase))
         }
-        (Some(phase), _) => format!("{phase} "),
+        (Some(phase), _) => format!("{} ", safe(phase)),
         (None, _) => String::new(),
     };
     let names = if f.names.is_empty() {
         String::new()
     } else {
-        format!(" ({})", f.names.join(", "))
+        format!(" ({})", safe(&f.names.join(", ")))
     };
     let packets = f.flow.stats.packets();
     let mut s = format!(
@@ -271,7 +274,7 @@ fn flow_sentence(a: &Analysis, f: &Judged, start: Option<crate::flows::Micros>) 
         relative(f.flow.stats.first_seen, start),
         f.denied
             .as_deref()
-            .map(|r| format!("; denied by rule \"{r}\""))
+            .map(|r| format!("; denied by rule \"{}\"", safe(r)))
             .unwrap_or_default()
     );
     if let Some(d) = explain::dependency(a, f) {
@@ -300,7 +303,7 @@ fn summary_behind(a: &Analysis, bad: &[&Judged], s: &mut String) {
             if f.names.is_empty() {
                 "-".to_string()
             } else {
-                md(&f.names.join(", "))
+                text(&f.names.join(", "))
             },
             relative(f.flow.stats.first_seen, start)
         );
@@ -324,14 +327,14 @@ fn summary_behind(a: &Analysis, bad: &[&Judged], s: &mut String) {
 /// "finalize (buildpack 0: go) exited 1", then the last lines of its output.
 fn phase_failure(p: &PhaseRecord) -> String {
     let mut msg = match (p.timed_out, p.exit_code) {
-        (true, _) => format!("{} timed out", p.label()),
-        (false, Some(_)) => format!("{} {}", p.label(), p.exited()),
-        (false, None) => format!("{} ended with no exit code", p.label()),
+        (true, _) => format!("{} timed out", safe(&p.label())),
+        (false, Some(_)) => format!("{} {}", safe(&p.label()), p.exited()),
+        (false, None) => format!("{} ended with no exit code", safe(&p.label())),
     };
     let skip = p.output_tail.len().saturating_sub(MAX_TAIL_LINES);
     for l in &p.output_tail[skip..] {
         msg.push('\n');
-        msg.push_str(l);
+        msg.push_str(&safe(l));
     }
     msg
 }
@@ -361,7 +364,7 @@ fn untrusted_reason(a: &Analysis) -> String {
         .notes
         .iter()
         .filter(|n| n.undermines_the_capture())
-        .map(Note::to_string)
+        .map(|n| safe(&n.to_string()).into_owned())
         .collect();
     if why.is_empty() {
         "the capture cannot be trusted".into()
@@ -412,6 +415,12 @@ fn md(s: &str) -> String {
     out
 }
 
+/// Text from outside for Markdown: through the terminal escaper, then [`md`]. (Text the explain
+/// module wrote is escaped already, and goes through [`md`] alone.)
+fn text(s: &str) -> String {
+    md(&safe(s))
+}
+
 /// Text inside an HTML element (the `<summary>` of a phase's output).
 fn html(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -430,12 +439,13 @@ fn longest_backtick_run(s: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::IpAddr;
 
     use super::*;
     use crate::flows::{Counts, Flow, FlowTable, Micros};
     use crate::verdict::analysis::{CaptureHealth, Mode, StageInfo};
+    use crate::verdict::notes::Note;
 
     const T0: Micros = 1_700_000_000_000_000;
 
@@ -513,7 +523,7 @@ mod tests {
 
     /// A staging run where supply contacted 203.0.113.5:443 by name (SYN, RST, SYN: 3 packets,
     /// refused), beside an allowed DNS flow. The one place an `Analysis` is built by hand.
-    fn leaky() -> Analysis {
+    pub(crate) fn leaky() -> Analysis {
         let f = flows(&[
             (0, tcp("10.99.0.2", "10.99.0.1", 5000, 53, "S")),
             (300_000, tcp("10.99.0.2", "203.0.113.5", 40000, 443, "S")),
@@ -566,6 +576,91 @@ mod tests {
         }
     }
 
+    /// What a hostile buildpack can put in a run: ESC, BEL and U+202E in every name it chooses,
+    /// credentials in its manifest's uri and in the command that leaked.
+    pub(crate) const HOSTILE: &str = "n\u{1b}]0;pwn\u{7}\u{202e}x\u{9b}2J\u{2028}";
+    /// The secrets [`hostile`] holds, none of which a report may show.
+    pub(crate) const SECRETS: [&str; 3] = ["hunter2pw", "tok3nvalue", "s3cretheader"];
+
+    /// [`leaky`], with everything a buildpack or the staged code chooses made hostile.
+    pub(crate) fn hostile() -> Analysis {
+        use crate::capture::attribution::Process;
+        use crate::manifest::{Dependency, NoneForStack, StackDeps};
+        use crate::verdict::explain::{DependencyRef, MatchedBy};
+        let h = HOSTILE;
+        let uri = "https://user:hunter2pw@pkg.example.com/x.tgz?token=tok3nvalue&v=1";
+        let mut a = leaky();
+        a.input = format!("app{h}");
+        a.flows[1].names = vec![format!("pkg{h}")];
+        a.flows[1].denied = Some(format!("rule{h}"));
+        a.phases[1].buildpack_name = format!("bp{h}");
+        a.phases[1].exit_code = Some(1);
+        a.phases[1].output_tail = vec![format!("out{h}")];
+        a.stage.as_mut().unwrap().buildpacks = vec![format!("bp{h}")];
+        a.notes = vec![Note::NoDependencyForStack(NoneForStack {
+            buildpack: 0,
+            source: format!("bp{h}"),
+            stack: "cflinuxfs4".into(),
+            stacks: vec![format!("stack{h}")],
+        })];
+        a.manifests = vec![StackDeps {
+            buildpack: 0,
+            source: format!("bp{h}"),
+            stack: format!("stack{h}"),
+            dependencies: vec![Dependency {
+                name: format!("name{h}"),
+                version: format!("1{h}"),
+                uri: uri.into(),
+                sha256: None,
+                cached: None,
+                default: false,
+            }],
+            stacks: vec![format!("stack{h}")],
+        }];
+        a.flows[1].dependency = Some(DependencyRef {
+            buildpack: 0,
+            name: format!("name{h}"),
+            version: format!("1{h}"),
+            uri: uri.into(),
+            cached: false,
+            matched_by: MatchedBy::Url,
+        });
+        a.flows[1].process = Some(std::sync::Arc::new(Process {
+            pid: 7,
+            command: vec![
+                "curl".into(),
+                "-u".into(),
+                "u:hunter2pw".into(),
+                "-H".into(),
+                "Authorization: Bearer s3cretheader".into(),
+                format!("https://pkg.example.com/x{h}?token=tok3nvalue"),
+            ],
+            parent: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "curl -u u:hunter2pw https://a:hunter2pw@h/x".into(),
+            ]),
+        }));
+        a
+    }
+
+    #[test]
+    fn hostile_names_and_secrets_stay_out_of_annotations_and_summary() {
+        use crate::report::text::assert_terminal_clean;
+        let a = hostile();
+        let out = annotate(&a);
+        // No line of its own: one per disallowed flow, one for the failed phase.
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert_terminal_clean(&out, &SECRETS);
+        assert!(
+            out.contains("by: curl -u REDACTED -H 'Authorization: REDACTED'"),
+            "{out}"
+        );
+        let s = step_summary(&a);
+        assert_terminal_clean(&s, &SECRETS);
+        assert!(s.contains("namen\\\\u{1b}\\]0;pwn"), "{s}");
+    }
+
     fn annotate(a: &Analysis) -> String {
         let mut out = Vec::new();
         annotations(a, &mut out).unwrap();
@@ -590,7 +685,8 @@ mod tests {
         a.flows[1].names = vec!["x\n::add-mask::y".into()];
         let out = annotate(&a);
         assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(out.contains("(x%0A::add-mask::y)"), "{out}");
+        // The line feed is escaped before the workflow command's own escaping sees it.
+        assert!(out.contains("(x\\n::add-mask::y)"), "{out}");
     }
 
     #[test]
@@ -785,7 +881,7 @@ mod tests {
         a.phases[1].output_tail = vec!["```".into(), "</details><img src=x>".into()];
         a.notes = vec![Note::CaptureFailed("[click](http://x)".into())];
         let s = step_summary(&a);
-        assert!(s.contains("| a\\|b\\<script\\>\\*x\\* c |"), "{s}");
+        assert!(s.contains("| a\\|b\\<script\\>\\*x\\*\\\\nc |"), "{s}");
         assert!(
             s.contains("| supply | 0: \\<b\\>bp\\</b\\> | **exit 1** |"),
             "{s}"

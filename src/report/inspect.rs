@@ -1,5 +1,7 @@
 //! `inspect`'s reports: the console summary (what is wrong, then a verdict line) and the JSON
-//! report (every dependency with its state).
+//! report (every dependency with its state). Every text from the buildpack (the manifest's
+//! fields, file and zip entry names, read errors) goes through the terminal escaper ([`safe`])
+//! on the console; uris are shown with their credentials redacted ([`redact_uri`]) in both.
 
 use std::io::Write;
 
@@ -8,6 +10,8 @@ use serde::Serialize;
 
 use crate::manifest::inspect::{Inspection, StackCheck, State};
 use crate::report::json::{Tool, SCHEMA_VERSION};
+use crate::report::redact::redact_uri;
+use crate::report::text::terminal_safe as safe;
 use crate::verdict::Verdict;
 
 const BOLD: Style = Style::new().bold();
@@ -16,9 +20,11 @@ const GREEN: Style = AnsiColor::Green.on_default().bold();
 /// At most this many unnamed files listed on the console (the JSON report has them all).
 const MAX_UNNAMED: usize = 10;
 
-/// A sha256 as the console shows it: its first 12 digits.
+/// A sha256 as the console shows it: its first 12 characters (escaped: the manifest's may be
+/// anything).
 fn short(sha: &str) -> String {
     let s: String = sha.chars().take(12).collect();
+    let s = safe(&s).into_owned();
     if sha.chars().count() > 12 {
         format!("{s}…")
     } else {
@@ -32,14 +38,14 @@ pub fn write_console(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         w,
         "{BOLD}airgap-check inspect{BOLD:#} {}: manifest.yml{}{}",
-        i.source,
+        safe(&i.source),
         i.language
             .as_deref()
-            .map(|l| format!(" (language {l})"))
+            .map(|l| format!(" (language {})", safe(l)))
             .unwrap_or_default(),
         i.packaged_for
             .as_deref()
-            .map(|s| format!(", packaged for stack {s}"))
+            .map(|s| format!(", packaged for stack {}", safe(s)))
             .unwrap_or_default(),
     )?;
     if entries == 0 {
@@ -49,11 +55,11 @@ pub fn write_console(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
         stack(s, w)?;
     }
     if !i.unnamed.is_empty() {
-        let shown: Vec<&str> = i
+        let shown: Vec<String> = i
             .unnamed
             .iter()
             .take(MAX_UNNAMED)
-            .map(String::as_str)
+            .map(|n| safe(n).into_owned())
             .collect();
         let more = i.unnamed.len() - shown.len();
         writeln!(
@@ -85,7 +91,7 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         w,
         "  stack {}: {n} dependenc{}, {} cached and intact, {} missing",
-        s.stack,
+        safe(&s.stack),
         if n == 1 { "y" } else { "ies" },
         s.count("intact"),
         s.count("missing"),
@@ -94,14 +100,14 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
         let d = &c.dep;
         let what = format!(
             "{} {}{}",
-            d.name,
-            d.version,
+            safe(&d.name),
+            safe(&d.version),
             if d.default { " (default)" } else { "" }
         );
-        let file = d.cached.as_deref().unwrap_or("-");
+        let file = safe(d.cached.as_deref().unwrap_or("-"));
         let line = match &c.state {
             State::Intact => continue,
-            State::Missing => format!("missing       {what}  {}", d.uri),
+            State::Missing => format!("missing       {what}  {}", safe(&redact_uri(&d.uri))),
             State::WrongSha256 { actual } => format!(
                 "wrong sha256  {what}  {file}: manifest.yml says {}, the file's is {}",
                 short(d.sha256.as_deref().unwrap_or_default()),
@@ -110,7 +116,7 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
             State::NoSha256 => {
                 format!("no sha256     {what}  {file}: manifest.yml gives none to check it against")
             }
-            State::Unreadable(e) => format!("unreadable    {what}  {file}: {e}"),
+            State::Unreadable(e) => format!("unreadable    {what}  {file}: {}", safe(e)),
         };
         writeln!(w, "    {line}")?;
     }
@@ -118,7 +124,11 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
 }
 
 fn verdict(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
-    let names: Vec<&str> = i.stacks.iter().map(|s| s.stack.as_str()).collect();
+    let names: Vec<String> = i
+        .stacks
+        .iter()
+        .map(|s| safe(&s.stack).into_owned())
+        .collect();
     if i.complete() {
         return writeln!(
             w,
@@ -147,7 +157,7 @@ fn verdict(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
                     parts.push(format!("{n} {label}"));
                 }
             }
-            format!("{}: {}", s.stack, parts.join(", "))
+            format!("{}: {}", safe(&s.stack), parts.join(", "))
         })
         .collect();
     writeln!(w, "{RED}FAIL{RED:#}: {}", why.join("; "))
@@ -181,7 +191,8 @@ struct JsonStack<'a> {
 struct JsonEntry<'a> {
     name: &'a str,
     version: &'a str,
-    uri: &'a str,
+    /// Its credentials redacted.
+    uri: std::borrow::Cow<'a, str>,
     sha256: Option<&'a str>,
     default: bool,
     /// Where the buildpack holds it; null when missing.
@@ -234,7 +245,7 @@ pub fn write_json(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
                     .map(|c| JsonEntry {
                         name: &c.dep.name,
                         version: &c.dep.version,
-                        uri: &c.dep.uri,
+                        uri: redact_uri(&c.dep.uri),
                         sha256: c.dep.sha256.as_deref(),
                         default: c.dep.default,
                         file: c.dep.cached.as_deref(),
@@ -256,4 +267,84 @@ pub fn write_json(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
     };
     serde_json::to_writer_pretty(&mut *w, &report)?;
     w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::inspect::Checked;
+    use crate::manifest::Dependency;
+    use crate::report::github::tests::HOSTILE;
+    use crate::report::text::assert_terminal_clean;
+
+    fn dep(name: &str, uri: &str, cached: Option<&str>, sha256: Option<&str>) -> Dependency {
+        Dependency {
+            name: name.into(),
+            version: format!("1{HOSTILE}"),
+            uri: uri.into(),
+            sha256: sha256.map(String::from),
+            cached: cached.map(String::from),
+            default: true,
+        }
+    }
+
+    #[test]
+    fn hostile_manifest_and_file_names_are_escaped_and_uris_redacted() {
+        let h = HOSTILE;
+        let uri = "https://u:hunter2pw@h/x?token=tok3nvalue";
+        let file = format!("dependencies/f{h}");
+        let i = Inspection {
+            source: format!("bp{h}.zip"),
+            language: Some(format!("lang{h}")),
+            packaged_for: Some(format!("pkg{h}")),
+            stacks: vec![StackCheck {
+                stack: format!("stack{h}"),
+                dependencies: vec![
+                    Checked {
+                        dep: dep(&format!("gone{h}"), uri, None, None),
+                        state: State::Missing,
+                    },
+                    Checked {
+                        dep: dep("bad", uri, Some(&file), Some(&format!("{h}{h}"))),
+                        state: State::WrongSha256 {
+                            actual: "ab".repeat(32),
+                        },
+                    },
+                    Checked {
+                        dep: dep("open", uri, Some(&file), None),
+                        state: State::Unreadable(format!("cannot read {file}")),
+                    },
+                    Checked {
+                        dep: dep("none", uri, Some(&file), None),
+                        state: State::NoSha256,
+                    },
+                ],
+            }],
+            unnamed: vec![format!("dependencies/u{h}")],
+            hashed_files: 1,
+            hashed_bytes: 1,
+            seconds: 0.0,
+        };
+        let mut out = Vec::new();
+        write_console(&i, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&text, &["hunter2pw", "tok3nvalue"]);
+        assert!(text.contains("missing       gonen\\u{1b}]0;pwn"), "{text}");
+        assert!(
+            text.contains("https://-redacted-@h/x?token=REDACTED"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        write_json(&i, &mut out).unwrap();
+        let json = String::from_utf8(out).unwrap();
+        assert!(
+            !json.contains("hunter2pw") && !json.contains("tok3nvalue"),
+            "{json}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v["stacks"][0]["entries"][0]["uri"],
+            "https://-redacted-@h/x?token=REDACTED"
+        );
+    }
 }

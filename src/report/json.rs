@@ -1,6 +1,7 @@
 //! The JSON report. Its schema is documented in the README ("JSON report"); `schema_version` changes
 //! when a field changes meaning or disappears.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use crate::capture::attribution::Process;
 use crate::flows::decode::{has_ports, proto_name};
 use crate::flows::{Counts, FlowState};
+use crate::report::redact::{redact_argv, redact_request, redact_uri};
 use crate::report::timestamp;
 use crate::verdict::analysis::{by_destination, Analysis, Judged, Mode, PhaseRecord};
 use crate::verdict::explain::MatchedBy;
@@ -58,7 +60,8 @@ pub struct JsonManifest<'a> {
 pub struct JsonMissing<'a> {
     pub name: &'a str,
     pub version: &'a str,
-    pub uri: &'a str,
+    /// Its credentials redacted ([`redact_uri`]).
+    pub uri: Cow<'a, str>,
 }
 
 /// The manifest entry behind a flow.
@@ -67,7 +70,8 @@ pub struct JsonDependency<'a> {
     pub buildpack: usize,
     pub name: &'a str,
     pub version: &'a str,
-    pub uri: &'a str,
+    /// Its credentials redacted ([`redact_uri`]).
+    pub uri: Cow<'a, str>,
     pub cached: bool,
     /// "url" (the HTTP request's), "command" (named in the process's argv) or "host".
     pub matched_by: MatchedBy,
@@ -199,11 +203,30 @@ pub struct JsonFlow<'a> {
     /// The buildpack (0-based) whose phase that was; null when unknown.
     pub phase_buildpack: Option<usize>,
     /// The container process that made it (`pid`, `command`, `parent`); null when not told.
-    pub process: Option<&'a Process>,
+    pub process: Option<JsonProcess>,
     /// The manifest entry it was after; null when none matches.
     pub dependency: Option<JsonDependency<'a>>,
     /// How many manifest entries matched.
     pub candidates: usize,
+}
+
+/// A container process, its argv and its parent's with their credentials redacted
+/// ([`redact_argv`]).
+#[derive(Serialize)]
+pub struct JsonProcess {
+    pub pid: u32,
+    pub command: Vec<String>,
+    pub parent: Option<Vec<String>>,
+}
+
+impl JsonProcess {
+    fn new(p: &Process) -> JsonProcess {
+        JsonProcess {
+            pid: p.pid,
+            command: redact_argv(&p.command),
+            parent: p.parent.as_deref().map(redact_argv),
+        }
+    }
 }
 
 impl<'a> JsonReport<'a> {
@@ -273,7 +296,7 @@ impl<'a> JsonReport<'a> {
                         .map(|d| JsonMissing {
                             name: &d.name,
                             version: &d.version,
-                            uri: &d.uri,
+                            uri: redact_uri(&d.uri),
                         })
                         .collect(),
                 })
@@ -363,18 +386,23 @@ impl<'a> JsonFlow<'a> {
             last_seen: timestamp(s.last_seen),
             state: j.flow.state(),
             names: &j.names,
-            request: j.flow.app.as_ref().and_then(|a| a.request()),
+            request: j
+                .flow
+                .app
+                .as_ref()
+                .and_then(|a| a.request())
+                .map(|r| redact_request(&r).into_owned()),
             allowed: j.allowed(),
             rule: j.rule.as_deref(),
             denied_by: j.denied.as_deref(),
             phase: j.phase.as_deref(),
             phase_buildpack: j.phase_buildpack,
-            process: j.process.as_deref(),
+            process: j.process.as_deref().map(JsonProcess::new),
             dependency: j.dependency.as_ref().map(|d| JsonDependency {
                 buildpack: d.buildpack,
                 name: &d.name,
                 version: &d.version,
-                uri: &d.uri,
+                uri: redact_uri(&d.uri),
                 cached: d.cached,
                 matched_by: d.matched_by,
             }),
@@ -448,4 +476,42 @@ pub fn write_runs(runs: &[Analysis], w: &mut dyn std::io::Write) -> std::io::Res
 pub fn write(a: &Analysis, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *w, &JsonReport::new(a))?;
     w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted_in_uris_and_commands() {
+        use crate::report::github::tests::{hostile, SECRETS};
+        let mut out = Vec::new();
+        write(&hostile(), &mut out).unwrap();
+        let json = String::from_utf8(out).unwrap();
+        for s in SECRETS {
+            assert!(!json.contains(s), "{s} in {json}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let flow = &v["flows"][1];
+        assert_eq!(
+            flow["dependency"]["uri"],
+            "https://-redacted-@pkg.example.com/x.tgz?token=REDACTED&v=1"
+        );
+        assert_eq!(
+            v["manifests"][0]["missing"][0]["uri"],
+            flow["dependency"]["uri"]
+        );
+        assert_eq!(flow["process"]["pid"], 7);
+        assert_eq!(flow["process"]["command"][2], "REDACTED");
+        assert_eq!(flow["process"]["command"][4], "Authorization: REDACTED");
+        assert_eq!(
+            flow["process"]["parent"][2],
+            "curl -u REDACTED https://-redacted-@h/x"
+        );
+        // JSON keeps the text itself (its own escaping makes it safe); only credentials go.
+        assert_eq!(
+            flow["dependency"]["name"],
+            format!("name{}", crate::report::github::tests::HOSTILE)
+        );
+    }
 }

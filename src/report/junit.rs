@@ -1,11 +1,15 @@
 //! The JUnit report: a testcase for the capture itself and one per destination (analyze) — the shape
-//! GitHub Actions reporters, GitLab and Jenkins read. junit-report writes CDATA verbatim, so every
-//! text goes through [`xml_safe`] first.
+//! GitHub Actions reporters, GitLab and Jenkins read. Text from outside (names, rules, notes, a
+//! phase's output, manifests, commands) goes through the terminal escaper ([`safe`]) first, as on
+//! the console, its credentials redacted; junit-report writes CDATA verbatim, so every text then
+//! goes through [`xml_safe`].
 
 use junit_report::{Duration, OffsetDateTime, ReportBuilder, TestCase, TestSuiteBuilder};
 
 use crate::flows::decode::proto_label;
 use crate::flows::Micros;
+use crate::report::redact::redact_request;
+use crate::report::text::terminal_safe as safe;
 use crate::report::{endpoint, explain, relative, timestamp};
 use crate::verdict::analysis::{by_destination, Analysis, Destination, Judged};
 use crate::verdict::Verdict;
@@ -40,7 +44,7 @@ fn names_text(names: &[String]) -> String {
     if names.is_empty() {
         String::new()
     } else {
-        format!(" ({})", names.join(", "))
+        format!(" ({})", safe(&names.join(", ")))
     }
 }
 
@@ -63,7 +67,7 @@ fn request_text(f: &Judged) -> String {
         .app
         .as_ref()
         .and_then(|a| a.request())
-        .map(|r| format!(", request \"{r}\""))
+        .map(|r| format!(", request \"{}\"", safe(&redact_request(&r))))
         .unwrap_or_default()
 }
 
@@ -113,7 +117,7 @@ fn capture_case(a: &Analysis, start: Option<Micros>) -> TestCase {
     // Red whenever the capture left something unseen, even when the verdict is a fail: a failing
     // build with a cut capture may hide more than the failures it lists.
     let mut case = if a.capture_untrusted() {
-        let why = a.note_texts().join("; ");
+        let why = safe(&a.note_texts().join("; ")).into_owned();
         let kind = if a.verdict == Verdict::Inconclusive {
             "inconclusive"
         } else {
@@ -131,13 +135,13 @@ fn capture_case(a: &Analysis, start: Option<Micros>) -> TestCase {
     }
     for n in a.note_texts() {
         out.push_str("\nnote: ");
-        out.push_str(&n);
+        out.push_str(&safe(&n));
     }
     for q in &a.dns_queries {
         out.push_str(&format!(
             "\ndns query: {} {} ({}, first {} ({}){})",
             q.qtype,
-            q.name,
+            safe(&q.name),
             plural(q.count, "time"),
             timestamp(q.first_seen),
             relative(q.first_seen, start),
@@ -189,7 +193,7 @@ fn destination_case(
     let mut case = if disallowed > 0 {
         let denied: Vec<&str> = flows.iter().filter_map(|f| f.denied.as_deref()).collect();
         let why = match denied.first() {
-            Some(rule) => format!("denied by rule \"{rule}\""),
+            Some(rule) => format!("denied by rule \"{}\"", safe(rule)),
             None => "no allowlist rule matches".to_string(),
         };
         let message = format!(
@@ -224,10 +228,14 @@ fn suite(a: &Analysis, cases: Vec<TestCase>) -> junit_report::TestSuite {
         .start_ts()
         .and_then(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    TestSuiteBuilder::new(&attr_safe(&format!("airgap-check {} {}", a.mode, a.input)))
-        .add_testcases(cases)
-        .set_timestamp(ts)
-        .build()
+    TestSuiteBuilder::new(&attr_safe(&format!(
+        "airgap-check {} {}",
+        a.mode,
+        safe(&a.input)
+    )))
+    .add_testcases(cases)
+    .set_timestamp(ts)
+    .build()
 }
 
 /// One line per flow, for system-out and failure bodies. A destination's testcase (analyze,
@@ -238,7 +246,8 @@ fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool)
         (false, _) => (String::new(), String::new()),
         (true, p) => (
             format!(", last {}", timestamp(f.flow.stats.last_seen)),
-            p.map(|p| format!(", phase {p}")).unwrap_or_default(),
+            p.map(|p| format!(", phase {}", safe(p)))
+                .unwrap_or_default(),
         ),
     };
     format!(
@@ -255,8 +264,8 @@ fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool)
         relative(f.flow.stats.first_seen, start),
         request_text(f),
         match (&f.rule, &f.denied) {
-            (Some(r), _) => format!(", allowed by rule \"{r}\""),
-            (None, Some(r)) => format!(", denied by rule \"{r}\""),
+            (Some(r), _) => format!(", allowed by rule \"{}\"", safe(r)),
+            (None, Some(r)) => format!(", denied by rule \"{}\"", safe(r)),
             (None, None) => String::new(),
         },
         behind_text(a, f),
@@ -267,8 +276,11 @@ fn flow_line(a: &Analysis, f: &Judged, start: Option<Micros>, destination: bool)
 fn phase_cases(a: &Analysis) -> Vec<TestCase> {
     let start = a.start_ts();
     let mut cases = Vec::new();
-    let mut units: Vec<(String, Option<&crate::verdict::analysis::PhaseRecord>)> =
-        a.phases.iter().map(|p| (p.label(), Some(p))).collect();
+    let mut units: Vec<(String, Option<&crate::verdict::analysis::PhaseRecord>)> = a
+        .phases
+        .iter()
+        .map(|p| (safe(&p.label()).into_owned(), Some(p)))
+        .collect();
     if a.flows.iter().any(|f| f.phase.as_deref() == Some("setup")) {
         units.insert(0, ("setup (before the first phase)".into(), None));
     }
@@ -298,7 +310,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
             ));
             if !p.output_tail.is_empty() {
                 body.push("--- output (last lines) ---".into());
-                body.extend(p.output_tail.iter().cloned());
+                body.extend(p.output_tail.iter().map(|l| safe(l).into_owned()));
             }
         }
         let mut reasons = Vec::new();
@@ -323,7 +335,7 @@ fn phase_cases(a: &Analysis) -> Vec<TestCase> {
                         relative(f.flow.stats.first_seen, start),
                         f.denied
                             .as_deref()
-                            .map(|r| format!(", denied by rule \"{r}\""))
+                            .map(|r| format!(", denied by rule \"{}\"", safe(r)))
                             .unwrap_or_default(),
                         behind_text(a, f)
                     )
@@ -378,6 +390,24 @@ fn write_report(r: junit_report::Report, w: &mut dyn std::io::Write) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_names_and_secrets_stay_out_of_junit() {
+        use crate::report::github::tests::{hostile, leaky, SECRETS};
+        use crate::report::text::assert_terminal_clean;
+        let mut out = Vec::new();
+        write(&hostile(), &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        assert_terminal_clean(&xml, &SECRETS);
+        assert!(xml.contains("curl -u REDACTED"), "{xml}");
+        // Analyze runs have a testcase per destination, named by the flows' names and rules.
+        let mut a = hostile();
+        a.mode = crate::verdict::analysis::Mode::Analyze;
+        a.stage = None;
+        let mut out = Vec::new();
+        write_runs(&[a, leaky()], &mut out).unwrap();
+        assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
+    }
 
     #[test]
     fn xml_safe_strips_controls_and_splits_cdata_end() {

@@ -7,7 +7,9 @@ pub mod github;
 pub mod inspect;
 pub mod json;
 pub mod junit;
+pub mod redact;
 pub mod suggest;
+pub mod text;
 
 use std::io::Write;
 use std::net::IpAddr;

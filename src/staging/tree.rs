@@ -58,25 +58,14 @@ pub(crate) fn kind_of(ft: std::fs::FileType) -> Kind {
     }
 }
 
-/// A path as it can be shown on one line of a terminal: control characters and bytes that are not
-/// UTF-8 escaped (`\n`, `\xff`), so a hostile file name cannot break the line or drive the
-/// terminal. Other paths are shown as they are.
+/// A path as it can be shown on one line of a terminal: through the terminal escaper
+/// ([`terminal_safe_bytes`](crate::report::text::terminal_safe_bytes): control and bidi
+/// characters and `\\` escaped, bytes that are not UTF-8 as `\xff`), so a hostile file name
+/// cannot break the line or drive the terminal. Other paths are shown as they are.
 pub fn shown(path: &Path) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
-    let mut s = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                s.extend(c.escape_default());
-            } else {
-                s.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            s.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    PathBuf::from(s)
+    let s = crate::report::text::terminal_safe_bytes(path.as_os_str().as_bytes());
+    PathBuf::from(s.into_owned())
 }
 
 pub(crate) fn unreadable(path: &Path, e: std::io::Error) -> Error {

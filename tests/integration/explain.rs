@@ -287,3 +287,106 @@ fn each_app_of_several_explains_its_own_flows() {
         );
     }
 }
+
+/// A staging run of a buildpack whose manifest holds ESC, BEL and U+202E in its names and
+/// credentials in its uri, whose supply downloads through a shell holding credentials in its
+/// argv, beside a buildpack whose manifest names only a hostile stack: the console (colour
+/// forced, as a terminal gets it), the JUnit report, the annotations and the step summary show
+/// none of those bytes and neither secret; the JSON report neither secret.
+#[test]
+fn hostile_manifests_and_argv_are_escaped_and_redacted_in_every_report() {
+    use crate::inspect::{assert_no_hostile_bytes, hostile_buildpack, HOSTILE, SECRETS};
+    let bp = hostile_buildpack();
+    // nc's parent: `sh -c SCRIPT curl -u user:SECRET URL-WITH-SECRETS`. The request is for the
+    // node entry's exact URL, its token too (userinfo is not sent).
+    let supply = r#"#!/bin/sh
+set -e
+echo "-----> Downloading node"
+sh -c 'printf "GET /node/node%%1B]0;pwn%%07%%E2%%80%%AE.tgz?token=tok3nvalue&v=1 HTTP/1.1\r\nHost: deps.example.org\r\n\r\n" | nc deps.example.org 80 >/dev/null || :' \
+  curl -u user:hunter2pw "http://user:hunter2pw@deps.example.org/node/x.tgz?token=tok3nvalue"
+"#;
+    std::fs::write(bp.path().join("bin/supply"), supply).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let clean = crate::support::root().join("fixtures/buildpacks/clean");
+    std::fs::create_dir_all(other.path().join("bin")).unwrap();
+    for f in ["detect", "supply", "finalize", "release"] {
+        std::fs::copy(clean.join("bin").join(f), other.path().join("bin").join(f)).unwrap();
+    }
+    std::fs::write(
+        other.path().join("manifest.yml"),
+        "dependencies:\n- {name: x, version: '1', uri: 'http://h/x', cf_stacks: [\"only\\e]0;pwn\\a\\u202E\"]}\n",
+    )
+    .unwrap();
+    let agc = Agc::stage(&[other.path().to_str().unwrap(), bp.path().to_str().unwrap()])
+        .args(&["--stack", "cflinuxfs4"]);
+    let summary = agc.dir().join("summary.md");
+    let s = agc
+        .env("CLICOLOR_FORCE", "1")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .expect_exit(1)
+        .expect_disallowed(&[flow("tcp", "198.18.0.1", Some(80), "supply")])
+        .run();
+    assert_no_hostile_bytes("the console", &s.stdout);
+    assert_no_hostile_bytes("JUnit", s.junit.as_deref().unwrap());
+    assert_no_hostile_bytes(
+        "the step summary",
+        &std::fs::read_to_string(&summary).unwrap(),
+    );
+    let json = s.json().to_string();
+    for secret in SECRETS {
+        assert!(
+            !json.contains(secret),
+            "the JSON report holds {secret}: {json}"
+        );
+    }
+    let out = &s.stdout;
+    // The note naming the other buildpack's stacks, and the run's manifest summary, escaped.
+    assert!(
+        out.contains("(it names only\\u{1b}]0;pwn\\u{7}\\u{202e}): is --stack right?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("missing: node\\u{1b}]0;pwn\\u{7}\\u{202e} 20.11.1"),
+        "{out}"
+    );
+    // The command behind the flow: nc under the shell whose argv held the credentials.
+    assert!(
+        out.contains("by: nc deps.example.org 80 (under sh -c "),
+        "{out}"
+    );
+    // (Cut at 160 characters, inside the script; the JSON has the whole argv.)
+    assert!(out.contains(".tgz?token=REDACTED&v=1 HTTP/1.1"), "{out}");
+    let j = s.json();
+    let http = flow_to(s.flows(), "tcp", 80);
+    assert_eq!(
+        http["dependency"]["name"],
+        format!("node{HOSTILE}"),
+        "matched by host, raw in JSON"
+    );
+    assert!(
+        http["dependency"]["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://-redacted-@deps.example.org/")),
+        "{http}"
+    );
+    assert_eq!(http["process"]["parent"][4], "-u", "{http}");
+    assert_eq!(http["process"]["parent"][5], "REDACTED", "{http}");
+    assert_eq!(
+        http["process"]["parent"][6],
+        "http://-redacted-@deps.example.org/node/x.tgz?token=REDACTED",
+        "{http}"
+    );
+    assert!(
+        http["request"]
+            .as_str()
+            .is_some_and(|r| r.contains("?token=REDACTED&v=1 HTTP/1.1")),
+        "{http}"
+    );
+    assert!(
+        j["manifests"]
+            .to_string()
+            .contains("-redacted-@deps.example.org"),
+        "{j}"
+    );
+}

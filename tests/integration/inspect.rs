@@ -252,3 +252,102 @@ fn inspect_bad_input_is_exit_2_with_one_line_and_no_report() {
         assert!(j.is_none(), "{needle}: no report");
     }
 }
+
+/// What a hostile buildpack can put in a manifest and a file name: ESC (an OSC title sequence),
+/// BEL and U+202E (right-to-left override).
+pub(crate) const HOSTILE: &str = "\u{1b}]0;pwn\u{7}\u{202e}";
+/// The secrets [`hostile_buildpack`] holds in its manifest's uri.
+pub(crate) const SECRETS: [&str; 2] = ["hunter2pw", "tok3nvalue"];
+
+/// A copy of cached-http whose manifest's language, a dependency's name, version and uri, and a
+/// cf_stacks entry hold [`HOSTILE`] (the uri [`SECRETS`] too), with a dependencies/ file named
+/// with it. The node entry is still for cflinuxfs4, on deps.example.org.
+pub(crate) fn hostile_buildpack() -> tempfile::TempDir {
+    let d = copy_fixture("cached-http");
+    let manifest = r#"---
+language: "fixture\e]0;pwn\a\u202E"
+dependencies:
+- name: tool
+  version: 1.2.3
+  uri: http://deps.example.org/tool/tool-1.2.3-linux-x64.tgz
+  sha256: dddbffc1e042d387e677870e6b7294cd4b3b9ec068259c96728f37f79ed63809
+  cf_stacks: [cflinuxfs4]
+  file: dependencies/55a5943812896ba0c4f943e41dbb09c1/tool-1.2.3-linux-x64.tgz
+- name: "node\e]0;pwn\a\u202E"
+  version: "20.11.1\e]0;pwn\a\u202E"
+  uri: "http://user:hunter2pw@deps.example.org/node/node\e]0;pwn\a\u202E.tgz?token=tok3nvalue&v=1"
+  sha256: 23bd11fc1e3616c9c39c97716a330b0c9968e6ca6a3df6c715689e7a49525bb8
+  cf_stacks: [cflinuxfs4, "evil\e]0;pwn\a\u202E"]
+"#;
+    std::fs::write(d.path().join("manifest.yml"), manifest).unwrap();
+    std::fs::write(
+        d.path().join(format!("dependencies/left{HOSTILE}over.tgz")),
+        b"x",
+    )
+    .unwrap();
+    d
+}
+
+/// Fails when `out` holds ESC (but for the tool's own colour, `ESC [ … m`), BEL or U+202E, or any
+/// of [`SECRETS`].
+pub(crate) fn assert_no_hostile_bytes(what: &str, out: &str) {
+    let mut plain = String::new();
+    let mut rest = out;
+    while let Some(i) = rest.find("\u{1b}[") {
+        plain.push_str(&rest[..i]);
+        let tail = &rest[i + 2..];
+        match tail.find(|c: char| !(c.is_ascii_digit() || c == ';')) {
+            Some(j) if tail[j..].starts_with('m') => rest = &tail[j + 1..],
+            _ => {
+                plain.push('\u{1b}');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    plain.push_str(rest);
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!plain.contains(bad), "{what} holds {bad:?} raw:\n{out}");
+    }
+    for s in SECRETS {
+        assert!(!out.contains(s), "{what} holds the secret {s}:\n{out}");
+    }
+}
+
+#[test]
+fn hostile_manifest_text_and_file_names_are_escaped_and_credentials_redacted() {
+    let bp = hostile_buildpack();
+    // Colour forced, so stdout is what a terminal gets (anstream would strip escapes from a pipe).
+    let agc = Agc::new(&["inspect", "--buildpack"])
+        .arg(bp.path())
+        .env("CLICOLOR_FORCE", "1");
+    let json = agc.dir().join("i.json");
+    let o = agc.arg("--json").arg(&json).expect_exit(1).run();
+    assert_no_hostile_bytes("inspect's stdout", &o.stdout);
+    assert_no_hostile_bytes("inspect's stderr", &o.stderr);
+    let out = &o.stdout;
+    for shown in [
+        "(language fixture\\u{1b}]0;pwn\\u{7}\\u{202e})",
+        "missing       node\\u{1b}]0;pwn\\u{7}\\u{202e} 20.11.1\\u{1b}]0;pwn\\u{7}\\u{202e} ",
+        "http://-redacted-@deps.example.org/node/node",
+        "?token=REDACTED&v=1",
+        "stack evil\\u{1b}]0;pwn\\u{7}\\u{202e}: 1 dependency",
+        "left\\u{1b}]0;pwn\\u{7}\\u{202e}over.tgz",
+    ] {
+        assert!(out.contains(shown), "{shown} not in:\n{out}");
+    }
+    let text = std::fs::read_to_string(&json).unwrap();
+    for s in SECRETS {
+        assert!(!text.contains(s), "the JSON report holds {s}:\n{text}");
+    }
+    // The JSON keeps the text itself (JSON's own escaping makes it safe to read).
+    let j: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(j["language"], format!("fixture{HOSTILE}"));
+    assert_eq!(
+        j["stacks"][0]["entries"][1]["uri"]
+            .as_str()
+            .unwrap()
+            .split('?')
+            .next_back(),
+        Some("token=REDACTED&v=1")
+    );
+}

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::report::{self, explain::printable};
+use crate::report;
 use crate::staging::cnb::env::BuildEnv;
 use crate::staging::cnb::plan::{self, BuildPlan, Entry};
 use crate::staging::cnb::rootfs::{Owner, RootFs};
@@ -70,20 +70,15 @@ pub async fn run_all(
         ..Phases::default()
     };
     let Some(plans) = detect_all(&ctx, &base, &mut phases).await? else {
-        return Ok(escaped(phases));
+        return Ok(phases);
     };
     match resolve(&ctx, plans).await? {
         Ok(entries) => build_all(&ctx, base, entries, &mut phases).await?,
         Err(why) => phases.failed = Some(why),
     }
-    Ok(escaped(phases))
-}
-
-/// Why staging failed may quote the buildpacks' own text (file and layer names, a TOML key):
-/// escaped, for every report, so that it cannot drive a terminal or start a line of its own.
-fn escaped(mut phases: Phases) -> Phases {
-    phases.failed = phases.failed.map(|why| printable(&why));
-    phases
+    // Why staging failed may quote the buildpacks' own text (file and layer names, a TOML key):
+    // every report escapes it where it prints it (report::text), so it is kept raw here.
+    Ok(phases)
 }
 
 /// Resolve the group's plans off the runtime's threads (a signal still stops the run) and within
