@@ -455,7 +455,13 @@ mod tests {
     fn hostile_names_and_secrets_stay_off_the_terminal() {
         use crate::report::github::tests::{hostile, SECRETS};
         use crate::report::text::assert_terminal_clean;
-        let a = hostile();
+        let mut a = hostile();
+        a.notes.push(crate::verdict::notes::Note::Skipped(
+            crate::staging::tree::Skipped {
+                path: "/app/fi\nfo".into(),
+                kind: "a FIFO (named pipe)",
+            },
+        ));
         let mut out = Vec::new();
         write(&a, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
@@ -466,6 +472,8 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("by: curl -u REDACTED"), "{out}");
+        // A skipped file's name, escaped once (a line feed reads `\n`, not `\\n`).
+        assert!(out.contains("/app/fi\\nfo: not staged"), "{out}");
         let mut out = Vec::new();
         write_runs(&[a], &mut out).unwrap();
         assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);

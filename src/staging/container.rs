@@ -129,7 +129,7 @@ pub async fn start(
         },
     };
     for s in &staging.skipped {
-        log.warn(&s.describe());
+        log.warn(&crate::report::text::terminal_safe(&s.describe()));
     }
     if let Record::Mounted(mounts) = &staging.record {
         log.line(&format!(

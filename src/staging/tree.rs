@@ -18,11 +18,12 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    /// One line for the console and the reports.
+    /// One line for the reports, raw: each writer escapes it as it prints it (escaped here, it
+    /// would be escaped twice).
     pub fn describe(&self) -> String {
         format!(
             "{}: not staged: {}; only directories, regular files and symlinks are (as in a Cloud Foundry app upload)",
-            shown(&self.path).display(),
+            self.path.display(),
             self.kind
         )
     }
