@@ -410,13 +410,20 @@ mod tests {
         assert_eq!(p.command[0], std::env::args().next().unwrap());
     }
 
-    /// Two children of this process, in its cgroup.
+    /// Two children of this process, in its cgroup, their argv in place (spawn can return before
+    /// the kernel has finished the exec).
     fn children() -> [std::process::Child; 2] {
         let sleep = || {
-            std::process::Command::new("sleep")
+            let c = std::process::Command::new("sleep")
                 .arg("30")
                 .spawn()
-                .unwrap()
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while argv(c.id()).is_none_or(|a| a[0] != "sleep") {
+                assert!(std::time::Instant::now() < deadline, "sleep never ran");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            c
         };
         [sleep(), sleep()]
     }
