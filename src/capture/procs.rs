@@ -21,8 +21,17 @@ pub struct Process {
     pub pid: u32,
     /// Its argv.
     pub command: Vec<String>,
-    /// Its parent's argv, when the parent is a process of the container too.
-    pub parent: Option<Vec<String>>,
+    /// Its parent's argv, when the parent is a process of the container too (one copy, shared by
+    /// its children).
+    #[serde(serialize_with = "shared_argv")]
+    pub parent: Option<Arc<[String]>>,
+}
+
+fn shared_argv<S: serde::Serializer>(
+    argv: &Option<Arc<[String]>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&argv.as_deref(), s)
 }
 
 /// A host process, told apart from any later one with the same pid: (pid, start time in clock
@@ -30,10 +39,11 @@ pub struct Process {
 type Key = (u32, u64);
 
 /// The processes already read, kept from one ask to the next: one [`Process`] per process
-/// however many connections it made.
+/// however many connections it made, one argv per parent however many children it started.
 #[derive(Default)]
 pub struct Known {
     processes: HashMap<Key, Arc<Process>>,
+    parents: HashMap<Key, Arc<[String]>>,
 }
 
 /// The processes of one container.
@@ -131,7 +141,7 @@ impl Procs {
         }
         let command = argv(pid)?;
         let parent = (before.ppid != 0)
-            .then(|| self.argv_of(before.ppid))
+            .then(|| self.parent(before.ppid, known))
             .flatten();
         let ns = ns_pid(pid);
         // Read while the pid was still that process of the container (a pid the kernel gave again,
@@ -150,11 +160,21 @@ impl Procs {
         Some(p)
     }
 
-    /// The argv of `pid` when it is a process of the container, checked as [`Procs::process`] does.
-    fn argv_of(&self, pid: u32) -> Option<Vec<String>> {
+    /// The argv of the parent `pid` when it is a process of the container (the one read before,
+    /// when it is the same process), checked as [`Procs::process`] does.
+    fn parent(&self, pid: u32, known: &mut Known) -> Option<Arc<[String]>> {
         let key = (pid, stat(pid)?.starttime);
-        let argv = argv(pid)?;
-        self.still(key).then_some(argv)
+        if let Some(argv) = known.parents.get(&key) {
+            return Some(argv.clone());
+        }
+        let argv: Arc<[String]> = argv(pid)?.into();
+        if !self.still(key) {
+            return None;
+        }
+        if known.parents.len() < MAX_KNOWN {
+            known.parents.insert(key, argv.clone());
+        }
+        Some(argv)
     }
 
     /// Whether the process `key` still runs, in the container.
@@ -440,7 +460,11 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again), "one Process per process");
         assert_eq!(first.command, ["sleep", "30"]);
         let other = procs.process(b, &mut known).unwrap();
-        assert_eq!(other.parent, first.parent);
+        let parent = |p: &Process| p.parent.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&parent(&first), &parent(&other)),
+            "one argv per parent"
+        );
         assert_eq!(
             first.parent.as_deref().unwrap()[0],
             std::env::args().next().unwrap()

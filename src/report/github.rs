@@ -751,11 +751,14 @@ mod tests {
                 "-fsSL".into(),
                 "https://pkg.example.com/node.tgz".into(),
             ],
-            parent: Some(vec![
-                "/bin/bash".into(),
-                "/tmp/buildpacks/0/bin/supply".into(),
-                "/tmp/app".into(),
-            ]),
+            parent: Some(
+                vec![
+                    "/bin/bash".into(),
+                    "/tmp/buildpacks/0/bin/supply".into(),
+                    "/tmp/app".into(),
+                ]
+                .into(),
+            ),
         }));
         assert_eq!(
             annotate(&a),
