@@ -303,19 +303,13 @@ impl Sensor {
             .map_err(|e| Error::Internal(format!("the capture task died: {e}")))??;
         let (handed_out, processes) = match sealed {
             Some(Sealed {
-                mut sinkhole,
+                sinkhole,
                 attribution,
                 sandbox,
             }) => {
-                let ended = tokio::task::spawn_blocking(move || {
-                    // The sinkhole first: once its thread has ended nothing asks any more, so the
-                    // attribution's thread answers what was asked, and ends.
-                    sinkhole.stop();
-                    let processes = attribution.map(Attribution::finish).unwrap_or_default();
-                    (sinkhole.handed_out(), processes)
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("the sinkhole's end failed: {e}")));
+                let ended = tokio::task::spawn_blocking(move || end(sinkhole, attribution))
+                    .await
+                    .map_err(|e| Error::Internal(format!("the sinkhole's end failed: {e}")));
                 drop(sandbox);
                 ended?
             }
@@ -375,6 +369,19 @@ fn health_of(
     (live.table, health, live.save_error)
 }
 
+/// End the sinkhole, then its attribution, their threads joined: the names it handed out and the
+/// attributions. Blocks: call it off the async runtime's workers.
+fn end(
+    mut sinkhole: Sinkhole,
+    attribution: Option<Attribution>,
+) -> (Vec<(String, Vec<IpAddr>)>, Vec<Attributed>) {
+    // The sinkhole first: once its thread has ended nothing asks any more, so the attribution's
+    // thread answers what was asked, and ends.
+    sinkhole.stop();
+    let processes = attribution.map(Attribution::finish).unwrap_or_default();
+    (sinkhole.handed_out(), processes)
+}
+
 /// Start the attribution of the sinkhole's connections in the container (its first process:
 /// `init`), off the runtime's workers (it waits for its thread to enter the namespace).
 async fn start_attribution(
@@ -398,4 +405,43 @@ fn clone_ns(ns: &File, iface: &str) -> Result<File> {
         iface: iface.to_string(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of this process's threads.
+    fn threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim_end().to_string())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn once_the_sinkhole_has_ended_no_thread_of_it_remains() {
+        // The sinkhole in a namespace of its own (needs root, as sealed runs do), the attribution
+        // in this one.
+        let sink = sandbox::new_netns().expect("a new network namespace (root)");
+        let here = File::open("/proc/thread-self/ns/net").unwrap();
+        let (who, attribution) = start_attribution(&here, std::process::id()).await.unwrap();
+        let sinkhole = Sinkhole::start(&sink, Some(who)).await.unwrap();
+        let running = threads();
+        for t in ["attribution", "sinkhole"] {
+            assert!(running.iter().any(|r| r == t), "{t} in {running:?}");
+        }
+        let (names, processes) =
+            tokio::task::spawn_blocking(move || end(sinkhole, Some(attribution)))
+                .await
+                .unwrap();
+        assert_eq!((names.len(), processes.len()), (0, 0));
+        let left = threads();
+        assert!(
+            !left.iter().any(|t| t == "attribution" || t == "sinkhole"),
+            "{left:?}"
+        );
+    }
 }
