@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
-use crate::capture::attribution::{Attributed, Attributor};
+use crate::capture::attribution::{Attributed, Attribution, Attributor};
 use crate::capture::canary::{Canary, CanaryOutcome, CanaryPlan, CANARY_PORT};
 use crate::capture::live::{CaptureSpec, LiveCapture, LiveResult};
 use crate::capture::point::{self, CapturePoint, TxCounters};
@@ -31,9 +31,11 @@ pub struct SensorOptions<'a> {
     pub filter: Option<&'a str>,
 }
 
-/// A sealed run's own network: the sandbox and its sinkhole, removed together.
+/// A sealed run's own network: the sandbox, its sinkhole and the sinkhole's attribution, ended
+/// together.
 struct Sealed {
     sinkhole: Sinkhole,
+    attribution: Option<Attribution>,
     sandbox: Sandbox,
 }
 
@@ -56,6 +58,8 @@ pub struct Sensor {
     inside: bool,
     /// Why TCP connections are refused rather than accepted (sealed runs), if they are.
     pub tcp_sink_error: Option<String>,
+    /// Why the commands behind the sinkhole's connections cannot be told (sealed runs), if so.
+    pub attribution_error: Option<String>,
     sealed: Option<Sealed>,
     pcap: Option<(PathBuf, tempfile::NamedTempFile)>,
     filter: Option<String>,
@@ -102,14 +106,17 @@ impl Sensor {
                 "TCP connections will be refused, not accepted, so their first bytes (TLS SNI, HTTP Host) cannot name them: {e}"
             ));
         }
-        // Best effort: without it, flows simply carry no process.
-        let who = Attributor::start(&sandbox.container, pid)
-            .map_err(|e| {
-                log.line(&format!(
-                    "the commands behind attempts will not be known: {e}"
-                ))
-            })
-            .ok();
+        // Best effort: without it, flows simply carry no process (and a note says why).
+        let (who, attribution, attribution_error) =
+            match start_attribution(&sandbox.container, pid).await {
+                Ok((who, attribution)) => (Some(who), Some(attribution), None),
+                Err(e) => {
+                    log.line(&format!(
+                        "the commands behind attempts will not be known: {e}"
+                    ));
+                    (None, None, Some(e))
+                }
+            };
         let sinkhole = Sinkhole::start(&sandbox.sink, who).await?;
         let canary = CanaryPlan {
             canary: Some(Canary {
@@ -152,7 +159,12 @@ impl Sensor {
             counts_sent: sender.is_some() && opts.filter.is_none(),
             inside: false,
             tcp_sink_error: sandbox.tcp_sink_error.clone(),
-            sealed: Some(Sealed { sinkhole, sandbox }),
+            attribution_error,
+            sealed: Some(Sealed {
+                sinkhole,
+                attribution,
+                sandbox,
+            }),
             pcap,
             filter: opts.filter.map(str::to_string),
             tx_base: None,
@@ -203,6 +215,7 @@ impl Sensor {
             counts_sent,
             inside,
             tcp_sink_error: None,
+            attribution_error: None,
             sealed: None,
             pcap,
             filter: opts.filter.map(str::to_string),
@@ -276,6 +289,7 @@ impl Sensor {
             counts_sent,
             inside: _,
             tcp_sink_error: _,
+            attribution_error: _,
             sealed,
             pcap,
             filter,
@@ -288,12 +302,16 @@ impl Sensor {
             .await
             .map_err(|e| Error::Internal(format!("the capture task died: {e}")))??;
         let (handed_out, processes) = match sealed {
-            Some(Sealed { sinkhole, sandbox }) => {
-                let names = sinkhole.handed_out();
-                let processes = sinkhole.processes();
-                sinkhole.remove();
+            Some(Sealed {
+                sinkhole,
+                attribution,
+                sandbox,
+            }) => {
+                let ended = tokio::task::spawn_blocking(move || end(sinkhole, attribution))
+                    .await
+                    .map_err(|e| Error::Internal(format!("the sinkhole's end failed: {e}")));
                 drop(sandbox);
-                (names, processes)
+                ended?
             }
             None => (Vec::new(), Vec::new()),
         };
@@ -351,6 +369,31 @@ fn health_of(
     (live.table, health, live.save_error)
 }
 
+/// End the sinkhole, then its attribution, their threads joined: the names it handed out and the
+/// attributions. Blocks: call it off the async runtime's workers.
+fn end(
+    mut sinkhole: Sinkhole,
+    attribution: Option<Attribution>,
+) -> (Vec<(String, Vec<IpAddr>)>, Vec<Attributed>) {
+    // The sinkhole first: once its thread has ended nothing asks any more, so the attribution's
+    // thread answers what was asked, and ends.
+    sinkhole.stop();
+    let processes = attribution.map(Attribution::finish).unwrap_or_default();
+    (sinkhole.handed_out(), processes)
+}
+
+/// Start the attribution of the sinkhole's connections in the container (its first process:
+/// `init`), off the runtime's workers (it waits for its thread to enter the namespace).
+async fn start_attribution(
+    container: &File,
+    init: u32,
+) -> std::result::Result<(std::sync::Arc<Attributor>, Attribution), String> {
+    let ns = container.try_clone().map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || Attributor::start(&ns, init))
+        .await
+        .map_err(|e| format!("the attribution task died: {e}"))?
+}
+
 /// A temporary capture file beside `pcap`, moved into place only when the reports are written.
 fn pcap_file(pcap: Option<&Path>) -> Result<Option<(PathBuf, tempfile::NamedTempFile)>> {
     pcap.map(|p| Ok((p.to_path_buf(), report::pcap_tempfile(p)?)))
@@ -362,4 +405,43 @@ fn clone_ns(ns: &File, iface: &str) -> Result<File> {
         iface: iface.to_string(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of this process's threads.
+    fn threads() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|c| c.trim_end().to_string())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn once_the_sinkhole_has_ended_no_thread_of_it_remains() {
+        // The sinkhole in a namespace of its own (needs root, as sealed runs do), the attribution
+        // in this one.
+        let sink = sandbox::new_netns().expect("a new network namespace (root)");
+        let here = File::open("/proc/thread-self/ns/net").unwrap();
+        let (who, attribution) = start_attribution(&here, std::process::id()).await.unwrap();
+        let sinkhole = Sinkhole::start(&sink, Some(who)).await.unwrap();
+        let running = threads();
+        for t in ["attribution", "sinkhole"] {
+            assert!(running.iter().any(|r| r == t), "{t} in {running:?}");
+        }
+        let (names, processes) =
+            tokio::task::spawn_blocking(move || end(sinkhole, Some(attribution)))
+                .await
+                .unwrap();
+        assert_eq!((names.len(), processes.len()), (0, 0));
+        let left = threads();
+        assert!(
+            !left.iter().any(|t| t == "attribution" || t == "sinkhole"),
+            "{left:?}"
+        );
+    }
 }

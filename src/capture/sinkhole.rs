@@ -18,9 +18,10 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-use crate::capture::attribution::{Attributed, Attributor};
+use crate::capture::attribution::Attributor;
 use crate::capture::canary::CANARY_PORT;
 use crate::capture::sandbox::{enter_netns, SandboxError};
+use crate::capture::sock_diag::canonical;
 use crate::flows::decode::{PROTO_TCP, PROTO_UDP};
 use crate::flows::now_micros;
 
@@ -160,7 +161,7 @@ async fn serve_udp(sock: UdpSocket, log: Arc<Mutex<DnsLog>>, who: Option<Arc<Att
             Some(who) => {
                 let (sock, who) = (sock.clone(), who.clone());
                 tokio::spawn(async move {
-                    who.attribute(PROTO_UDP, from).await;
+                    who.attribute(PROTO_UDP, from, None).await;
                     let _ = sock.send_to(&resp, from).await;
                 });
             }
@@ -179,7 +180,8 @@ async fn serve_tcp(listener: TcpListener, log: Arc<Mutex<DnsLog>>, who: Option<A
         let (log, who) = (log.clone(), who.clone());
         tokio::spawn(async move {
             if let Some(who) = who {
-                who.attribute(PROTO_TCP, peer).await;
+                // Not redirected: the address it asked is the one it reached.
+                who.attribute(PROTO_TCP, peer, conn.local_addr().ok()).await;
             }
             // Bounded: a connection gets at most 64 queries and 10 s.
             let work = async {
@@ -210,7 +212,8 @@ async fn serve_tcp_sink(listener: TcpListener, who: Option<Arc<Attributor>>) {
         let who = who.clone();
         tokio::spawn(async move {
             if let Some(who) = who {
-                who.attribute(PROTO_TCP, peer).await;
+                who.attribute(PROTO_TCP, peer, original_dst(&conn, peer))
+                    .await;
             }
             let mut buf = vec![0u8; FIRST_BYTES];
             let mut n = 0;
@@ -233,6 +236,21 @@ async fn serve_tcp_sink(listener: TcpListener, who: Option<Arc<Attributor>>) {
     }
 }
 
+/// Where the client of a redirected connection was going (its socket's other end): the address
+/// before the sink's REDIRECT, from conntrack; `None` when the kernel cannot tell.
+fn original_dst(conn: &tokio::net::TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    if canonical(peer).is_ipv4() {
+        let a = getsockopt(conn, sockopt::OriginalDst).ok()?;
+        let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+        Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+    } else {
+        let a = getsockopt(conn, sockopt::Ip6tOriginalDst).ok()?;
+        let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+        Some(SocketAddr::from((ip, u16::from_be(a.sin6_port))))
+    }
+}
+
 async fn serve_discard(sock: UdpSocket) {
     let mut buf = vec![0u8; 2048];
     loop {
@@ -241,18 +259,18 @@ async fn serve_discard(sock: UdpSocket) {
 }
 
 /// The sinkhole of a sealed run, serving inside the sink namespace on a thread of its own until
-/// dropped (or `remove()`d).
+/// [`Sinkhole::stop`]ped (or dropped: then the thread ends on its own).
 pub struct Sinkhole {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     /// What it answered.
     pub log: Arc<Mutex<DnsLog>>,
-    /// Who made the connections and lookups it took, when that can be told.
-    who: Option<Arc<Attributor>>,
 }
 
 impl Sinkhole {
     /// Start the services inside the namespace `sink`; returns once they listen. With `who`, every
-    /// connection and DNS query it takes is attributed to the process that made it.
+    /// connection and DNS query it takes is attributed to the process that made it; the thread
+    /// holds the only `who`, so that once it ends, nothing asks any more.
     pub async fn start(
         sink: &std::fs::File,
         who: Option<Arc<Attributor>>,
@@ -266,8 +284,7 @@ impl Sinkhole {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = sink.try_clone().map_err(failed)?;
         let thread_log = log.clone();
-        let thread_who = who.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sinkhole".into())
             .spawn(move || {
                 if let Err(e) = enter_netns(&sink) {
@@ -275,7 +292,7 @@ impl Sinkhole {
                     return;
                 }
                 drop(sink);
-                run(thread_log, thread_who, ready_tx, stop_rx);
+                run(thread_log, who, ready_tx, stop_rx);
             })
             .map_err(failed)?;
         tokio::task::spawn_blocking(move || ready_rx.recv())
@@ -286,14 +303,9 @@ impl Sinkhole {
             .map_err(failed)?;
         Ok(Sinkhole {
             stop: Some(stop_tx),
+            thread: Some(thread),
             log,
-            who,
         })
-    }
-
-    /// The connections and lookups attributed to a process so far.
-    pub fn processes(&self) -> Vec<Attributed> {
-        self.who.as_ref().map(|w| w.found()).unwrap_or_default()
     }
 
     /// The names it handed out, with the addresses it gave each.
@@ -307,9 +319,13 @@ impl Sinkhole {
             .collect()
     }
 
-    /// Stop serving.
-    pub fn remove(mut self) {
+    /// Stop serving and wait for the thread to end: no connection is served, and nothing asks
+    /// for an attribution, any more. Blocks: call it off the async runtime's workers.
+    pub fn stop(&mut self) {
         self.stop_now();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 
     fn stop_now(&mut self) {

@@ -194,6 +194,7 @@ async fn stage_app(
     log.detail("every process of the container is gone");
     sensor.read_final_counters();
     let tcp_refused = sensor.tcp_sink_error.clone().map(Note::TcpRefused);
+    let not_attributed = sensor.attribution_error.clone().map(Note::NotAttributed);
     let mut sensed = sensor.finish().await?;
     log.detail("capture drained");
     let pcap = sensed.pcap.take();
@@ -202,6 +203,7 @@ async fn stage_app(
     notes.extend(phases.failed.clone().map(Note::StagingFailed));
     notes.extend(unwatched);
     notes.extend(tcp_refused);
+    notes.extend(not_attributed);
     let seen = Seen {
         app,
         run: &run,

@@ -141,11 +141,14 @@ mod tests {
         let p = Process {
             pid: 12,
             command: vec!["curl".into(), "-o".into(), "a b".into(), "".into()],
-            parent: Some(vec![
-                "/bin/sh".into(),
-                "/tmp/buildpacks/0/bin/supply".into(),
-                "/tmp/app".into(),
-            ]),
+            parent: Some(
+                vec![
+                    "/bin/sh".into(),
+                    "/tmp/buildpacks/0/bin/supply".into(),
+                    "/tmp/app".into(),
+                ]
+                .into(),
+            ),
         };
         assert_eq!(command(&p), "curl -o 'a b' '' (under bin/supply)");
         assert_eq!(

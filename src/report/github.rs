@@ -635,11 +635,14 @@ pub(crate) mod tests {
                 "Authorization: Bearer s3cretheader".into(),
                 format!("https://pkg.example.com/x{h}?token=tok3nvalue"),
             ],
-            parent: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                "curl -u u:hunter2pw https://a:hunter2pw@h/x".into(),
-            ]),
+            parent: Some(
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "curl -u u:hunter2pw https://a:hunter2pw@h/x".into(),
+                ]
+                .into(),
+            ),
         }));
         a
     }
@@ -847,11 +850,14 @@ pub(crate) mod tests {
                 "-fsSL".into(),
                 "https://pkg.example.com/node.tgz".into(),
             ],
-            parent: Some(vec![
-                "/bin/bash".into(),
-                "/tmp/buildpacks/0/bin/supply".into(),
-                "/tmp/app".into(),
-            ]),
+            parent: Some(
+                vec![
+                    "/bin/bash".into(),
+                    "/tmp/buildpacks/0/bin/supply".into(),
+                    "/tmp/app".into(),
+                ]
+                .into(),
+            ),
         }));
         assert_eq!(
             annotate(&a),

@@ -1,12 +1,17 @@
 //! Each flow explained, after it was judged (nothing here changes a verdict): the process that
 //! made it, as the sinkhole attributed it, and the manifest dependency it was after.
 //!
-//! A flow's dependency is found by the exact URL when the flow's HTTP request line was seen (its
-//! Host and path), else when the process's argv names an entry's uri, else by the flow's names
-//! (TLS SNI, HTTP Host, DNS answers) against each uri's host. Among several entries, the one
-//! chosen is not cached rather than cached (a cached one needs no download), then the default
-//! version, then one of the buildpack whose phase made the flow, then the first in manifest order;
-//! `candidates` says how many matched.
+//! A disallowed flow's dependency is found by the exact URL when the flow's HTTP request line was
+//! seen (its Host and path), else when the process's argv names an entry's uri, else by the
+//! flow's names (TLS SNI, HTTP Host, DNS answers) against each uri's host. Among several entries,
+//! the one chosen is not cached rather than cached (a cached one needs no download), then the
+//! default version, then one of the buildpack whose phase made the flow, then the first in
+//! manifest order; `candidates` says how many matched. An allowed flow is not explained.
+//!
+//! The entries are indexed once (by host, and by host, path and query), each key's choice made in
+//! advance, so a flow costs the same however many entries the manifests list.
+
+use std::collections::HashMap;
 
 use url::Url;
 
@@ -44,95 +49,205 @@ pub fn attribute_processes(flows: &mut [Judged], found: &[Attributed]) {
     if found.is_empty() {
         return;
     }
-    let index = Index::new(found);
-    for f in flows {
-        f.process = index.process_for(&f.flow.key, f.flow.stats.first_seen);
+    off_worker(|| {
+        let index = Index::new(found);
+        for f in flows {
+            f.process = index.process_for(&f.flow.key, f.flow.stats.first_seen);
+        }
+    });
+}
+
+/// Give each disallowed flow the dependency it was after, and how many entries matched.
+pub fn explain_dependencies(flows: &mut [Judged], manifests: &[StackDeps]) {
+    off_worker(|| {
+        let entries = Entries::new(manifests);
+        if entries.all.is_empty() {
+            return;
+        }
+        let mut argvs = HashMap::new();
+        for f in flows.iter_mut().filter(|f| !f.allowed()) {
+            (f.dependency, f.candidates) = entries.explain(f, &mut argvs);
+        }
+    });
+}
+
+/// Run `work` without holding up the async runtime: on a worker of a multi-threaded runtime, the
+/// worker first hands its other tasks over (block_in_place); anywhere else, as it is.
+fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
-/// One dependency a flow may be after, with its uri read once.
+/// One dependency a flow may be after (its place in [`Entries::all`] is its manifest order).
 struct Candidate<'a> {
     buildpack: usize,
-    order: usize,
     dep: &'a Dependency,
-    uri: Option<Url>,
 }
 
-/// Give each flow the dependency it was after, and how many entries matched.
-pub fn explain_dependencies(flows: &mut [Judged], manifests: &[StackDeps]) {
-    let all: Vec<Candidate> = manifests
-        .iter()
-        .flat_map(|m| m.dependencies.iter().map(move |d| (m.buildpack, d)))
-        .enumerate()
-        .map(|(order, (buildpack, dep))| Candidate {
-            buildpack,
-            order,
-            dep,
-            uri: Url::parse(dep.uri.trim()).ok(),
-        })
-        .collect();
-    if all.is_empty() {
-        return;
-    }
-    for f in flows {
-        (f.dependency, f.candidates) = explain(f, &all);
-    }
+/// A uri as it is compared: its host (lowercase), path and query (the scheme and port may differ:
+/// a buildpack may fetch an https uri over http, or through a mirror's port).
+type Resource = (Option<String>, String, Option<String>);
+
+fn resource(u: &Url) -> Resource {
+    (
+        u.host_str().map(str::to_ascii_lowercase),
+        u.path().to_string(),
+        u.query().map(str::to_string),
+    )
 }
 
-fn explain(f: &Judged, all: &[Candidate]) -> (Option<DependencyRef>, usize) {
-    if let Some(url) = request_url(f) {
-        return pick(
-            f,
-            all.iter().filter(|c| same_resource(c, &url)),
-            MatchedBy::Url,
-        );
-    }
-    if let Some(p) = &f.process {
-        let named: Vec<Url> = p
-            .command
+/// The entries that share a key, as [`Entries::pick`] needs them: how many, and for each rank
+/// (cached or not, then default or not) the first overall and the first of each buildpack.
+#[derive(Default)]
+struct Group {
+    len: usize,
+    first: [Option<usize>; 4],
+    by_buildpack: Vec<(usize, [Option<usize>; 4])>,
+}
+
+impl Group {
+    /// Add the entry `order` (entries are added in order: the first kept is the first listed).
+    fn add(&mut self, order: usize, c: &Candidate) {
+        self.len += 1;
+        let rank = usize::from(c.dep.cached.is_some()) * 2 + usize::from(!c.dep.default);
+        self.first[rank].get_or_insert(order);
+        let at = match self
+            .by_buildpack
             .iter()
-            .filter_map(|w| Url::parse(w).ok())
+            .position(|(b, _)| *b == c.buildpack)
+        {
+            Some(at) => at,
+            None => {
+                self.by_buildpack.push((c.buildpack, [None; 4]));
+                self.by_buildpack.len() - 1
+            }
+        };
+        self.by_buildpack[at].1[rank].get_or_insert(order);
+    }
+
+    fn first_of(&self, buildpack: usize, rank: usize) -> Option<usize> {
+        let (_, first) = self.by_buildpack.iter().find(|(b, _)| *b == buildpack)?;
+        first[rank]
+    }
+}
+
+/// Every manifest entry, indexed.
+struct Entries<'a> {
+    all: Vec<Candidate<'a>>,
+    by_host: HashMap<String, Group>,
+    by_resource: HashMap<Resource, Group>,
+}
+
+/// The groups an argv names, by the [`Arc`](std::sync::Arc) of its process (read once however
+/// many flows it made).
+type Argvs<'e> = HashMap<*const crate::capture::attribution::Process, Vec<&'e Group>>;
+
+impl<'a> Entries<'a> {
+    fn new(manifests: &'a [StackDeps]) -> Entries<'a> {
+        let all: Vec<Candidate> = manifests
+            .iter()
+            .flat_map(|m| m.dependencies.iter().map(move |d| (m.buildpack, d)))
+            .map(|(buildpack, dep)| Candidate { buildpack, dep })
             .collect();
-        let by_argv = all
-            .iter()
-            .filter(|c| named.iter().any(|u| same_resource(c, u)));
-        if let (Some(d), n @ 1..) = pick(f, by_argv, MatchedBy::Command) {
-            return (Some(d), n);
+        let mut by_host: HashMap<String, Group> = HashMap::new();
+        let mut by_resource: HashMap<Resource, Group> = HashMap::new();
+        for (order, c) in all.iter().enumerate() {
+            counted(1);
+            let Ok(uri) = Url::parse(c.dep.uri.trim()) else {
+                continue;
+            };
+            if let Some(host) = uri.host_str() {
+                let host = host.to_ascii_lowercase();
+                by_host.entry(host).or_default().add(order, c);
+            }
+            by_resource.entry(resource(&uri)).or_default().add(order, c);
+        }
+        Entries {
+            all,
+            by_host,
+            by_resource,
         }
     }
-    let by_host = all.iter().filter(|c| {
-        c.uri
-            .as_ref()
-            .and_then(Url::host_str)
-            .is_some_and(|h| f.names.iter().any(|n| n.eq_ignore_ascii_case(h)))
-    });
-    pick(f, by_host, MatchedBy::Host)
+
+    fn explain<'e>(&'e self, f: &Judged, argvs: &mut Argvs<'e>) -> (Option<DependencyRef>, usize) {
+        if let Some(url) = request_url(f) {
+            let groups: Vec<&Group> = self.by_resource.get(&resource(&url)).into_iter().collect();
+            return self.pick(f, &groups, MatchedBy::Url);
+        }
+        if let Some(p) = &f.process {
+            let groups = argvs
+                .entry(std::sync::Arc::as_ptr(p))
+                .or_insert_with(|| self.named_by(&p.command));
+            if let (Some(d), n @ 1..) = self.pick(f, groups, MatchedBy::Command) {
+                return (Some(d), n);
+            }
+        }
+        let mut hosts: Vec<String> = f.names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let groups: Vec<&Group> = hosts.iter().filter_map(|h| self.by_host.get(h)).collect();
+        self.pick(f, &groups, MatchedBy::Host)
+    }
+
+    /// The groups of the uris an argv names, each once.
+    fn named_by(&self, argv: &[String]) -> Vec<&Group> {
+        let mut named: Vec<Resource> = argv
+            .iter()
+            .filter_map(|w| Url::parse(w).ok())
+            .map(|u| resource(&u))
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        named
+            .iter()
+            .filter_map(|r| self.by_resource.get(r))
+            .collect()
+    }
+
+    /// The preferred entry of `groups` (which share no entry), and how many entries they hold.
+    fn pick(
+        &self,
+        f: &Judged,
+        groups: &[&Group],
+        how: MatchedBy,
+    ) -> (Option<DependencyRef>, usize) {
+        counted(groups.len());
+        let best = (0..4).find_map(|rank| {
+            let of_phase = f
+                .phase_buildpack
+                .and_then(|b| groups.iter().filter_map(|g| g.first_of(b, rank)).min());
+            of_phase.or_else(|| groups.iter().filter_map(|g| g.first[rank]).min())
+        });
+        let dependency = best.map(|order| {
+            let c = &self.all[order];
+            DependencyRef {
+                buildpack: c.buildpack,
+                name: c.dep.name.clone(),
+                version: c.dep.version.clone(),
+                uri: c.dep.uri.clone(),
+                cached: c.dep.cached.is_some(),
+                matched_by: how,
+            }
+        });
+        (dependency, groups.iter().map(|g| g.len).sum())
+    }
 }
 
-/// The preferred of `matched`, and how many there were.
-fn pick<'a>(
-    f: &Judged,
-    matched: impl Iterator<Item = &'a Candidate<'a>>,
-    how: MatchedBy,
-) -> (Option<DependencyRef>, usize) {
-    let matched: Vec<&Candidate> = matched.collect();
-    let best = matched.iter().min_by_key(|c| {
-        (
-            c.dep.cached.is_some(),
-            !c.dep.default,
-            Some(c.buildpack) != f.phase_buildpack,
-            c.order,
-        )
-    });
-    let dependency = best.map(|c| DependencyRef {
-        buildpack: c.buildpack,
-        name: c.dep.name.clone(),
-        version: c.dep.version.clone(),
-        uri: c.dep.uri.clone(),
-        cached: c.dep.cached.is_some(),
-        matched_by: how,
-    });
-    (dependency, matched.len())
+#[cfg(test)]
+thread_local! {
+    /// Entries indexed and groups looked at, on this thread.
+    static WORK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Count `n` steps of work (tests only: the matching must stay linear).
+fn counted(_n: usize) {
+    #[cfg(test)]
+    WORK.with(|w| w.set(w.get() + _n));
 }
 
 /// The URL of the flow's HTTP request, when its request line was seen: an absolute target as it
@@ -148,14 +263,6 @@ fn request_url(f: &Judged) -> Option<Url> {
         .starts_with('/')
         .then(|| Url::parse(&format!("http://{host}{target}")).ok())
         .flatten()
-}
-
-/// The same resource: host, path and query equal (the scheme and port may differ: a buildpack
-/// may fetch an https uri over http, or through a mirror's port).
-fn same_resource(c: &Candidate, u: &Url) -> bool {
-    c.uri.as_ref().is_some_and(|d| {
-        d.host_str() == u.host_str() && d.path() == u.path() && d.query() == u.query()
-    })
 }
 
 #[cfg(test)]
@@ -290,6 +397,80 @@ mod tests {
         );
         assert_eq!(explained(flow(&["elsewhere.example.org"], None)), (None, 0));
         assert_eq!(explained(flow(&[], None)), (None, 0));
+    }
+
+    #[test]
+    fn an_allowed_flow_is_not_explained() {
+        let mut f = flow(&["deps.example.org"], None);
+        f.rule = Some("dns".into());
+        assert_eq!(explained(f), (None, 0));
+    }
+
+    #[test]
+    fn it_runs_inside_either_kind_of_runtime() {
+        for mut rt in [
+            tokio::runtime::Builder::new_multi_thread(),
+            tokio::runtime::Builder::new_current_thread(),
+        ] {
+            let rt = rt.build().unwrap();
+            let got = rt.block_on(async {
+                tokio::spawn(async { explained(flow(&["deps.example.org"], None)) })
+                    .await
+                    .unwrap()
+            });
+            assert_eq!(got.1, 3);
+        }
+    }
+
+    #[test]
+    fn matching_costs_the_same_per_flow_however_many_entries() {
+        // A port scan's worth of flows against a 16 MiB manifest's worth of entries, every one on
+        // the same host (the worst case: each flow matches them all).
+        let n = if cfg!(debug_assertions) {
+            20_000
+        } else {
+            100_000
+        };
+        let entries: Vec<Dependency> = (0..n)
+            .map(|i| {
+                let uri = format!("https://deps.example.org/d/{i}.tgz");
+                dep("d", &i.to_string(), &uri, i % 2 == 0, i == n - 1)
+            })
+            .collect();
+        let manifests = [manifest(entries)];
+        let curl = Arc::new(Process {
+            pid: 9,
+            command: vec!["curl".into(), "https://deps.example.org/d/7.tgz".into()],
+            parent: None,
+        });
+        let mut flows: Vec<Judged> = (0..n)
+            .map(|i| match i % 3 {
+                0 => flow(&["deps.example.org"], None),
+                1 => {
+                    let line = format!("GET /d/{i}.tgz HTTP/1.1");
+                    flow(&["deps.example.org"], Some(("deps.example.org", &line)))
+                }
+                _ => Judged {
+                    process: Some(curl.clone()),
+                    ..flow(&["deps.example.org"], None)
+                },
+            })
+            .collect();
+        WORK.with(|w| w.set(0));
+        let started = std::time::Instant::now();
+        explain_dependencies(&mut flows, &manifests);
+        let took = started.elapsed();
+        let work = WORK.with(|w| w.get());
+        assert!(
+            work <= 4 * (n + n),
+            "{work} steps for {n} flows and {n} entries"
+        );
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        let version = |f: &Judged| (f.dependency.as_ref().unwrap().version.clone(), f.candidates);
+        // By host: the default (the last entry, not cached) among all of them.
+        assert_eq!(version(&flows[0]), ((n - 1).to_string(), n));
+        assert_eq!(version(&flows[1]), ("1".into(), 1), "by its URL");
+        assert_eq!(version(&flows[2]), ("7".into(), 1), "by the command's argv");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub enum Note {
     StagingFailed(String),
     /// TCP connections were refused rather than accepted (no TLS SNI or HTTP Host): why.
     TcpRefused(String),
+    /// The commands behind the sinkhole's connections could not be told (every `process` is
+    /// null): why.
+    NotAttributed(String),
     /// Processes were still running after the last phase and were killed.
     Unwatched { processes: Vec<String>, secs: u64 },
     /// watch: what was watched, for how long, until what.
@@ -137,6 +140,7 @@ impl Note {
             Note::Skipped(_)
             | Note::NotExecutable { .. }
             | Note::TcpRefused(_)
+            | Note::NotAttributed(_)
             | Note::Watched { .. }
             | Note::InterfaceGone(_)
             | Note::CountersBeforeExit
@@ -180,6 +184,10 @@ impl fmt::Display for Note {
             Note::TcpRefused(why) => write!(
                 f,
                 "TCP connections were refused rather than accepted ({why}): attempts are judged, but their TLS SNI and HTTP Host are unknown"
+            ),
+            Note::NotAttributed(why) => write!(
+                f,
+                "the commands behind the attempts could not be told ({why}): no flow names its process"
             ),
             Note::Unwatched { processes, secs } => write!(
                 f,
@@ -368,5 +376,12 @@ mod tests {
         );
         assert_eq!(Note::Filtered("tcp".into()).impact(), Impact::Informational);
         assert!(!Note::StagingFailed("x".into()).undermines_the_capture());
+        // Explaining never changes a verdict.
+        let unattributed = Note::NotAttributed("sock_diag: permission denied".into());
+        assert_eq!(unattributed.impact(), Impact::Informational);
+        assert_eq!(
+            unattributed.to_string(),
+            "the commands behind the attempts could not be told (sock_diag: permission denied): no flow names its process"
+        );
     }
 }

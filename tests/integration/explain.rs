@@ -390,3 +390,39 @@ sh -c 'printf "GET /node/node%%1B]0;pwn%%07%%E2%%80%%AE.tgz?token=tok3nvalue&v=1
         "{j}"
     );
 }
+
+#[test]
+fn an_allowed_flow_names_its_command_but_no_dependency() {
+    // cached-http's supply fetches node from deps.example.org: allowed here, so the run passes and
+    // nothing is explained, though the command behind it is still told.
+    let dir = tempfile::tempdir().unwrap();
+    let allow = dir.path().join("mirror.yaml");
+    std::fs::write(
+        &allow,
+        "allow:\n  - name: dns\n    protocol: udp\n    ports: [53]\n  - name: deps\n    hosts: [deps.example.org]\n    protocol: tcp\n    ports: [80]\n",
+    )
+    .unwrap();
+    let s = Agc::stage(&["cached-http"])
+        .args(&["--stack", "cflinuxfs4"])
+        .arg("--allowlist")
+        .arg(allow.display().to_string())
+        .json_only()
+        .expect_exit(0)
+        .expect_verdict("pass")
+        .run();
+    let http = flow_to(s.flows(), "tcp", 80);
+    assert_eq!(http["rule"], "deps", "{http}");
+    assert_eq!(
+        (&http["dependency"], &http["candidates"]),
+        (&Value::Null, &json!(0)),
+        "an allowed flow needs no explaining: {http}"
+    );
+    assert_eq!(
+        http["process"]["command"],
+        json!(["nc", "deps.example.org", "80"]),
+        "{http}"
+    );
+    // Attribution started: no note says otherwise.
+    let notes = s.json()["notes"].to_string();
+    assert!(!notes.contains("could not be told"), "{notes}");
+}
