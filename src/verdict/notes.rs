@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::capture::file::describe_read_stop;
 use crate::flows::{MAX_DNS_NAMES, MAX_PENDING_BYTES};
-use crate::manifest::{NoneForStack, Unreadable};
+use crate::manifest::{Aside, NoneForStack, Unreadable};
 use crate::staging::tree::Skipped;
 use crate::verdict::analysis::Mode;
 
@@ -72,6 +72,8 @@ pub enum Note {
     ManifestUnreadable(Unreadable),
     /// A buildpack's manifest lists dependencies, but none for the run's stack.
     NoDependencyForStack(NoneForStack),
+    /// Something else of a manifest: entries for no stack, or a manifest.yml that is a symlink.
+    Manifest(Aside),
 
     // What the capture says of itself (derived by the conclusion from its health).
     /// libpcap stopped before the end of the file: its message.
@@ -142,6 +144,7 @@ impl Note {
             | Note::CountersBeforeExit
             | Note::ManifestUnreadable(_)
             | Note::NoDependencyForStack(_)
+            | Note::Manifest(_)
             | Note::TimestampsClamped(_)
             | Note::NoCanary(_)
             | Note::Unseen(_)
@@ -207,6 +210,7 @@ impl fmt::Display for Note {
             ),
             Note::ManifestUnreadable(u) => u.fmt(f),
             Note::NoDependencyForStack(n) => n.fmt(f),
+            Note::Manifest(a) => a.fmt(f),
             Note::ReadStopped(msg) => f.write_str(&describe_read_stop(msg)),
             Note::NoPackets => f.write_str("the capture holds no packets: it proves nothing"),
             Note::TimestampsClamped(n) => write!(
