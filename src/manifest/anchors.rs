@@ -44,6 +44,13 @@ impl Scan {
         // Where a node may begin: the line's content, unless a quoted scalar goes on.
         let mut node_start = self.quote.is_none();
         let mut after_space = true;
+        // A document marker: a node may follow it on its line ("--- &a [x]").
+        let line = match body.strip_prefix("---") {
+            Some(rest) if indent == 0 && self.quote.is_none() && rest.starts_with([' ', '\t']) => {
+                rest
+            }
+            _ => line,
+        };
         let mut chars = line.chars().peekable();
         while let Some(c) = chars.next() {
             let next = chars.peek().copied();
@@ -106,6 +113,8 @@ mod tests {
             ("k:\n  &s\n  [a]\n", 2),
             ("? *k\n: v\n", 1),
             ("\"a\": *s\n", 1),
+            ("--- &s [a]\n", 1),
+            ("---\n--- *s\n", 2),
         ] {
             assert_eq!(first_alias(text), Some(line), "{text:?}");
         }
@@ -125,6 +134,8 @@ mod tests {
             "k: |\n  * a bullet\n  &more\nnext: 1\n",
             "k: a-*b\n",
             "- -*x\n",
+            "---\nk: v\n",
+            "----*x\n",
             "k: foo &bar\n",
         ] {
             assert_eq!(first_alias(text), None, "{text:?}");

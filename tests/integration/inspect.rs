@@ -474,6 +474,14 @@ fn inspect_bad_input_is_exit_2_with_one_line_and_no_report() {
     let aliased = with_manifest(
         b"x: &s [a]\ndependencies:\n- {name: a, version: '1', uri: u, cf_stacks: *s}\n",
     );
+    let stacks: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+    let many_stacks = with_manifest(
+        format!(
+            "dependencies:\n- {{name: a, version: '1', uri: u, cf_stacks: [{}]}}\n",
+            stacks.join(", ")
+        )
+        .as_bytes(),
+    );
     let not_utf8 = with_manifest(b"language: x\nstack: \xff\n");
     let symlinked = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(
@@ -509,6 +517,11 @@ fn inspect_bad_input_is_exit_2_with_one_line_and_no_report() {
             symlinked.path().to_path_buf(),
             vec![],
             "manifest.yml is a symlink, not read",
+        ),
+        (
+            many_stacks.path().to_path_buf(),
+            vec![],
+            "manifest.yml names 65 stacks: expected at most 64 (a buildpack serves a few); check one with --stack NAME",
         ),
     ];
     for (bp, args, needle) in cases {
