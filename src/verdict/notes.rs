@@ -326,6 +326,20 @@ impl fmt::Display for Note {
 mod tests {
     use super::*;
 
+    /// What a manifest says never changes a verdict.
+    #[test]
+    fn manifest_notes_are_informational() {
+        let symlinked = Note::Manifest(Aside::Symlinked {
+            buildpack: 1,
+            source: "bp".into(),
+        });
+        assert_eq!(symlinked.impact(), Impact::Informational);
+        assert_eq!(
+            symlinked.to_string(),
+            "buildpack 1 (bp): manifest.yml is a symlink, not read (expected a regular file of the buildpack): its dependencies are not matched to flows"
+        );
+    }
+
     #[test]
     fn notes_read_as_the_sentences_the_reports_carry() {
         assert_eq!(
