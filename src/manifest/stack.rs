@@ -361,7 +361,7 @@ mod tests {
 
     /// 16 MiB of distinct stack names: linear work, not quadratic (which would take hours). The
     /// budget is 2 s optimised; an unoptimised build (`cargo test`) parses YAML about 15 times
-    /// slower, so it gets 40 s.
+    /// slower, and shares 2 cores with other builds here, so it gets 120 s.
     #[test]
     fn a_manifest_naming_1_5m_stacks_is_read_fast() {
         let mut text = String::from(
@@ -383,7 +383,7 @@ mod tests {
         let each = StackDeps::each(&m, &Tree::Dir(d.path().into()), &some, "bp");
         assert!(each.iter().all(|v| v.dependencies.len() == 1));
         let took = started.elapsed();
-        let budget = if cfg!(debug_assertions) { 40 } else { 2 };
+        let budget = if cfg!(debug_assertions) { 120 } else { 2 };
         assert!(took < std::time::Duration::from_secs(budget), "{took:?}");
     }
 }
