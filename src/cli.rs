@@ -226,6 +226,10 @@ pub struct InspectArgs {
     /// Write the JSON report here (`-`: on stdout, the summary then on stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Refuse a buildpack zip whose files declare more than SIZE (e.g. 8g) once inflated, before
+    /// hashing any; default: 256 MiB plus four times the zip's own size (as staging's option).
+    #[arg(long, value_name = "SIZE", env = "AIRGAP_CHECK_MAX_UNZIPPED")]
+    pub max_unzipped: Option<String>,
 }
 
 #[derive(Debug, Args)]

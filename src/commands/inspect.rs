@@ -1,18 +1,20 @@
-//! `airgap-check inspect --buildpack DIR|ZIP [--stack NAME] [--json F|-]`: the manifest question
+//! `airgap-check inspect --buildpack DIR|ZIP [--stack NAME] [--json F|-] [--max-unzipped SIZE]`:
+//! the manifest question
 //! answered before any staging, with neither Docker nor root. Exit 0 when every dependency for the
 //! stack(s) is cached and intact, 1 when not, 2 for bad input.
 
 use std::path::Path;
 
-use crate::cli::InspectArgs;
+use crate::cli::{parse_size, InspectArgs};
 use crate::error::{Error, Result};
 use crate::manifest::inspect::inspect;
-use crate::manifest::{Manifest, Tree};
+use crate::manifest::{Aside, Manifest, Tree};
 use crate::report;
+use crate::staging::buildpack::UnzipLimit;
 
-/// The stack name `inspect` uses for a manifest whose entries name no stack (each is for every
-/// stack).
-pub const ANY_STACK: &str = "(any)";
+/// At most this many stacks checked at once (a hostile manifest may name millions, each a report
+/// of its own); `--stack` checks any one of them.
+const MAX_STACKS: usize = 64;
 
 pub fn run(args: &InspectArgs) -> Result<i32> {
     // `--json -`: the report on stdout, the summary on stderr (as for the other commands).
@@ -21,24 +23,27 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
         report::check_writable(j)?;
     }
     let source = args.buildpack.display().to_string();
-    let tree = Tree::open(&args.buildpack)?;
-    let shown = manifest_path(&args.buildpack, &tree);
-    let bytes = tree
-        .manifest()
-        .map_err(|e| Error::Unreadable {
-            path: shown.clone().into(),
-            reason: e.to_string(),
-        })?
-        .ok_or_else(|| Error::BadInput {
-            path: args.buildpack.clone(),
-            reason: "no manifest.yml: expected a buildpack that lists its dependencies (cloudfoundry/libbuildpack's manifest)".into(),
-        })?;
-    let m = Manifest::parse_bytes(&bytes).map_err(|message| Error::Manifest {
-        path: shown,
-        message,
-    })?;
+    let limit = UnzipLimit {
+        bytes: args
+            .max_unzipped
+            .as_deref()
+            .map(|m| parse_size("--max-unzipped", m))
+            .transpose()?,
+    };
+    let tree = Tree::open(&args.buildpack, limit)?;
+    let m = read_manifest(&args.buildpack, &tree)?;
     let stacks = stacks_to_check(&m, args.stack.as_deref())?;
+    if stacks.len() > MAX_STACKS {
+        return Err(Error::BadInput {
+            path: args.buildpack.clone(),
+            reason: format!(
+                "manifest.yml names {} stacks: expected at most {MAX_STACKS} (a buildpack serves a few); check one with --stack NAME",
+                stacks.len()
+            ),
+        });
+    }
     let found = inspect(&tree, &m, &stacks, &source);
+    let aside = Aside::for_no_stack(&m, 0, &source);
     match &args.json {
         Some(_) if to_stdout => {
             let mut out = std::io::stdout().lock();
@@ -55,7 +60,38 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
     } else {
         let _ = report::inspect::write_console(&found, &mut anstream::stdout().lock());
     }
+    // Said beside the summary, on stderr: entries no stack uses are no dependency to check.
+    if let Some(a) = aside {
+        eprintln!("note: {}", report::text::terminal_safe(&a.to_string()));
+    }
     Ok(if found.complete() { 0 } else { 1 })
+}
+
+/// The buildpack's manifest, parsed: bad input (exit 2) when it has none, when manifest.yml is a
+/// symlink (never read: the staging image keeps it a symlink), or when it cannot be read.
+fn read_manifest(source: &Path, tree: &Tree) -> Result<Manifest> {
+    let shown = manifest_path(source, tree);
+    let none = |reason: &str| Error::BadInput {
+        path: source.to_path_buf(),
+        reason: reason.into(),
+    };
+    let bytes = tree
+        .manifest()
+        .map_err(|e| Error::Unreadable {
+            path: shown.clone().into(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| {
+            if tree.manifest_is_symlink() {
+                none("manifest.yml is a symlink, not read: expected a regular file of the buildpack")
+            } else {
+                none("no manifest.yml: expected a buildpack that lists its dependencies (cloudfoundry/libbuildpack's manifest)")
+            }
+        })?;
+    Manifest::parse_bytes(&bytes).map_err(|message| Error::Manifest {
+        path: shown,
+        message,
+    })
 }
 
 /// "bp/manifest.yml", or "bp.zip (manifest.yml)".
@@ -67,8 +103,8 @@ fn manifest_path(source: &Path, tree: &Tree) -> String {
 }
 
 /// The stacks to check: the one asked for, which the manifest must have dependencies for (a typo
-/// must not pass as "nothing to check"); else every stack the manifest names; else, when its
-/// entries name none, [`ANY_STACK`].
+/// must not pass as "nothing to check"); else every stack the manifest names (none when its
+/// entries name none: they are for no stack, as libbuildpack reads them).
 fn stacks_to_check(m: &Manifest, asked: Option<&str>) -> Result<Vec<String>> {
     let named = m.stacks();
     match asked {
@@ -78,12 +114,15 @@ fn stacks_to_check(m: &Manifest, asked: Option<&str>) -> Result<Vec<String>> {
         Some(s) => Err(Error::BadArgument {
             option: "--stack",
             value: s.to_string(),
-            expected: format!(
-                "manifest.yml lists no dependency for this stack: expected one of {}",
-                named.join(", ")
-            ),
+            expected: if named.is_empty() {
+                "manifest.yml lists no dependency for any stack (no entry has cf_stacks and there is no stack:): expected a manifest whose entries name their stacks".into()
+            } else {
+                format!(
+                    "manifest.yml lists no dependency for this stack: expected one of {}",
+                    named.join(", ")
+                )
+            },
         }),
-        None if named.is_empty() && !m.dependencies.is_empty() => Ok(vec![ANY_STACK.into()]),
         None => Ok(named),
     }
 }
@@ -103,9 +142,19 @@ mod tests {
         let e = stacks_to_check(&m, Some("s5")).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("s4, s3"), "{e}");
-        let any = Manifest::parse("dependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n")
+        let none = Manifest::parse("dependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n")
             .unwrap();
-        assert_eq!(stacks_to_check(&any, None).unwrap(), [ANY_STACK]);
+        assert!(
+            stacks_to_check(&none, None).unwrap().is_empty(),
+            "for no stack"
+        );
+        let e = stacks_to_check(&none, Some("s4")).unwrap_err();
+        assert!(e.to_string().contains("no dependency for any stack"), "{e}");
+        let packaged = Manifest::parse(
+            "stack: s4\ndependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n",
+        )
+        .unwrap();
+        assert_eq!(stacks_to_check(&packaged, None).unwrap(), ["s4"]);
         assert!(stacks_to_check(&Manifest::default(), None)
             .unwrap()
             .is_empty());

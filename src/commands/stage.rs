@@ -68,9 +68,15 @@ async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)
         env: &image.env,
         staging_user: &staging_user,
     };
-    let notes = buildpack_notes(cfg, log);
+    let mut notes = buildpack_notes(cfg, log);
+    let read = read_manifests(cfg, log).await?;
+    notes.extend(read.asides.into_iter().map(Note::Manifest));
+    let known = &Known {
+        notes,
+        manifests: read.reads,
+    };
     if let [app] = cfg.apps.as_slice() {
-        let one = stage_app(&docker, cfg, app, 0, stack(), &notes, log).await?;
+        let one = stage_app(&docker, cfg, app, 0, stack(), known, log).await?;
         log.done();
         let outputs = outputs(cfg, one.pcap.into_iter().collect());
         let code = report::deliver(&one.analysis, outputs)?;
@@ -78,11 +84,11 @@ async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)
     }
     let jobs = Arc::new(tokio::sync::Semaphore::new(cfg.jobs));
     let runs = cfg.apps.iter().enumerate().map(|(n, app)| {
-        let (jobs, docker, notes) = (jobs.clone(), docker.clone(), &notes);
+        let (jobs, docker) = (jobs.clone(), docker.clone());
         async move {
             let _turn = jobs.acquire().await;
             let log = log.for_app(&app.display().to_string());
-            let run = stage_app(&docker, cfg, app, n, stack(), notes, &log).await;
+            let run = stage_app(&docker, cfg, app, n, stack(), known, &log).await;
             // Done with: removed now, not when every app is.
             match run {
                 Ok(r) => {
@@ -146,6 +152,26 @@ fn buildpack_notes(cfg: &StageConfig, log: &Progress) -> Vec<Note> {
     notes
 }
 
+/// What the run knows before any app stages: the notes every report gets, and the manifests.
+struct Known {
+    notes: Vec<Note>,
+    manifests: Vec<manifest::ManifestRead>,
+}
+
+/// Every buildpack's manifest, read once for the whole run, off the runtime's threads (a large
+/// manifest takes a while to parse, and no app's timeouts may wait on it); what is worth saying
+/// of them is said now (and noted in every report).
+async fn read_manifests(cfg: &StageConfig, log: &Progress) -> Result<manifest::Manifests> {
+    let (buildpacks, stack) = (cfg.buildpacks.clone(), cfg.stack.clone());
+    let read = tokio::task::spawn_blocking(move || manifest::read_all(&buildpacks, &stack))
+        .await
+        .map_err(|e| Error::Internal(format!("reading the manifests: {e}")))?;
+    for a in &read.asides {
+        log.warn(&crate::report::text::terminal_safe(&a.to_string()));
+    }
+    Ok(read)
+}
+
 /// One app: start its container, seal and arm, prove the capture, run the phases, conclude.
 async fn stage_app(
     docker: &Docker,
@@ -153,7 +179,7 @@ async fn stage_app(
     app: &Path,
     n: usize,
     stack: Stack<'_>,
-    notes: &[Note],
+    known: &Known,
     log: &Progress,
 ) -> Result<AppRun> {
     let run = Run::new(docker.clone());
@@ -198,7 +224,7 @@ async fn stage_app(
     let mut sensed = sensor.finish().await?;
     log.detail("capture drained");
     let pcap = sensed.pcap.take();
-    let mut notes = notes.to_vec();
+    let mut notes = known.notes.clone();
     notes.extend(staging.skipped.iter().cloned().map(Note::Skipped));
     notes.extend(phases.failed.clone().map(Note::StagingFailed));
     notes.extend(unwatched);
@@ -209,6 +235,7 @@ async fn stage_app(
         run: &run,
         staging: &staging,
         network: network.as_ref(),
+        manifests: &known.manifests,
     };
     let analysis = judge(cfg, &seen, sensed, phases, notes);
     Ok(AppRun {
@@ -296,6 +323,8 @@ struct Seen<'a> {
     run: &'a Run,
     staging: &'a Staging,
     network: Option<&'a Joined>,
+    /// Every buildpack's manifest, read once before staging.
+    manifests: &'a [manifest::ManifestRead],
 }
 
 /// What the run observed (and what the run knows: `notes`) → the analysis.
@@ -327,7 +356,7 @@ fn judge(
     o.phases = phases.records;
     o.notes = notes;
     o.processes = sensed.processes;
-    o.manifests = manifest::read_all(&cfg.buildpacks, &cfg.stack);
+    o.manifests = seen.manifests.to_vec();
     o.stage = Some(StageInfo {
         cnb: phases.cnb,
         ..stage_info(cfg, seen)

@@ -1,8 +1,9 @@
 //! Where a cached buildpack holds a dependency. cloudfoundry/libbuildpack's packager
 //! (packager/packager.go, downloadDependency) stores each one at
 //! `dependencies/<md5 hex of the uri>/<basename of the uri>` and writes that path as the entry's
-//! `file:` in the packaged manifest; libbuildpack copies `file:` (relative to the buildpack's root)
-//! instead of downloading.
+//! `file:` in the packaged manifest. libbuildpack (installer.go, `FetchDependency`) copies `file:`
+//! (relative to the buildpack's root) when the entry has one, and downloads the uri when it has
+//! none: a file at the packager's path that no `file:` names is never used.
 
 use md5::{Digest, Md5};
 
@@ -28,15 +29,21 @@ fn base(p: &str) -> &str {
     t.rsplit('/').next().unwrap_or(t)
 }
 
-/// Where `tree` holds `e`: its `file:` when that is a file of the buildpack, else the packager's
-/// path when that is; `None` when it is not cached. A `file:` outside the buildpack (absolute, or
-/// climbing out) is not a cached file of it.
+/// Where `tree` holds `e`: its `file:` when that names a regular file of the buildpack; `None`
+/// when it is not cached. A `file:` outside the buildpack (absolute, or climbing out) is not a
+/// cached file of it, and neither is a file at the packager's path that `file:` does not name.
 pub fn cached_at(tree: &Tree, e: &Entry) -> Option<String> {
-    let named = e.file.as_deref().and_then(relative);
-    named
-        .into_iter()
-        .chain(std::iter::once(packager_path(&e.uri)))
-        .find(|p| tree.has_file(p))
+    e.file
+        .as_deref()
+        .and_then(relative)
+        .filter(|p| tree.has_file(p))
+}
+
+/// The packager's path of `e`, when `tree` holds a file there that `e` is not cached as (no
+/// `file:`, or one naming something else): "unreferenced", downloaded all the same.
+pub fn unreferenced_at(tree: &Tree, e: &Entry) -> Option<String> {
+    let at = packager_path(&e.uri);
+    (cached_at(tree, e).is_none() && tree.has_file(&at)).then_some(at)
 }
 
 /// Every path an entry of the manifest may be cached at: its `file:` and the packager's path.
@@ -80,26 +87,47 @@ mod tests {
     }
 
     #[test]
-    fn cached_by_file_or_by_the_packagers_path() {
+    fn cached_only_by_a_file_that_names_a_regular_file() {
         let d = tempfile::tempdir().unwrap();
         let uri = "http://deps.example.org/tool/tool-1.2.3-linux-x64.tgz";
         let at = d.path().join(packager_path(uri));
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
         std::fs::write(&at, b"x").unwrap();
         std::fs::write(d.path().join("elsewhere.tgz"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("a-dir")).unwrap();
         let t = Tree::Dir(d.path().to_path_buf());
-        assert_eq!(cached_at(&t, &entry(uri, None)), Some(packager_path(uri)));
+        // At the packager's path but no `file:`: libbuildpack downloads it.
+        assert_eq!(cached_at(&t, &entry(uri, None)), None);
+        assert_eq!(
+            unreferenced_at(&t, &entry(uri, None)),
+            Some(packager_path(uri))
+        );
+        assert_eq!(
+            cached_at(&t, &entry(uri, Some(&packager_path(uri)))),
+            Some(packager_path(uri))
+        );
+        assert_eq!(
+            unreferenced_at(&t, &entry(uri, Some(&packager_path(uri)))),
+            None
+        );
         assert_eq!(
             cached_at(&t, &entry(uri, Some("./elsewhere.tgz"))).as_deref(),
             Some("elsewhere.tgz")
         );
-        // A `file:` that is not there: the packager's path still counts.
+        // A `file:` that is not there, or not a file: not cached, whatever the packager's path holds.
+        assert_eq!(cached_at(&t, &entry(uri, Some("gone.tgz"))), None);
         assert_eq!(
-            cached_at(&t, &entry(uri, Some("gone.tgz"))),
+            unreferenced_at(&t, &entry(uri, Some("gone.tgz"))),
             Some(packager_path(uri))
         );
+        assert_eq!(cached_at(&t, &entry(uri, Some("a-dir"))), None);
+        assert_eq!(cached_at(&t, &entry(uri, Some(""))), None);
         assert_eq!(
             cached_at(&t, &entry("http://x/other.tgz", Some("/etc/passwd"))),
+            None
+        );
+        assert_eq!(
+            unreferenced_at(&t, &entry("http://x/other.tgz", None)),
             None
         );
         assert_eq!(

@@ -1,11 +1,12 @@
 //! `inspect`: the manifest question answered before any staging, without Docker or root. For each
 //! stack: every dependency cached or missing, each cached file's sha256 checked against the
-//! manifest (streamed); and the files under dependencies/ that no entry names.
+//! manifest (streamed, compared exactly as libbuildpack's `CheckSha256` does); and the files under
+//! dependencies/ that no entry names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use crate::manifest::cache::named_paths;
+use crate::manifest::cache::{named_paths, packager_path};
 use crate::manifest::read::Manifest;
 use crate::manifest::stack::{Dependency, StackDeps};
 use crate::manifest::tree::Tree;
@@ -15,6 +16,9 @@ use crate::manifest::tree::Tree;
 pub enum State {
     /// Not in the buildpack: staging downloads it.
     Missing,
+    /// Not cached, though a file sits at the packager's path for it: no `file:` names it, so
+    /// libbuildpack downloads it all the same.
+    Unreferenced { at: String },
     /// Cached, with the sha256 the manifest gives.
     Intact,
     /// Cached, but its bytes are not what the manifest says (libbuildpack deletes it and fails).
@@ -29,6 +33,7 @@ impl State {
     pub fn as_str(&self) -> &'static str {
         match self {
             State::Missing => "missing",
+            State::Unreferenced { .. } => "unreferenced",
             State::Intact => "intact",
             State::WrongSha256 { .. } => "wrong_sha256",
             State::NoSha256 => "no_sha256",
@@ -88,10 +93,7 @@ impl Inspection {
 
 /// Check `m`'s dependencies for each of `stacks` in `tree`, hashing each cached file once.
 pub fn inspect(tree: &Tree, m: &Manifest, stacks: &[String], source: &str) -> Inspection {
-    let views: Vec<StackDeps> = stacks
-        .iter()
-        .map(|s| StackDeps::of(m, tree, s, 0, source.to_string()))
-        .collect();
+    let views = StackDeps::each(m, tree, stacks, source);
     let mut paths: Vec<String> = views
         .iter()
         .flat_map(|v| v.dependencies.iter().filter_map(|d| d.cached.clone()))
@@ -108,6 +110,18 @@ pub fn inspect(tree: &Tree, m: &Manifest, stacks: &[String], source: &str) -> In
         .into_iter()
         .filter(|f| named.binary_search(f).is_err())
         .collect();
+    let mut unreferenced: HashMap<String, Option<String>> = HashMap::new();
+    let mut state = |dep: &Dependency| match state_of(dep, &hashes) {
+        State::Missing => unreferenced
+            .entry(dep.uri.clone())
+            .or_insert_with(|| {
+                let at = packager_path(&dep.uri);
+                tree.has_file(&at).then_some(at)
+            })
+            .clone()
+            .map_or(State::Missing, |at| State::Unreferenced { at }),
+        s => s,
+    };
     Inspection {
         source: source.to_string(),
         language: m.language.clone(),
@@ -120,7 +134,7 @@ pub fn inspect(tree: &Tree, m: &Manifest, stacks: &[String], source: &str) -> In
                     .dependencies
                     .into_iter()
                     .map(|dep| Checked {
-                        state: state_of(&dep, &hashes),
+                        state: state(&dep),
                         dep,
                     })
                     .collect(),
@@ -141,9 +155,9 @@ fn state_of(d: &Dependency, hashes: &BTreeMap<String, std::io::Result<(String, u
         (Some(Err(e)), _) => State::Unreadable(e.to_string()),
         (None, _) => State::Unreadable("not hashed".into()),
         (Some(Ok(_)), None) => State::NoSha256,
-        (Some(Ok((actual, _))), Some(want)) if actual.eq_ignore_ascii_case(want.trim()) => {
-            State::Intact
-        }
+        // Byte for byte: libbuildpack compares the lowercase hex digest with the manifest's text,
+        // so an uppercase or padded sha256 fails staging.
+        (Some(Ok((actual, _))), Some(want)) if actual == want => State::Intact,
         (Some(Ok((actual, _))), Some(_)) => State::WrongSha256 {
             actual: actual.clone(),
         },
@@ -166,13 +180,18 @@ mod tests {
         let (good, bad) = ("http://x/good.tgz", "http://x/bad.tgz");
         put(&packager_path(good), b"abc");
         put(&packager_path(bad), b"abd");
+        let unreferenced = "http://x/unreferenced.tgz";
+        put(&packager_path(unreferenced), b"abc");
         put("dependencies/old/left-over.tgz", b"x");
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let m = Manifest::parse(&format!(
             "dependencies:\n\
-             - {{name: good, version: '1', uri: '{good}', sha256: {abc}}}\n\
-             - {{name: bad, version: '1', uri: '{bad}', sha256: {abc}}}\n\
-             - {{name: gone, version: '1', uri: 'http://x/gone.tgz', sha256: {abc}}}\n"
+             - {{name: good, version: '1', uri: '{good}', sha256: {abc}, file: {}, cf_stacks: [s]}}\n\
+             - {{name: bad, version: '1', uri: '{bad}', sha256: {abc}, file: {}, cf_stacks: [s]}}\n\
+             - {{name: gone, version: '1', uri: 'http://x/gone.tgz', sha256: {abc}, cf_stacks: [s]}}\n\
+             - {{name: unref, version: '1', uri: '{unreferenced}', sha256: {abc}, cf_stacks: [s]}}\n",
+            packager_path(good),
+            packager_path(bad),
         ))
         .unwrap();
         let i = inspect(&Tree::Dir(d.path().into()), &m, &["s".into()], "bp");
@@ -181,9 +200,37 @@ mod tests {
             .iter()
             .map(|c| c.state.as_str())
             .collect();
-        assert_eq!(states, ["intact", "wrong_sha256", "missing"]);
+        assert_eq!(
+            states,
+            ["intact", "wrong_sha256", "missing", "unreferenced"]
+        );
         assert_eq!(i.unnamed, ["dependencies/old/left-over.tgz"]);
         assert_eq!((i.hashed_files, i.hashed_bytes), (2, 6));
         assert!(!i.complete());
+    }
+
+    /// libbuildpack compares the lowercase digest with the manifest's text byte for byte.
+    #[test]
+    fn an_uppercase_or_padded_sha256_is_wrong() {
+        let d = tempfile::tempdir().unwrap();
+        let uri = "http://x/good.tgz";
+        let at = d.path().join(packager_path(uri));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(&at, b"abc").unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let file = packager_path(uri);
+        for (sha, want) in [
+            (abc.to_string(), "intact"),
+            (abc.to_uppercase(), "wrong_sha256"),
+            (format!("' {abc} '"), "wrong_sha256"),
+        ] {
+            let m = Manifest::parse(&format!(
+                "dependencies:\n- {{name: a, version: '1', uri: '{uri}', sha256: {sha}, file: {file}, cf_stacks: [s]}}\n"
+            ))
+            .unwrap();
+            let i = inspect(&Tree::Dir(d.path().into()), &m, &["s".into()], "bp");
+            assert_eq!(i.stacks[0].dependencies[0].state.as_str(), want, "{sha}");
+            assert_eq!(i.complete(), want == "intact");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! a zip), as the [`stack`] view that a staging run explains its flows with and `inspect` checks
 //! ([`inspect`]).
 
+pub mod anchors;
 pub mod cache;
 pub mod inspect;
 pub mod read;
@@ -11,5 +12,7 @@ pub mod tree;
 pub mod versions;
 
 pub use read::{Entry, Manifest};
-pub use stack::{read_all, Dependency, ManifestRead, NoneForStack, StackDeps, Unreadable};
+pub use stack::{
+    read_all, Aside, Dependency, ManifestRead, Manifests, NoneForStack, StackDeps, Unreadable,
+};
 pub use tree::Tree;

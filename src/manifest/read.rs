@@ -5,8 +5,11 @@
 //! `dependency_deprecation_dates`, `exclude_files`, `include_files`, …) are the buildpack's own
 //! business and are ignored, as libbuildpack ignores what it does not know.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 
+use crate::manifest::anchors::first_alias;
 use crate::verdict::policy::{describe_yaml_error, too_deep, MAX_NESTING};
 
 /// The largest manifest read: real ones are at most a few hundred KiB (the Ruby buildpack's is
@@ -19,7 +22,8 @@ pub struct Manifest {
     #[serde(default)]
     pub language: Option<String>,
     /// The stack a stack-specific package was made for: its entries are for that stack only.
-    #[serde(default)]
+    /// `stack: ""` is read as absent, as libbuildpack reads it.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub stack: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub default_versions: Vec<DefaultVersion>,
@@ -60,15 +64,29 @@ where
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// `stack: ""` (or null) is no stack: libbuildpack tests `m.Stack != ""`.
+fn empty_as_none<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
 impl Manifest {
     /// Parse manifest text. The error says where ("line 7 column 5: …"). Text over
-    /// [`MAX_MANIFEST_BYTES`] or nested deeper than 64 levels is refused before the YAML parser
-    /// sees it (it takes quadratic time on deep nesting).
+    /// [`MAX_MANIFEST_BYTES`], nested deeper than 64 levels, or with a YAML anchor or alias is
+    /// refused before the YAML parser sees it (it takes quadratic time on deep nesting, and
+    /// expands an alias every time it is used).
     pub fn parse(text: &str) -> Result<Manifest, String> {
         if text.len() > MAX_MANIFEST_BYTES {
             return Err(format!(
                 "larger than {} MiB: expected a buildpack manifest (refused before parsing)",
                 MAX_MANIFEST_BYTES >> 20
+            ));
+        }
+        if let Some(line) = first_alias(text) {
+            return Err(format!(
+                "line {line}: a YAML anchor or alias (&name, *name): expected a manifest without them, as the buildpack packager writes it (each alias would be expanded wherever it is used)"
             ));
         }
         if let Some(line) = too_deep(text) {
@@ -82,43 +100,51 @@ impl Manifest {
         serde_norway::from_str(text).map_err(|e| describe_yaml_error(&e))
     }
 
-    /// Parse manifest bytes: they must be UTF-8 text.
+    /// Parse manifest bytes: they must be UTF-8 text (the error says on which line they are not).
     pub fn parse_bytes(bytes: &[u8]) -> Result<Manifest, String> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column =
+                good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
             format!(
-                "not UTF-8 text (invalid byte at offset {}): expected a YAML file",
-                e.valid_up_to()
+                "line {line} column {column}: not UTF-8 text (byte 0x{:02x}): expected a YAML file",
+                bytes[e.valid_up_to()]
             )
         })?;
         Manifest::parse(text)
     }
 
-    /// Whether libbuildpack would use `e` on `stack`: a stack-specific package's entries are for
-    /// its `stack:` only; otherwise an entry is for the stacks its `cf_stacks` names, or for every
-    /// stack when it names none (the key absent).
+    /// Whether libbuildpack would use `e` on `stack` (manifest.go, `AllDependencyVersions` and
+    /// `getEntry`): a stack-specific package's entries are for its `stack:` only; otherwise an
+    /// entry is for the stacks its `cf_stacks` names exactly, and one that names none is for no
+    /// stack at all (an empty CF_STACK included).
     pub fn is_for(&self, e: &Entry, stack: &str) -> bool {
         match (&self.stack, &e.cf_stacks) {
             (Some(only), _) => only == stack,
             (None, Some(stacks)) => stacks.iter().any(|s| s == stack),
-            (None, None) => true,
+            (None, None) => false,
         }
+    }
+
+    /// Whether `e` is for no stack: no `stack:` and no `cf_stacks` (libbuildpack never uses it,
+    /// and the packager drops it).
+    pub fn for_no_stack(&self, e: &Entry) -> bool {
+        self.stack.is_none() && e.cf_stacks.as_ref().is_none_or(Vec::is_empty)
     }
 
     /// Every stack the manifest names, in order of first mention.
     pub fn stacks(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.stack.iter().cloned().collect();
-        if self.stack.is_none() {
-            for s in self
-                .dependencies
-                .iter()
-                .flat_map(|e| e.cf_stacks.iter().flatten())
-            {
-                if !out.contains(s) {
-                    out.push(s.clone());
-                }
-            }
+        if let Some(only) = &self.stack {
+            return vec![only.clone()];
         }
-        out
+        let mut seen: HashSet<&str> = HashSet::new();
+        self.dependencies
+            .iter()
+            .flat_map(|e| e.cf_stacks.iter().flatten())
+            .filter(|s| seen.insert(s.as_str()))
+            .cloned()
+            .collect()
     }
 }
 
@@ -177,7 +203,8 @@ dependencies:
             .filter(|e| m.is_for(e, "cflinuxfs4"))
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(for4, ["node", "any"], "no cf_stacks: every stack");
+        assert_eq!(for4, ["node"], "no cf_stacks: no stack");
+        assert!(m.for_no_stack(&m.dependencies[2]));
     }
 
     #[test]
@@ -207,9 +234,80 @@ dependencies:
         assert!(e.starts_with("line "), "{e}");
         let e = Manifest::parse(&format!("a: {}", "[".repeat(100))).unwrap_err();
         assert!(e.contains("nested more than 64"), "{e}");
-        let e = Manifest::parse_bytes(b"a: \xff\n").unwrap_err();
-        assert!(e.contains("not UTF-8"), "{e}");
+        let e = Manifest::parse_bytes(b"a: b\nc: d\xff\n").unwrap_err();
+        assert!(e.starts_with("line 2 column 5: not UTF-8"), "{e}");
         let e = Manifest::parse("- a\n- b\n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    /// libbuildpack's rule (manifest.go): `stack:` wins; else the exact names in `cf_stacks`; an
+    /// entry with none is for no stack; `stack: ""` is no `stack:`.
+    #[test]
+    fn the_stack_rule_is_libbuildpacks() {
+        let entry = |stacks: Option<&[&str]>| Entry {
+            name: "a".into(),
+            version: "1".into(),
+            uri: "http://x/a".into(),
+            sha256: None,
+            cf_stacks: stacks.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            file: None,
+        };
+        let with_stack = |stack: &str| {
+            Manifest::parse(&format!("stack: '{stack}'\n"))
+                .unwrap()
+                .stack
+        };
+        assert_eq!(with_stack(""), None, "stack: \"\" is unset");
+        assert_eq!(with_stack("s4").as_deref(), Some("s4"));
+        let none = Manifest::default();
+        let s4 = Manifest {
+            stack: Some("s4".into()),
+            ..Manifest::default()
+        };
+        let cases: [(&Manifest, Option<&[&str]>, &str, bool); 10] = [
+            (&none, None, "s4", false),
+            (&none, None, "", false),
+            (&none, Some(&[]), "s4", false),
+            (&none, Some(&["s4"]), "s4", true),
+            (&none, Some(&["s4"]), "S4", false),
+            (&none, Some(&["s4"]), "", false),
+            (&none, Some(&[""]), "", true),
+            (&s4, None, "s4", true),
+            (&s4, Some(&["s3"]), "s4", true),
+            (&s4, None, "", false),
+        ];
+        for (m, stacks, stack, want) in cases {
+            assert_eq!(
+                m.is_for(&entry(stacks), stack),
+                want,
+                "stack: {:?}, cf_stacks {stacks:?}, CF_STACK {stack:?}",
+                m.stack
+            );
+        }
+        assert!(none.for_no_stack(&entry(None)) && none.for_no_stack(&entry(Some(&[]))));
+        assert!(!s4.for_no_stack(&entry(None)));
+        assert!(!none.for_no_stack(&entry(Some(&["s4"]))));
+    }
+
+    /// An alias expands wherever it is used: a few MiB could stand for terabytes. Refused at once.
+    #[test]
+    fn an_alias_bomb_is_refused_fast() {
+        let mut text = format!(
+            "x: &s [{}]\ndependencies:\n",
+            vec!["a"; 1_000_000].join(", ")
+        );
+        for i in 0..200_000 {
+            text.push_str(&format!(
+                "- {{name: n{i}, version: v, uri: u, cf_stacks: *s}}\n"
+            ));
+        }
+        let started = std::time::Instant::now();
+        let e = Manifest::parse(&text).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.starts_with("line 1: a YAML anchor or alias"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::manifest::read::MAX_MANIFEST_BYTES;
+use crate::staging::buildpack::{size_text, UnzipLimit};
 
 /// A buildpack's file tree.
 pub enum Tree {
@@ -44,8 +45,10 @@ pub fn relative(p: &str) -> Option<String> {
 
 impl Tree {
     /// The buildpack at `source`: a folder, or a zip (whose files may sit under one top folder, as
-    /// in GitHub archives). Anything else is bad input (exit 2).
-    pub fn open(source: &Path) -> Result<Tree> {
+    /// in GitHub archives). Anything else is bad input (exit 2), and so is a zip that declares
+    /// more than `limit` once inflated or whose entries share compressed data (each would be
+    /// inflated and hashed again): what reading it could cost is bounded before any is read.
+    pub fn open(source: &Path, limit: UnzipLimit) -> Result<Tree> {
         let meta = std::fs::metadata(source).map_err(|e| Error::Read {
             path: source.to_path_buf(),
             source: e,
@@ -63,6 +66,7 @@ impl Tree {
         })?;
         let mut zip = zip::ZipArchive::new(file)
             .map_err(|e| bad(format!("not a buildpack folder or a readable zip: {e}")))?;
+        check_cost(&mut zip, meta.len(), limit).map_err(bad)?;
         let mut all: Vec<(String, usize)> = Vec::new();
         for i in 0..zip.len() {
             let entry = zip
@@ -105,6 +109,15 @@ impl Tree {
         Ok(Some(bytes))
     }
 
+    /// Whether manifest.yml is a symlink in a folder (never read: see [`Tree::has_file`]).
+    pub fn manifest_is_symlink(&self) -> bool {
+        match self {
+            Tree::Dir(root) => std::fs::symlink_metadata(root.join("manifest.yml"))
+                .is_ok_and(|m| m.file_type().is_symlink()),
+            Tree::Zip { .. } => false,
+        }
+    }
+
     /// Whether `rel` (relative to the root, see [`relative`]) is a file of the buildpack. In a
     /// folder: a regular file reached through folders only, never through a symlink (the staging
     /// image stores symlinks as symlinks, so the buildpack would not find it there).
@@ -133,7 +146,8 @@ impl Tree {
     }
 
     /// Every file under the folder `dir` (relative to the root), sorted: regular files and
-    /// symlinks alike, since either takes a place no entry may name.
+    /// symlinks alike, since either takes a place no entry may name. In a folder, `dir` itself
+    /// when it is there but not a real folder (a symlink to `/` is never walked).
     pub fn files_under(&self, dir: &str) -> Vec<String> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         match self {
@@ -143,8 +157,13 @@ impl Tree {
                 .cloned()
                 .collect(),
             Tree::Dir(root) => {
+                let dir = dir.trim_end_matches('/');
                 let mut out = Vec::new();
-                walk(root, &root.join(dir), &mut out);
+                match std::fs::symlink_metadata(root.join(dir)) {
+                    Ok(m) if m.is_dir() => walk(root, &root.join(dir), &mut out),
+                    Ok(_) => out.push(dir.to_string()),
+                    Err(_) => {}
+                }
                 out.sort();
                 out
             }
@@ -231,6 +250,35 @@ impl Tree {
             _ => Err(missing()),
         }
     }
+}
+
+/// Refuse a zip whose entries declare more than `limit` inflated, or share compressed data.
+fn check_cost(
+    zip: &mut zip::ZipArchive<File>,
+    zip_size: u64,
+    limit: UnzipLimit,
+) -> std::result::Result<(), String> {
+    let (max, how) = limit.for_zip(zip_size);
+    let mut declared = 0u64;
+    for i in 0..zip.len() {
+        let e = zip
+            .by_index_raw(i)
+            .map_err(|e| format!("bad zip entry {i}: {e}"))?;
+        declared = declared.saturating_add(e.size());
+    }
+    if declared > max {
+        return Err(format!(
+            "the zip declares {} inflated, over the limit of {how}; a cached buildpack holds about its zip's size, so this may be a zip bomb: if it is genuine, raise the limit with --max-unzipped SIZE (e.g. --max-unzipped 8g)",
+            size_text(declared)
+        ));
+    }
+    if zip
+        .has_overlapping_files()
+        .map_err(|e| format!("unreadable zip: {e}"))?
+    {
+        return Err("entries of the zip share compressed data (each would be inflated again): expected a zip whose every file is stored once".into());
+    }
+    Ok(())
 }
 
 /// Every file `rels` still holds after `next`, failed with `why` (the zip would not open).
@@ -329,7 +377,7 @@ mod tests {
     #[test]
     fn a_folder_holds_regular_files_reached_without_symlinks() {
         let d = folder();
-        let t = Tree::open(d.path()).unwrap();
+        let t = Tree::open(d.path(), UnzipLimit::default()).unwrap();
         assert!(t.has_file("dependencies/abc/x.tgz"));
         assert!(
             !t.has_file("dependencies/abc/link"),
@@ -368,7 +416,7 @@ mod tests {
             w.write_all(body).unwrap();
         }
         w.finish().unwrap();
-        let t = Tree::open(&p).unwrap();
+        let t = Tree::open(&p, UnzipLimit::default()).unwrap();
         assert!(t.has_file("dependencies/abc/x.tgz"));
         assert_eq!(t.files_under("dependencies/"), ["dependencies/abc/x.tgz"]);
         assert_eq!(t.manifest().unwrap().unwrap(), b"language: z\n");
@@ -376,7 +424,88 @@ mod tests {
         assert_eq!(h[0].as_ref().unwrap().1, 3);
         // Not a zip at all: bad input.
         std::fs::write(d.path().join("no.zip"), b"nope").unwrap();
-        let e = Tree::open(&d.path().join("no.zip")).err().unwrap();
+        let e = Tree::open(&d.path().join("no.zip"), UnzipLimit::default())
+            .err()
+            .unwrap();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    /// A `dependencies` that is a symlink (here to `/`) is one unnamed entry, never walked.
+    #[test]
+    fn a_dependencies_symlink_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("dependencies")).unwrap();
+        let t = Tree::open(d.path(), UnzipLimit::default()).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(t.files_under("dependencies"), ["dependencies"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::remove_file(d.path().join("dependencies")).unwrap();
+        assert!(t.files_under("dependencies").is_empty());
+        std::fs::write(d.path().join("dependencies"), b"x").unwrap();
+        assert_eq!(t.files_under("dependencies/"), ["dependencies"]);
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("manifest.yml")).unwrap();
+        assert!(t.manifest_is_symlink() && t.manifest().unwrap().is_none());
+    }
+
+    /// A zip of `files` (deflated), then each entry's declared inflated size set to `declare`
+    /// (in its local header and the central directory), as a zip bomb would declare it.
+    pub(crate) fn zip_declaring(p: &Path, files: &[(&str, &[u8])], declare: Option<u32>) {
+        let mut w = zip::ZipWriter::new(File::create(p).unwrap());
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, body) in files {
+            w.start_file(*name, o).unwrap();
+            w.write_all(body).unwrap();
+        }
+        w.finish().unwrap();
+        let Some(size) = declare else { return };
+        let mut bytes = std::fs::read(p).unwrap();
+        for (sig, at) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+            let starts: Vec<usize> = bytes
+                .windows(4)
+                .enumerate()
+                .filter(|(_, w)| w == sig)
+                .map(|(i, _)| i)
+                .collect();
+            for i in starts {
+                bytes[i + at..i + at + 4].copy_from_slice(&size.to_le_bytes());
+            }
+        }
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_zip_that_declares_too_much_or_shares_data_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bomb.zip");
+        zip_declaring(&p, &[("manifest.yml", b"language: z\n")], Some(0x8000_0000));
+        let started = std::time::Instant::now();
+        let e = Tree::open(&p, UnzipLimit::default()).err().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("bomb.zip"), "{msg}");
+        assert!(msg.contains("declares 2.0 GiB"), "{msg}");
+        assert!(msg.contains("--max-unzipped"), "{msg}");
+        // Raised: read.
+        Tree::open(
+            &p,
+            UnzipLimit {
+                bytes: Some(3 << 30),
+            },
+        )
+        .unwrap();
+
+        let p = d.path().join("overlap.zip");
+        let mut w = zip::ZipWriter::new(File::create(&p).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        w.start_file("manifest.yml", o).unwrap();
+        w.write_all(b"language: z\n").unwrap();
+        w.shallow_copy_file("manifest.yml", "dependencies/a/x.tgz")
+            .unwrap();
+        w.finish().unwrap();
+        let e = Tree::open(&p, UnzipLimit::default()).err().unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("share compressed data"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 //! "2.7.18.1"), and that crate refuses them; the matching needed is this small.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use crate::manifest::read::DefaultVersion;
 
@@ -41,16 +42,28 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 }
 
 /// For each of `entries` (name, version), whether it is the one `defaults` picks: the highest
-/// version of its name that matches the name's pattern.
+/// version of its name that matches the name's pattern. A name given more than one default has
+/// none (libbuildpack's `DefaultVersion` refuses it). Entries are grouped by name once, so the
+/// work is linear in entries and defaults, not their product.
 pub fn defaults(entries: &[(&str, &str)], defaults: &[DefaultVersion]) -> Vec<bool> {
-    let mut picked = vec![false; entries.len()];
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (n, _)) in entries.iter().enumerate() {
+        by_name.entry(n).or_default().push(i);
+    }
+    let mut given: HashMap<&str, usize> = HashMap::new();
     for d in defaults {
-        let best = entries
+        *given.entry(d.name.as_str()).or_default() += 1;
+    }
+    let mut picked = vec![false; entries.len()];
+    for d in defaults.iter().filter(|d| given[d.name.as_str()] == 1) {
+        let Some(of_name) = by_name.get(d.name.as_str()) else {
+            continue;
+        };
+        let best = of_name
             .iter()
-            .enumerate()
-            .filter(|(_, (n, v))| *n == d.name && matches(&d.version, v))
-            .max_by(|(_, (_, a)), (_, (_, b))| compare(a, b));
-        if let Some((i, _)) = best {
+            .filter(|&&i| matches(&d.version, entries[i].1))
+            .max_by(|&&a, &&b| compare(entries[a].1, entries[b].1));
+        if let Some(&i) = best {
             picked[i] = true;
         }
     }
@@ -88,5 +101,11 @@ mod tests {
             ("ruby", "20.99"),
         ];
         assert_eq!(defaults(&e, &d), [false, true, false, false]);
+        let twice = [d[0].clone(), d[0].clone()];
+        assert_eq!(
+            defaults(&e, &twice),
+            [false; 4],
+            "two defaults for a name: none"
+        );
     }
 }

@@ -108,6 +108,11 @@ fn stack(s: &StackCheck, w: &mut dyn Write) -> std::io::Result<()> {
         let line = match &c.state {
             State::Intact => continue,
             State::Missing => format!("missing       {what}  {}", safe(&redact_uri(&d.uri))),
+            State::Unreferenced { at } => format!(
+                "unreferenced  {what}  {}: no file: names it, so libbuildpack downloads {}",
+                safe(at),
+                safe(&redact_uri(&d.uri))
+            ),
             State::WrongSha256 { actual } => format!(
                 "wrong sha256  {what}  {file}: manifest.yml says {}, the file's is {}",
                 short(d.sha256.as_deref().unwrap_or_default()),
@@ -148,6 +153,7 @@ fn verdict(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
             let mut parts = Vec::new();
             for (state, label) in [
                 ("missing", "missing"),
+                ("unreferenced", "unreferenced (no file:)"),
                 ("wrong_sha256", "with the wrong sha256"),
                 ("no_sha256", "with no sha256 to check"),
                 ("unreadable", "unreadable"),
@@ -197,7 +203,7 @@ struct JsonEntry<'a> {
     default: bool,
     /// Where the buildpack holds it; null when missing.
     file: Option<&'a str>,
-    /// "intact", "missing", "wrong_sha256", "no_sha256" or "unreadable".
+    /// "intact", "missing", "unreferenced", "wrong_sha256", "no_sha256" or "unreadable".
     state: &'static str,
     /// The cached file's own sha256 when it is not the manifest's.
     actual_sha256: Option<&'a str>,

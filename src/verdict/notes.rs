@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::capture::file::describe_read_stop;
 use crate::flows::{MAX_DNS_NAMES, MAX_PENDING_BYTES};
-use crate::manifest::{NoneForStack, Unreadable};
+use crate::manifest::{Aside, NoneForStack, Unreadable};
 use crate::staging::tree::Skipped;
 use crate::verdict::analysis::Mode;
 
@@ -75,6 +75,8 @@ pub enum Note {
     ManifestUnreadable(Unreadable),
     /// A buildpack's manifest lists dependencies, but none for the run's stack.
     NoDependencyForStack(NoneForStack),
+    /// Something else of a manifest: entries for no stack, or a manifest.yml that is a symlink.
+    Manifest(Aside),
 
     // What the capture says of itself (derived by the conclusion from its health).
     /// libpcap stopped before the end of the file: its message.
@@ -146,6 +148,7 @@ impl Note {
             | Note::CountersBeforeExit
             | Note::ManifestUnreadable(_)
             | Note::NoDependencyForStack(_)
+            | Note::Manifest(_)
             | Note::TimestampsClamped(_)
             | Note::NoCanary(_)
             | Note::Unseen(_)
@@ -215,6 +218,7 @@ impl fmt::Display for Note {
             ),
             Note::ManifestUnreadable(u) => u.fmt(f),
             Note::NoDependencyForStack(n) => n.fmt(f),
+            Note::Manifest(a) => a.fmt(f),
             Note::ReadStopped(msg) => f.write_str(&describe_read_stop(msg)),
             Note::NoPackets => f.write_str("the capture holds no packets: it proves nothing"),
             Note::TimestampsClamped(n) => write!(
@@ -329,6 +333,20 @@ impl fmt::Display for Note {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a manifest says never changes a verdict.
+    #[test]
+    fn manifest_notes_are_informational() {
+        let symlinked = Note::Manifest(Aside::Symlinked {
+            buildpack: 1,
+            source: "bp".into(),
+        });
+        assert_eq!(symlinked.impact(), Impact::Informational);
+        assert_eq!(
+            symlinked.to_string(),
+            "buildpack 1 (bp): manifest.yml is a symlink, not read (expected a regular file of the buildpack): its dependencies are not matched to flows"
+        );
+    }
 
     #[test]
     fn notes_read_as_the_sentences_the_reports_carry() {

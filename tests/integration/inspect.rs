@@ -108,7 +108,7 @@ fn inspect_answers_the_manifest_question_for_a_folder_and_its_zip() {
     assert_eq!(
         j["stacks"][0]["entries"][1]["file"],
         "dependencies/18ab07710f60081031c6784ae3982a23/lib-2.0.0-linux-x64.tgz",
-        "no file: in the manifest, found at the packager's path"
+        "where its file: says"
     );
     assert_eq!(j["unnamed_files"], json!([]));
     assert_eq!(j["hashed"]["files"], 2);
@@ -149,15 +149,9 @@ fn inspect_finds_a_wrong_sha256_and_files_no_entry_names_and_passes_once_complet
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, body).unwrap();
     };
-    // node at the packager's path with the bytes the manifest's sha256 is of: all cached.
-    let node = format!(
-        "dependencies/{}/node-20.11.1-linux-x64.tgz",
-        digest(
-            "md5sum",
-            b"http://deps.example.org/node/node-20.11.1-linux-x64.tgz"
-        )
-    );
-    put(&node, b"node 20.11.1\n");
+    // node at the packager's path with the bytes the manifest's sha256 is of, named by file:
+    // all cached.
+    add_node(bp.path());
     let (o, _) = inspect(bp.path(), &["--stack", "cflinuxfs4"], 0);
     assert!(
         o.stdout
@@ -201,6 +195,254 @@ fn inspect_finds_a_wrong_sha256_and_files_no_entry_names_and_passes_once_complet
     );
 }
 
+/// node 20.11.1 added to a copy of cached-http as the packager adds it: its bytes at the
+/// packager's path, and that path as its `file:`. The path.
+fn add_node(bp: &Path) -> String {
+    let node = format!(
+        "dependencies/{}/node-20.11.1-linux-x64.tgz",
+        digest(
+            "md5sum",
+            b"http://deps.example.org/node/node-20.11.1-linux-x64.tgz"
+        )
+    );
+    std::fs::create_dir_all(bp.join(&node).parent().unwrap()).unwrap();
+    std::fs::write(bp.join(&node), b"node 20.11.1\n").unwrap();
+    let sha = "  sha256: 23bd11fc1e3616c9c39c97716a330b0c9968e6ca6a3df6c715689e7a49525bb8\n";
+    edit_manifest(bp, sha, &format!("{sha}  file: {node}\n"));
+    node
+}
+
+/// Replace `from` (which must be there) with `to` in the buildpack's manifest.yml.
+fn edit_manifest(bp: &Path, from: &str, to: &str) {
+    let path = bp.join("manifest.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} in {text}");
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// libbuildpack copies `file:` and downloads an entry that has none: lib at the packager's path
+/// with no `file:` is "unreferenced", not cached (exit 1), though every byte is there.
+#[test]
+fn inspect_a_dependency_no_file_names_is_unreferenced_not_cached() {
+    let bp = copy_fixture("cached-http");
+    add_node(bp.path());
+    inspect(bp.path(), &["--stack", "cflinuxfs4"], 0);
+    let lib = "dependencies/18ab07710f60081031c6784ae3982a23/lib-2.0.0-linux-x64.tgz";
+    edit_manifest(bp.path(), &format!("  file: {lib}\n"), "");
+    let (o, j) = inspect(bp.path(), &["--stack", "cflinuxfs4"], 1);
+    let j = j.unwrap();
+    assert_eq!(j["verdict"], "fail");
+    let e = &j["stacks"][0]["entries"][1];
+    assert_eq!(
+        (&e["name"], &e["state"]),
+        (&json!("lib"), &json!("unreferenced"))
+    );
+    assert_eq!(e["file"], Value::Null, "not cached");
+    assert_eq!(j["unnamed_files"], json!([]), "said once, as its state");
+    assert!(
+        o.stdout.contains(&format!(
+            "    unreferenced  lib 2.0.0  {lib}: no file: names it"
+        )),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .ends_with("FAIL: cflinuxfs4: 1 unreferenced (no file:)\n"),
+        "{}",
+        o.stdout
+    );
+}
+
+/// libbuildpack compares the lowercase hex digest with the manifest's text byte for byte: an
+/// uppercase or padded sha256 fails staging, so inspect does not call it intact; and a cached
+/// file with no sha256 to check is not intact either.
+#[test]
+fn inspect_compares_sha256_exactly_and_wants_one() {
+    let bp = copy_fixture("cached-http");
+    add_node(bp.path());
+    let tool = "dddbffc1e042d387e677870e6b7294cd4b3b9ec068259c96728f37f79ed63809";
+    for (to, state) in [
+        (tool.to_uppercase(), "wrong_sha256"),
+        (format!("' {tool} '"), "wrong_sha256"),
+        ("~".to_string(), "no_sha256"),
+    ] {
+        let work = copy_dir(bp.path());
+        edit_manifest(
+            work.path(),
+            &format!("sha256: {tool}\n"),
+            &format!("sha256: {to}\n"),
+        );
+        let (o, j) = inspect(work.path(), &["--stack", "cflinuxfs4"], 1);
+        let j = j.unwrap();
+        assert_eq!(j["stacks"][0]["entries"][0]["state"], state, "{to}");
+        assert!(
+            o.stdout.contains("FAIL: cflinuxfs4: 1 with"),
+            "{}",
+            o.stdout
+        );
+    }
+}
+
+/// A copy of the folder `from`.
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(d.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    d
+}
+
+/// The same checks on a zip, read in place: a corrupted cached file is wrong_sha256, and one that
+/// cannot be read to its end (a CRC that does not match) is unreadable: exit 1 both.
+#[test]
+fn inspect_on_a_zip_finds_a_bad_sha256_and_an_unreadable_file() {
+    let bp = copy_fixture("cached-http");
+    add_node(bp.path());
+    let tool = "dependencies/55a5943812896ba0c4f943e41dbb09c1/tool-1.2.3-linux-x64.tgz";
+    std::fs::write(bp.path().join(tool), b"not what the manifest says\n").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let z = d.path().join("bp.zip");
+    zip_of(bp.path(), "", &z);
+    let (o, j) = inspect(&z, &["--stack", "cflinuxfs4"], 1);
+    let j = j.unwrap();
+    assert_eq!(j["stacks"][0]["entries"][0]["state"], "wrong_sha256");
+    assert!(
+        o.stdout
+            .ends_with("FAIL: cflinuxfs4: 1 with the wrong sha256\n"),
+        "{}",
+        o.stdout
+    );
+    // lib's CRC-32 altered: its bytes no longer read to their end.
+    let mut bytes = std::fs::read(&z).unwrap();
+    for (sig, name_len, name_at, crc_at) in
+        [(b"PK\x03\x04", 26, 30, 14), (b"PK\x01\x02", 28, 46, 16)]
+    {
+        let starts: Vec<usize> = bytes
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| w == sig)
+            .map(|(i, _)| i)
+            .collect();
+        for i in starts {
+            let n = u16::from_le_bytes([bytes[i + name_len], bytes[i + name_len + 1]]) as usize;
+            if bytes[i + name_at..i + name_at + n].ends_with(b"lib-2.0.0-linux-x64.tgz") {
+                bytes[i + crc_at] ^= 0xff;
+            }
+        }
+    }
+    std::fs::write(&z, bytes).unwrap();
+    let (o, j) = inspect(&z, &["--stack", "cflinuxfs4"], 1);
+    let j = j.unwrap();
+    assert_eq!(j["stacks"][0]["entries"][1]["state"], "unreadable", "{j}");
+    assert!(o.stdout.contains("1 unreadable"), "{}", o.stdout);
+}
+
+/// A zip whose file declares 2 GiB inflated (its sizes rewritten: the bytes are a few) is refused
+/// before any is read, with the zip, the size, the limit and the option; so is one whose entries
+/// share compressed data.
+#[test]
+fn inspect_refuses_a_zip_bomb_and_overlapping_entries() {
+    let d = tempfile::tempdir().unwrap();
+    let bomb = d.path().join("bomb.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&bomb).unwrap());
+    let o = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("manifest.yml", o).unwrap();
+    w.write_all(b"dependencies: []\n").unwrap();
+    w.finish().unwrap();
+    let mut bytes = std::fs::read(&bomb).unwrap();
+    for (sig, at) in [(b"PK\x03\x04", 22), (b"PK\x01\x02", 24)] {
+        let i = bytes.windows(4).position(|w| w == sig).unwrap();
+        bytes[i + at..i + at + 4].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    }
+    std::fs::write(&bomb, bytes).unwrap();
+    let started = std::time::Instant::now();
+    let (o, j) = inspect(&bomb, &[], 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(j.is_none());
+    for needle in [
+        "bomb.zip",
+        "declares 2.0 GiB",
+        "256 MiB plus 4× the zip's size",
+        "--max-unzipped",
+    ] {
+        assert!(o.stderr.contains(needle), "{needle}: {}", o.stderr);
+    }
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+    let (o, _) = inspect(&bomb, &["--max-unzipped", "1k"], 2);
+    assert!(o.stderr.contains("1 KiB (--max-unzipped)"), "{}", o.stderr);
+
+    let overlap = d.path().join("overlap.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&overlap).unwrap());
+    w.start_file("manifest.yml", o_default()).unwrap();
+    w.write_all(b"dependencies: []\n").unwrap();
+    w.shallow_copy_file("manifest.yml", "dependencies/a/x.tgz")
+        .unwrap();
+    w.finish().unwrap();
+    let (o, j) = inspect(&overlap, &[], 2);
+    assert!(j.is_none());
+    assert!(o.stderr.contains("overlap.zip"), "{}", o.stderr);
+    assert!(o.stderr.contains("share compressed data"), "{}", o.stderr);
+}
+
+fn o_default() -> zip::write::SimpleFileOptions {
+    zip::write::SimpleFileOptions::default()
+}
+
+/// A `dependencies` that is a symlink to `/` is one file no entry names, never walked.
+#[test]
+fn inspect_never_walks_a_dependencies_symlink() {
+    let bp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bp.path().join("manifest.yml"),
+        "dependencies:\n- {name: a, version: '1', uri: 'http://x/a', cf_stacks: [s4]}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/", bp.path().join("dependencies")).unwrap();
+    let started = std::time::Instant::now();
+    let (_, j) = inspect(bp.path(), &[], 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(j.unwrap()["unnamed_files"], json!(["dependencies"]));
+}
+
+/// Entries with no cf_stacks in a manifest with no stack: are for no stack (libbuildpack's rule):
+/// nothing to check, said in a note; with `stack:` they are for that stack.
+#[test]
+fn inspect_entries_for_no_stack_are_noted_not_counted() {
+    let bp = tempfile::tempdir().unwrap();
+    let m = "dependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n";
+    std::fs::write(bp.path().join("manifest.yml"), m).unwrap();
+    let (o, j) = inspect(bp.path(), &[], 0);
+    assert_eq!(j.unwrap()["stacks"], json!([]));
+    assert!(
+        o.stderr.contains("manifest.yml has no stack: and 1 entry with no cf_stacks (a 1): it is for no stack, so libbuildpack never uses it"),
+        "{}",
+        o.stderr
+    );
+    for stack in ["''", "\"\""] {
+        std::fs::write(
+            bp.path().join("manifest.yml"),
+            format!("stack: {stack}\n{m}"),
+        )
+        .unwrap();
+        let (_, j) = inspect(bp.path(), &[], 0);
+        assert_eq!(
+            j.unwrap()["stacks"],
+            json!([]),
+            "stack: {stack} is no stack"
+        );
+    }
+    std::fs::write(bp.path().join("manifest.yml"), format!("stack: s4\n{m}")).unwrap();
+    let (o, j) = inspect(bp.path(), &[], 1);
+    assert_eq!(j.unwrap()["stacks"][0]["stack"], "s4");
+    assert!(!o.stderr.contains("no stack"), "{}", o.stderr);
+}
+
 /// The hex digest of `bytes` by a coreutils tool (md5sum, sha256sum): the tests check the
 /// packager's path and the hashes against the system's tools, not against the code under test.
 fn digest(tool: &str, bytes: &[u8]) -> String {
@@ -224,6 +466,29 @@ fn inspect_bad_input_is_exit_2_with_one_line_and_no_report() {
     let not_zip = d.path().join("bp.zip");
     std::fs::write(&not_zip, "no zip").unwrap();
     let fixtures = root().join("fixtures/buildpacks");
+    let with_manifest = |bytes: &[u8]| {
+        let bp = tempfile::tempdir().unwrap();
+        std::fs::write(bp.path().join("manifest.yml"), bytes).unwrap();
+        bp
+    };
+    let aliased = with_manifest(
+        b"x: &s [a]\ndependencies:\n- {name: a, version: '1', uri: u, cf_stacks: *s}\n",
+    );
+    let stacks: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+    let many_stacks = with_manifest(
+        format!(
+            "dependencies:\n- {{name: a, version: '1', uri: u, cf_stacks: [{}]}}\n",
+            stacks.join(", ")
+        )
+        .as_bytes(),
+    );
+    let not_utf8 = with_manifest(b"language: x\nstack: \xff\n");
+    let symlinked = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        fixtures.join("cached-http/manifest.yml"),
+        symlinked.path().join("manifest.yml"),
+    )
+    .unwrap();
     let cases: Vec<(std::path::PathBuf, Vec<&str>, &str)> = vec![
         (
             fixtures.join("broken-manifest"),
@@ -238,6 +503,26 @@ fn inspect_bad_input_is_exit_2_with_one_line_and_no_report() {
         ),
         (not_zip.clone(), vec![], "not a buildpack folder or a readable zip"),
         (d.path().join("missing"), vec![], "cannot read"),
+        (
+            aliased.path().to_path_buf(),
+            vec![],
+            "manifest.yml: line 1: a YAML anchor or alias",
+        ),
+        (
+            not_utf8.path().to_path_buf(),
+            vec![],
+            "manifest.yml: line 2 column 8: not UTF-8 text (byte 0xff)",
+        ),
+        (
+            symlinked.path().to_path_buf(),
+            vec![],
+            "manifest.yml is a symlink, not read",
+        ),
+        (
+            many_stacks.path().to_path_buf(),
+            vec![],
+            "manifest.yml names 65 stacks: expected at most 64 (a buildpack serves a few); check one with --stack NAME",
+        ),
     ];
     for (bp, args, needle) in cases {
         let (o, j) = inspect(&bp, &args, 2);
