@@ -42,8 +42,10 @@ bare() {
     echo "error: the bare build of $ctx failed:" >&2; cat "$err" >&2; rm -f "$err"; return 1
   fi
   rm -f "$err"
-  docker run --rm --pull never --network none -e CF_STACK=airgap-check-fixture-stack "$tag" sh -c "$BARE_PHASES" >/dev/null
+  local rc=0
+  docker run --rm --pull never --network none -e CF_STACK=airgap-check-fixture-stack "$tag" sh -c "$BARE_PHASES" >/dev/null || rc=$?
   docker rmi -f "$tag" >/dev/null
+  [ "$rc" -eq 0 ] || { echo "error: the bare run of $ctx failed (exit $rc)" >&2; return "$rc"; }
 }
 
 # Seconds taken by a command.
