@@ -1052,6 +1052,46 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
     );
 }
 
+/// A process left running with a credential in its argv, from a phase whose output drives the
+/// terminal: the warning, the live output (-vv) and every report show both escaped and the
+/// credential redacted.
+#[test]
+fn a_process_left_running_with_a_credential_is_shown_redacted_and_escaped() {
+    use crate::inspect::assert_no_hostile_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.html"), "hello").unwrap();
+    // `; :` keeps the shell from exec-ing sleep, so the argv stays the one written here.
+    let supply = "printf 'out\\033]0;pwn\\007\\342\\200\\256\\n'\n\
+                  (sh -c 'sleep 30; :' -u user:hunter2pw) >/dev/null 2>&1 &";
+    let bp = checking_buildpack(dir.path(), supply);
+    let agc = Agc::stage_app(&app, &bp).arg("-vv");
+    let summary = agc.dir().join("summary.md");
+    let s = agc
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .run();
+    assert!(
+        s.stderr.contains("sh -c sleep 30; : -u REDACTED"),
+        "{}",
+        s.stderr
+    );
+    assert!(s.stderr.contains("out\\u{1b}]0;pwn"), "{}", s.stderr);
+    assert_no_hostile_bytes("stderr", &s.stderr);
+    assert_no_hostile_bytes("the console", &s.stdout);
+    assert_no_hostile_bytes("JUnit", s.junit.as_deref().unwrap());
+    assert_no_hostile_bytes(
+        "the step summary",
+        &std::fs::read_to_string(&summary).unwrap(),
+    );
+    let json = s.json().to_string();
+    assert!(!json.contains("hunter2pw"), "{json}");
+    assert!(json.contains("-u REDACTED"), "{json}");
+}
+
 #[test]
 fn a_phase_that_kills_the_phases_driver_fails_staging_saying_so() {
     // The phases run one after another under one shell of airgap-check's (the driver); a phase
