@@ -355,6 +355,38 @@ fn zipped_buildpack_stages_like_its_directory() {
         .run();
 }
 
+/// A zipped "buildpack" with no bin/ whose entry's name drives a terminal: exit 2, one error
+/// line listing what it holds, escaped.
+#[test]
+fn a_zip_that_is_no_buildpack_is_exit_2_its_names_escaped() {
+    use crate::inspect::{assert_no_hostile_bytes, HOSTILE};
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("odd.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        w.start_file(format!("README{HOSTILE}"), o).unwrap();
+        w.write_all(b"no buildpack here").unwrap();
+        w.finish().unwrap();
+    }
+    let s = Agc::stage(&[zip_path.to_str().unwrap()])
+        .expect_exit(2)
+        .run();
+    assert_no_hostile_bytes("stderr", &s.stderr);
+    let errors: Vec<&str> = s
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("airgap-check: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", s.stderr);
+    assert!(
+        errors[0].contains("not a buildpack") && errors[0].contains("README\\u{1b}]0;pwn"),
+        "{}",
+        s.stderr
+    );
+}
+
 #[test]
 fn ten_concurrent_runs_each_see_only_their_own_traffic() {
     let cases: Vec<(&str, Vec<Flow>)> = vec![
