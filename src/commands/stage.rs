@@ -96,7 +96,10 @@ async fn stage_all(cfg: &StageConfig, log: &Progress) -> Result<(i32, Vec<Made>)
                     (r.analysis, r.pcap)
                 }
                 Err(e) => {
-                    log.warn(&format!("the run failed: {e}"));
+                    log.warn(&format!(
+                        "the run failed: {}",
+                        crate::report::text::terminal_safe(&e.to_string())
+                    ));
                     (Analysis::failed(Mode::Stage, app, &cfg.allowlist, &e), None)
                 }
             }

@@ -77,7 +77,7 @@ pub fn write_runs(runs: &[Analysis], w: Out<'_>) -> std::io::Result<()> {
         let why = match a.verdict {
             Verdict::Pass => format!("no disallowed flow in {} flows", a.flows.len()),
             Verdict::Fail => why_failed(a, a.flows.iter().filter(|f| !f.allowed()).count()),
-            Verdict::Inconclusive => a.note_texts().first().cloned().unwrap_or_default(),
+            Verdict::Inconclusive => untrusted_reason(a),
         };
         writeln!(
             w,
@@ -385,8 +385,25 @@ fn verdict(a: &Analysis, disallowed: usize, w: Out<'_>) -> std::io::Result<()> {
         Verdict::Inconclusive => writeln!(
             w,
             "{YELLOW}INCONCLUSIVE{YELLOW:#}: the capture cannot be trusted ({}); this is not a pass",
-            safe(&a.note_texts().join("; "))
+            safe(&untrusted_reason(a))
         ),
+    }
+}
+
+/// Why an inconclusive run's capture cannot be trusted: the notes that undermine it (as the
+/// GitHub output gives it), not the informational ones (a manifest aside comes first in the
+/// notes); every note only when none undermines it. Raw: the caller escapes.
+fn untrusted_reason(a: &Analysis) -> String {
+    let why: Vec<String> = a
+        .notes
+        .iter()
+        .filter(|n| n.undermines_the_capture())
+        .map(ToString::to_string)
+        .collect();
+    if why.is_empty() {
+        a.note_texts().join("; ")
+    } else {
+        why.join("; ")
     }
 }
 
@@ -477,6 +494,33 @@ mod tests {
         let mut out = Vec::new();
         write_runs(&[a], &mut out).unwrap();
         assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
+    }
+
+    #[test]
+    fn an_inconclusive_app_gives_what_undermines_its_capture() {
+        use crate::verdict::notes::Note;
+        let mut a = crate::report::github::tests::hostile();
+        // The manifest's aside comes first; it is not why the capture cannot be trusted.
+        a.notes.push(Note::NoPackets);
+        a.verdict = Verdict::Inconclusive;
+        let mut out = Vec::new();
+        write_runs(&[a], &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let per_app = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("INCONCLUSIVE") && l.contains(": the capture holds no packets"))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(!per_app.contains("names stack"), "{per_app}");
+        let summary = out
+            .lines()
+            .find(|l| l.contains("the capture cannot be trusted ("))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            summary.contains("(the capture holds no packets"),
+            "{summary}"
+        );
+        assert!(!summary.contains("names stack"), "{summary}");
     }
 
     #[test]

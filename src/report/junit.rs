@@ -61,13 +61,14 @@ fn behind_text(a: &Analysis, f: &Judged) -> String {
     s
 }
 
-/// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request.
+/// `, request "GET /x HTTP/1.1"` when the flow's first bytes were a request. Not escaped again:
+/// the request line was escaped when it was read (flows::naming).
 fn request_text(f: &Judged) -> String {
     f.flow
         .app
         .as_ref()
         .and_then(|a| a.request())
-        .map(|r| format!(", request \"{}\"", safe(&redact_request(&r))))
+        .map(|r| format!(", request \"{}\"", redact_request(&r)))
         .unwrap_or_default()
 }
 
@@ -407,6 +408,30 @@ mod tests {
         let mut out = Vec::new();
         write_runs(&[a, leaky()], &mut out).unwrap();
         assert_terminal_clean(&String::from_utf8(out).unwrap(), &SECRETS);
+    }
+
+    #[test]
+    fn a_request_line_is_escaped_once() {
+        use crate::flows::flow::AppInfo;
+        // As flows::naming keeps it: escaped when it is read.
+        let read = crate::report::text::terminal_safe("GET /a\\b\u{202e}?token=t HTTP/1.1");
+        let mut a = crate::report::github::tests::leaky();
+        a.flows[1].flow.app = Some(Box::new(AppInfo {
+            request_line: Some(read.into_owned()),
+            ..AppInfo::default()
+        }));
+        let mut out = Vec::new();
+        write(&a, &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        assert!(
+            xml.contains(r#"request "GET /a\\b\u{202e}?token=REDACTED HTTP/1.1""#),
+            "{xml}"
+        );
+        assert!(
+            !xml.contains(r"\\\\") && !xml.contains(r"\\u{202e}"),
+            "{xml}"
+        );
+        assert!(!xml.contains('\u{202e}'), "{xml}");
     }
 
     #[test]

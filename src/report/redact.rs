@@ -26,8 +26,9 @@ const SECRET_KEYS: [&str; 8] = [
 ];
 
 /// Options whose next argument (or `--opt=value`) is a credential: curl's and wget's.
-const SECRET_OPTIONS: [&str; 8] = [
+const SECRET_OPTIONS: [&str; 9] = [
     "-u",
+    "--oauth2-bearer",
     "--user",
     "--password",
     "--proxy-user",
@@ -40,8 +41,18 @@ const SECRET_OPTIONS: [&str; 8] = [
 /// Options whose next argument is a header.
 const HEADER_OPTIONS: [&str; 2] = ["-H", "--header"];
 
+/// Options whose next argument is a proxy, `user:pass@host` with or without a scheme.
+const PROXY_OPTIONS: [&str; 2] = ["-x", "--proxy"];
+
 /// Headers whose value is a credential.
-const SECRET_HEADERS: [&str; 2] = ["authorization:", "proxy-authorization:"];
+const SECRET_HEADERS: [&str; 6] = [
+    "authorization:",
+    "proxy-authorization:",
+    "private-token:",
+    "x-api-key:",
+    "x-auth-token:",
+    "cookie:",
+];
 
 /// `GET /x?token=t HTTP/1.1` → `GET /x?token=REDACTED HTTP/1.1`: an HTTP request line (or any
 /// text) with the target, its second word, through [`redact_uri`].
@@ -161,19 +172,27 @@ enum Next {
     Secret,
     /// The value of a header option.
     Header,
+    /// The value of a proxy option.
+    Proxy,
 }
 
 fn redact_word(w: &str, next: Next) -> (String, Next) {
+    // A header or a proxy never starts with `-`: such a word after `-H`/`-x` is an option (wget's
+    // `-H` and `-x` take no value), redacted as one.
     match next {
         Next::Secret => return (SECRET.to_string(), Next::Plain),
-        Next::Header => return (redact_header(w), Next::Plain),
-        Next::Plain => {}
+        Next::Header if !w.starts_with('-') => return (redact_header(w), Next::Plain),
+        Next::Proxy if !w.starts_with('-') => return (redact_proxy(w).into_owned(), Next::Plain),
+        _ => {}
     }
     if SECRET_OPTIONS.contains(&w) {
         return (w.to_string(), Next::Secret);
     }
     if HEADER_OPTIONS.contains(&w) {
         return (w.to_string(), Next::Header);
+    }
+    if PROXY_OPTIONS.contains(&w) {
+        return (w.to_string(), Next::Proxy);
     }
     if let Some((opt, _)) = w.split_once('=') {
         if SECRET_OPTIONS.contains(&opt) {
@@ -185,6 +204,19 @@ fn redact_word(w: &str, next: Next) -> (String, Next) {
                 Next::Plain,
             );
         }
+        if PROXY_OPTIONS.contains(&opt) {
+            return (
+                format!("{opt}={}", redact_proxy(&w[opt.len() + 1..])),
+                Next::Plain,
+            );
+        }
+    }
+    // curl's `-HAuthorization: x` and `-xuser:pass@proxy`, attached.
+    if let Some(h) = w.strip_prefix("-H").filter(|v| !v.is_empty()) {
+        return (format!("-H{}", redact_header(h)), Next::Plain);
+    }
+    if let Some(p) = w.strip_prefix("-x").filter(|v| v.contains('@')) {
+        return (format!("-x{}", redact_proxy(p)), Next::Plain);
     }
     // curl's `-uuser:pass`.
     if w.strip_prefix("-u")
@@ -201,13 +233,26 @@ fn redact_word(w: &str, next: Next) -> (String, Next) {
 /// `Authorization: Bearer x` → `Authorization: REDACTED`; any other header as it is (its URLs
 /// redacted).
 fn redact_header(h: &str) -> String {
-    let lower = h.trim_start().to_ascii_lowercase();
+    // Past the spaces and quotes a script leaves before it (`"Authorization: x"`).
+    let bare = h.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '\'' | '"'));
+    let lower = bare.to_ascii_lowercase();
     match SECRET_HEADERS.iter().find(|p| lower.starts_with(*p)) {
         Some(p) => {
-            let lead = h.len() - h.trim_start().len();
+            let lead = h.len() - bare.len();
             format!("{} {SECRET}", &h[..lead + p.len()])
         }
         None => redact_urls_in(h).into_owned(),
+    }
+}
+
+/// A proxy's `user:pass@host:port`, with a scheme or not: its userinfo becomes `-redacted-`.
+fn redact_proxy(p: &str) -> Cow<'_, str> {
+    if p.contains("://") {
+        return redact_uri(p);
+    }
+    match p.rfind('@') {
+        Some(at) => Cow::Owned(format!("{USERINFO}{}", &p[at..])),
+        None => Cow::Borrowed(p),
     }
 }
 
@@ -239,6 +284,23 @@ fn redact_urls_in(w: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether a script's word opens a credential header (`Authorization:` after `-H`, or attached:
+/// `-H"Authorization:`, `--header="Authorization:`): `Some(quoted)`, where a quoted one runs on
+/// to its closing quote.
+fn secret_header_start(word: &str, next: Next) -> Option<bool> {
+    let value = if next == Next::Header {
+        word
+    } else {
+        let v = HEADER_OPTIONS.iter().find_map(|o| word.strip_prefix(o))?;
+        v.strip_prefix('=').unwrap_or(v)
+    };
+    let bare = value.trim_start_matches(['\'', '"']);
+    let lower = bare.to_ascii_lowercase();
+    SECRET_HEADERS
+        .contains(&lower.as_str())
+        .then_some(value != bare)
+}
+
 /// A script in one word: its whitespace-separated words redacted as an argv's, and an
 /// `Authorization:` header's words blanked up to the end of its quotes.
 fn redact_script(script: &str) -> String {
@@ -258,11 +320,10 @@ fn redact_script(script: &str) -> String {
             }
             continue;
         }
-        let lower = bare.to_ascii_lowercase();
-        if next == Next::Header && SECRET_HEADERS.iter().any(|h| lower == *h) {
+        if let Some(quoted) = secret_header_start(word, next) {
             out.push_str(word);
             next = Next::Plain;
-            if word != bare && !word.ends_with(['\'', '"']) {
+            if quoted && !word.ends_with(['\'', '"']) {
                 out.push(' ');
                 out.push_str(SECRET);
                 in_header = true;
@@ -375,6 +436,59 @@ mod tests {
                 ],
             ),
             (&["nc", "h", "80"], &["nc", "h", "80"]),
+            (
+                &["wget", "-H", "--password=p", "-x", "--user=u", "-x", "-u", "s"],
+                &["wget", "-H", "--password=REDACTED", "-x", "--user=REDACTED", "-x", "-u", "REDACTED"],
+            ),
+            // Attached and quoted header forms, wider header names, bearer and proxy options.
+            (
+                &["curl", "-HAuthorization: Bearer abc", "-HAccept: */*"],
+                &["curl", "-HAuthorization: REDACTED", "-HAccept: */*"],
+            ),
+            (
+                &["curl", "-H", "\"Authorization: Bearer abc\""],
+                &["curl", "-H", "\"Authorization: REDACTED"],
+            ),
+            (
+                &["curl", "-H", "PRIVATE-TOKEN: glpat-abc", "-H", "X-Api-Key: k1"],
+                &["curl", "-H", "PRIVATE-TOKEN: REDACTED", "-H", "X-Api-Key: REDACTED"],
+            ),
+            (
+                &["curl", "--header=Cookie: s=abc", "-H", "x-auth-token: t"],
+                &["curl", "--header=Cookie: REDACTED", "-H", "x-auth-token: REDACTED"],
+            ),
+            (
+                &["curl", "--oauth2-bearer", "tok", "--oauth2-bearer=tok"],
+                &["curl", "--oauth2-bearer", "REDACTED", "--oauth2-bearer=REDACTED"],
+            ),
+            (
+                &["curl", "-x", "u:p@proxy:8080", "--proxy", "http://u:p@proxy:3128/"],
+                &["curl", "-x", "-redacted-@proxy:8080", "--proxy", "http://-redacted-@proxy:3128/"],
+            ),
+            (
+                &["curl", "--proxy=u:p@proxy", "-xu:p@proxy", "-x", "proxy:8080"],
+                &["curl", "--proxy=-redacted-@proxy", "-x-redacted-@proxy", "-x", "proxy:8080"],
+            ),
+            (
+                &["sh", "-c", "curl --header=\"Authorization: Bearer abc\" -o f https://h/x"],
+                &["sh", "-c", "curl --header=\"Authorization: REDACTED\" -o f https://h/x"],
+            ),
+            (
+                &["sh", "-c", "curl -H\"Authorization: Bearer abc\" -o f"],
+                &["sh", "-c", "curl -H\"Authorization: REDACTED\" -o f"],
+            ),
+            (
+                &["sh", "-c", "curl -H 'X-Api-Key: k1 k2' --oauth2-bearer t -x u:p@h:1 https://h/"],
+                &[
+                    "sh",
+                    "-c",
+                    "curl -H 'X-Api-Key: REDACTED' --oauth2-bearer REDACTED -x -redacted-@h:1 https://h/",
+                ],
+            ),
+            (
+                &["sh", "-c", "sleep 30", "-u", "user:hunter2pw"],
+                &["sh", "-c", "sleep 30", "-u", "REDACTED"],
+            ),
             (&["curl", "-u"], &["curl", "-u"]),
         ];
         for (raw, want) in table {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::report::text::terminal_safe;
 use crate::staging::container::Staging;
 use crate::staging::engine;
 use crate::staging::run::Run;
@@ -27,11 +28,12 @@ pub async fn linger_then_kill(
     let leftover = watch_leftovers(run, staging, staging_failed).await;
     let unwatched = !leftover.is_empty() && !staging_failed;
     if unwatched {
-        log.warn(&format!(
+        // The argv words are the container's (redacted where they were read): escaped here.
+        log.warn(&terminal_safe(&format!(
             "still running {} s after the last phase, killed: {}",
             LINGER.as_secs(),
             leftover.join("; ")
-        ));
+        )));
     }
     if observe {
         kill_all_but_the_first(run, staging).await?;

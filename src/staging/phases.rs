@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::flows::now_micros;
 use crate::progress::Progress;
 use crate::report;
+use crate::report::text::terminal_safe;
 use crate::staging::config::StageConfig;
 use crate::staging::container::Staging;
 use crate::staging::engine::{self, Driver, Exec, ExecOutcome, Script};
@@ -160,11 +161,18 @@ impl<'a> Watch<'a> {
     fn line(&mut self, line: &str) {
         let name = self.spec.name;
         // -vv: every line as it comes; -v: the steps, not the buildpack's output; otherwise the
-        // spinner's message on a terminal.
+        // spinner's message on a terminal. Escaped either way: the buildpack chose these bytes.
+        // The tail stays raw; the reports escape it where they write it.
         match self.cfg.verbosity.level {
-            0 => self.log.detail(&format!("[{name}] {line}")),
             1 => {}
-            _ => eprintln!("  [{name}] {line}"),
+            level => {
+                let shown = terminal_safe(line);
+                if level == 0 {
+                    self.log.detail(&format!("[{name}] {shown}"));
+                } else {
+                    eprintln!("  [{name}] {shown}");
+                }
+            }
         }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();

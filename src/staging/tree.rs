@@ -69,9 +69,11 @@ pub fn shown(path: &Path) -> PathBuf {
     PathBuf::from(s.into_owned())
 }
 
+/// The error for an entry that cannot be read: the path as it is; the sinks that print an error
+/// (main, the stage command's warning, the reports' notes) escape it, so it is escaped once.
 pub(crate) fn unreadable(path: &Path, e: std::io::Error) -> Error {
     Error::Read {
-        path: shown(path),
+        path: path.to_path_buf(),
         source: e,
     }
 }

@@ -355,6 +355,38 @@ fn zipped_buildpack_stages_like_its_directory() {
         .run();
 }
 
+/// A zipped "buildpack" with no bin/ whose entry's name drives a terminal: exit 2, one error
+/// line listing what it holds, escaped.
+#[test]
+fn a_zip_that_is_no_buildpack_is_exit_2_its_names_escaped() {
+    use crate::inspect::{assert_no_hostile_bytes, HOSTILE};
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("odd.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        w.start_file(format!("README{HOSTILE}"), o).unwrap();
+        w.write_all(b"no buildpack here").unwrap();
+        w.finish().unwrap();
+    }
+    let s = Agc::stage(&[zip_path.to_str().unwrap()])
+        .expect_exit(2)
+        .run();
+    assert_no_hostile_bytes("stderr", &s.stderr);
+    let errors: Vec<&str> = s
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("airgap-check: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", s.stderr);
+    assert!(
+        errors[0].contains("not a buildpack") && errors[0].contains("README\\u{1b}]0;pwn"),
+        "{}",
+        s.stderr
+    );
+}
+
 #[test]
 fn ten_concurrent_runs_each_see_only_their_own_traffic() {
     let cases: Vec<(&str, Vec<Flow>)> = vec![
@@ -1050,6 +1082,46 @@ fn a_process_left_behind_after_the_last_phase_is_watched_then_killed() {
         notes.contains("still ran 10 s after the last phase") && notes.contains("sleep 60"),
         "{notes}"
     );
+}
+
+/// A process left running with a credential in its argv, from a phase whose output drives the
+/// terminal: the warning, the live output (-vv) and every report show both escaped and the
+/// credential redacted.
+#[test]
+fn a_process_left_running_with_a_credential_is_shown_redacted_and_escaped() {
+    use crate::inspect::assert_no_hostile_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("index.html"), "hello").unwrap();
+    // `; :` keeps the shell from exec-ing sleep, so the argv stays the one written here.
+    let supply = "printf 'out\\033]0;pwn\\007\\342\\200\\256\\n'\n\
+                  (sh -c 'sleep 30; :' -u user:hunter2pw) >/dev/null 2>&1 &";
+    let bp = checking_buildpack(dir.path(), supply);
+    let agc = Agc::stage_app(&app, &bp).arg("-vv");
+    let summary = agc.dir().join("summary.md");
+    let s = agc
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .expect_exit(3)
+        .expect_verdict("inconclusive")
+        .run();
+    assert!(
+        s.stderr.contains("sh -c sleep 30; : -u REDACTED"),
+        "{}",
+        s.stderr
+    );
+    assert!(s.stderr.contains("out\\u{1b}]0;pwn"), "{}", s.stderr);
+    assert_no_hostile_bytes("stderr", &s.stderr);
+    assert_no_hostile_bytes("the console", &s.stdout);
+    assert_no_hostile_bytes("JUnit", s.junit.as_deref().unwrap());
+    assert_no_hostile_bytes(
+        "the step summary",
+        &std::fs::read_to_string(&summary).unwrap(),
+    );
+    let json = s.json().to_string();
+    assert!(!json.contains("hunter2pw"), "{json}");
+    assert!(json.contains("-u REDACTED"), "{json}");
 }
 
 #[test]

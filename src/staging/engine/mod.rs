@@ -29,6 +29,7 @@ use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::flows::now_micros;
+use crate::report::redact::redact_argv;
 
 /// Present on everything airgap-check creates.
 pub const LABEL: &str = "io.airgap-check";
@@ -374,7 +375,9 @@ pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<
                     let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).ok()?;
                     format!("[{}]", comm.trim())
                 } else {
-                    args.join(" ")
+                    // Redacted while the words are still separate: a `curl -u u:p` left running
+                    // is shown (warn line, Unwatched note) without its password.
+                    redact_argv(&args).join(" ")
                 };
                 Some(format!("{p} {shown}"))
             })
@@ -396,8 +399,19 @@ pub async fn leftover_processes(docker: &Docker, id: &str, init: u32) -> Result<
         .unwrap_or_default()
         .into_iter()
         .filter(|row| row.first().and_then(|p| p.trim().parse::<u32>().ok()) != Some(init))
-        .map(|row| row.join(" "))
+        .map(|row| redacted_ps_row(&row))
         .collect())
+}
+
+/// A `ps -o pid,args` row (pid, then args as ps joined them): the args split at spaces again and
+/// redacted as an argv, the best there is once ps has joined them.
+fn redacted_ps_row(row: &[String]) -> String {
+    let words: Vec<String> = row
+        .iter()
+        .flat_map(|c| c.split_whitespace())
+        .map(str::to_string)
+        .collect();
+    redact_argv(&words).join(" ")
 }
 
 /// Every process in the cgroup of `pid` and the cgroups below it, from the host's cgroup file
