@@ -149,7 +149,7 @@ fn buildpack_notes(cfg: &StageConfig, log: &Progress) -> Vec<Note> {
             buildpack: format!("{i} ({})", bp.name()),
             scripts,
         };
-        log.warn(&note.to_string());
+        log.warn(&crate::report::text::terminal_safe(&note.to_string()));
         notes.push(note);
     }
     notes
