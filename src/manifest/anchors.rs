@@ -1,9 +1,8 @@
 //! YAML anchors (`&a`) and aliases (`*a`), and deep nesting, found before the YAML deserializer
-//! sees the text. An
-//! alias is expanded by the deserializer every time it is used, so a few kilobytes of manifest can
-//! stand for terabytes of strings (serde_norway only counts alias jumps, not what they expand to).
-//! The packager writes manifest.yml with Go's yaml, which emits neither, so a manifest that has one
-//! is refused rather than expanded.
+//! sees the text. An alias is expanded by the deserializer every time it is used, so a few
+//! kilobytes of manifest can stand for terabytes of strings (serde_norway only counts alias jumps,
+//! not what they expand to). The packager writes manifest.yml with Go's yaml, which emits neither,
+//! so a manifest that has one is refused rather than expanded.
 //!
 //! The text is read by libyaml's own event parser (unsafe-libyaml-norway, the one serde_norway
 //! parses with), not by a scanner of ours: a second lexer differs from libyaml's somewhere (line
