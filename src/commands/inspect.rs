@@ -1,20 +1,26 @@
 //! `airgap-check inspect --buildpack DIR|ZIP [--stack NAME] [--json F|-] [--max-unzipped SIZE]`:
 //! the manifest question
 //! answered before any staging, with neither Docker nor root. Exit 0 when every dependency for the
-//! stack(s) is cached and intact, 1 when not, 2 for bad input.
+//! stack(s) is cached and intact, 1 when not (or when every entry is for no stack: nothing could be
+//! checked), 2 for bad input.
 
 use std::path::Path;
 
 use crate::cli::{parse_size, InspectArgs};
 use crate::error::{Error, Result};
 use crate::manifest::inspect::inspect;
+use crate::manifest::stack::at_most;
 use crate::manifest::{Aside, Manifest, Tree};
 use crate::report;
+use crate::report::text::terminal_safe;
 use crate::staging::buildpack::UnzipLimit;
 
 /// At most this many stacks checked at once (a hostile manifest may name millions, each a report
 /// of its own); `--stack` checks any one of them.
 const MAX_STACKS: usize = 64;
+
+/// At most this many stack names in the error for a `--stack` the manifest does not serve.
+const MAX_NAMED: usize = 10;
 
 pub fn run(args: &InspectArgs) -> Result<i32> {
     // `--json -`: the report on stdout, the summary on stderr (as for the other commands).
@@ -44,6 +50,9 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
     }
     let found = inspect(&tree, &m, &stacks, &source);
     let aside = Aside::for_no_stack(&m, 0, &source);
+    // Dependencies, but every one for no stack: libbuildpack would find none of them, so nothing
+    // here says the buildpack is air-gapped.
+    let unchecked = stacks.is_empty() && !m.dependencies.is_empty();
     match &args.json {
         Some(_) if to_stdout => {
             let mut out = std::io::stdout().lock();
@@ -55,16 +64,27 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
         Some(j) => report::write_atomically(j, |w| report::inspect::write_json(&found, w))?,
         None => {}
     }
-    if to_stdout {
+    if unchecked {
+        // Where the summary would go.
+        let line = format!(
+            "FAIL: nothing could be checked: every entry of manifest.yml ({}) is for no stack (no cf_stacks and no stack:), so libbuildpack would use none of them",
+            m.dependencies.len()
+        );
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    } else if to_stdout {
         let _ = report::inspect::write_console(&found, &mut anstream::stderr().lock());
     } else {
         let _ = report::inspect::write_console(&found, &mut anstream::stdout().lock());
     }
     // Said beside the summary, on stderr: entries no stack uses are no dependency to check.
     if let Some(a) = aside {
-        eprintln!("note: {}", report::text::terminal_safe(&a.to_string()));
+        eprintln!("note: {}", terminal_safe(&a.to_string()));
     }
-    Ok(if found.complete() { 0 } else { 1 })
+    Ok(if found.complete() && !unchecked { 0 } else { 1 })
 }
 
 /// The buildpack's manifest, parsed: bad input (exit 2) when it has none, when manifest.yml is a
@@ -117,10 +137,10 @@ fn stacks_to_check(m: &Manifest, asked: Option<&str>) -> Result<Vec<String>> {
             expected: if named.is_empty() {
                 "manifest.yml lists no dependency for any stack (no entry has cf_stacks and there is no stack:): expected a manifest whose entries name their stacks".into()
             } else {
-                format!(
-                    "manifest.yml lists no dependency for this stack: expected one of {}",
-                    named.join(", ")
-                )
+                // The names are the manifest's: escaped, and a few of them only.
+                let safe: Vec<_> = named.iter().map(|n| terminal_safe(n)).collect();
+                let listed = at_most(&safe, MAX_NAMED);
+                format!("manifest.yml lists no dependency for this stack: expected one of {listed}")
             },
         }),
         None => Ok(named),

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use crate::manifest::anchors::first_alias;
-use crate::verdict::policy::{describe_yaml_error, too_deep, MAX_NESTING};
+use crate::manifest::anchors::{refusal, Refusal};
+use crate::verdict::policy::{describe_yaml_error, MAX_NESTING};
 
 /// The largest manifest read: real ones are at most a few hundred KiB (the Ruby buildpack's is
 /// about 100 KiB).
@@ -74,9 +74,9 @@ where
 
 impl Manifest {
     /// Parse manifest text. The error says where ("line 7 column 5: …"). Text over
-    /// [`MAX_MANIFEST_BYTES`], nested deeper than 64 levels, or with a YAML anchor or alias is
-    /// refused before the YAML parser sees it (it takes quadratic time on deep nesting, and
-    /// expands an alias every time it is used).
+    /// [`MAX_MANIFEST_BYTES`] is refused unread; text nested deeper than 64 levels or with a
+    /// YAML anchor or alias, when libyaml's event parser meets it, before the deserializer reads it
+    /// (libyaml slows with depth; the deserializer expands an alias every time it is used).
     pub fn parse(text: &str) -> Result<Manifest, String> {
         if text.len() > MAX_MANIFEST_BYTES {
             return Err(format!(
@@ -84,15 +84,18 @@ impl Manifest {
                 MAX_MANIFEST_BYTES >> 20
             ));
         }
-        if let Some(line) = first_alias(text) {
-            return Err(format!(
-                "line {line}: a YAML anchor or alias (&name, *name): expected a manifest without them, as the buildpack packager writes it (each alias would be expanded wherever it is used)"
-            ));
-        }
-        if let Some(line) = too_deep(text) {
-            return Err(format!(
-                "line {line}: nested more than {MAX_NESTING} levels deep: a manifest needs 4"
-            ));
+        match refusal(text, MAX_NESTING) {
+            Some(Refusal::Deep(line)) => {
+                return Err(format!(
+                    "line {line}: nested more than {MAX_NESTING} levels deep: a manifest needs 4"
+                ))
+            }
+            Some(Refusal::Alias(line)) => {
+                return Err(format!(
+                    "line {line}: a YAML anchor or alias (&name, *name): expected a manifest without them, as the buildpack packager writes it (each alias would be expanded wherever it is used)"
+                ))
+            }
+            None => {}
         }
         if text.trim().is_empty() {
             return Ok(Manifest::default());
@@ -309,5 +312,41 @@ dependencies:
             started.elapsed()
         );
         assert!(e.starts_with("line 1: a YAML anchor or alias"), "{e}");
+    }
+
+    /// The same bomb in each form a line-based pre-scan once missed (merged review, finding 1):
+    /// an anchor under a block scalar opened after "- ", lines broken by CR, NEL, LS or PS, and a
+    /// BOM before JSON-style flow. Each is refused, at once.
+    #[test]
+    fn an_alias_bomb_in_any_disguise_is_refused_fast() {
+        let list = vec!["a"; 1_000_000].join(", ");
+        let mut block = format!("dependencies:\n- note: |\n  cf_stacks: &s [{list}]\n  name: n\n");
+        for i in 0..200_000 {
+            block.push_str(&format!("- note: |\n  cf_stacks: *s\n  name: n{i}\n"));
+        }
+        let mut texts = vec![(block, 3)];
+        for brk in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            let mut t = format!("x:{brk}  &s [{list}]{brk}dependencies:{brk}");
+            for i in 0..200_000 {
+                t.push_str(&format!("- {{name: n{i}, cf_stacks: *s}}{brk}"));
+            }
+            texts.push((t, 2));
+        }
+        let mut json = format!("\u{feff}{{\"x\":&s [{list}], \"dependencies\": [");
+        for i in 0..200_000 {
+            json.push_str(&format!("{{\"name\":\"n{i}\", \"cf_stacks\":*s}},"));
+        }
+        texts.push((json + "]}", 1));
+        for (text, line) in texts {
+            let started = std::time::Instant::now();
+            let e = Manifest::parse(&text).unwrap_err();
+            let took = started.elapsed();
+            assert!(
+                took < std::time::Duration::from_millis(100),
+                "{took:?}: {e}"
+            );
+            let want = format!("line {line}: a YAML anchor or alias");
+            assert!(e.starts_with(&want), "{e}");
+        }
     }
 }

@@ -84,8 +84,18 @@ impl std::fmt::Display for NoneForStack {
             self.buildpack,
             self.source,
             self.stack,
-            self.stacks.join(", ")
+            at_most(&self.stacks, 5)
         )
+    }
+}
+
+/// `names` joined with ", ", at most `most` of them, then "and N more": a hostile manifest may
+/// name millions.
+pub fn at_most<S: AsRef<str>>(names: &[S], most: usize) -> String {
+    let shown: Vec<&str> = names.iter().take(most).map(AsRef::as_ref).collect();
+    match names.len() - shown.len() {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
     }
 }
 
@@ -317,6 +327,26 @@ pub fn read_all(buildpacks: &[Buildpack], stack: &str) -> Manifests {
 mod tests {
     use super::*;
     use crate::manifest::cache::packager_path;
+
+    /// A hostile manifest may name millions of stacks: a note names five (merged review, 11).
+    #[test]
+    fn a_few_names_then_how_many_more() {
+        let names: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+        assert_eq!(at_most(&names, 5), "s0, s1, s2, s3, s4 and 995 more");
+        assert_eq!(at_most(&names[..5], 5), "s0, s1, s2, s3, s4");
+        assert_eq!(at_most::<&str>(&[], 5), "");
+        let note = NoneForStack {
+            buildpack: 0,
+            source: "bp".into(),
+            stack: "x".into(),
+            stacks: names,
+        };
+        assert!(
+            note.to_string()
+                .contains("(it names s0, s1, s2, s3, s4 and 995 more)"),
+            "{note}"
+        );
+    }
 
     #[test]
     fn dependencies_for_the_stack_cached_or_not() {

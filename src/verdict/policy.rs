@@ -4,6 +4,7 @@
 //! `deny:` rule does; the first matching deny rule, or else the first matching allow rule, names
 //! the reason. Invalid input is refused with the file, line and offending value.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
@@ -387,10 +388,21 @@ pub(crate) fn too_deep(text: &str) -> Option<usize> {
     let mut flow = 0usize;
     // An open quoted scalar (they may span lines): its quote character.
     let mut quote: Option<char> = None;
-    for (n, line) in text.lines().enumerate() {
+    // Lines as libyaml breaks them (a lone CR, NEL, LS and PS included: `str::lines` would hide
+    // nesting behind them), a BOM at a line's start skipped as one column, as libyaml skips it.
+    let text = if text.contains('\r') {
+        Cow::Owned(text.replace("\r\n", "\n"))
+    } else {
+        Cow::Borrowed(text)
+    };
+    for (n, line) in text
+        .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        .enumerate()
+    {
+        let (bom, line) = line.strip_prefix('\u{feff}').map_or((0, line), |l| (1, l));
         let body = line.trim_start_matches(' ');
         if quote.is_none() && flow == 0 && !body.is_empty() && !body.starts_with('#') {
-            let indent = line.len() - body.len();
+            let indent = bom + line.len() - body.len();
             while indents.last().is_some_and(|&i| i >= indent) {
                 indents.pop();
             }
@@ -912,5 +924,17 @@ mod tests {
         assert!(too_deep(DEFAULT_ALLOWLIST).is_none());
         assert!(too_deep(include_str!("../../allowlists/strict.yaml")).is_none());
         assert!(too_deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))).is_none());
+        // Nesting behind line breaks other than \n, or behind a BOM, is seen as libyaml sees it.
+        for brk in ["\r", "\r\n", "\u{85}", "\u{2028}", "\u{2029}"] {
+            let deep: String = (0..70)
+                .map(|i| format!("{}k:{brk}", " ".repeat(i)))
+                .collect();
+            assert_eq!(too_deep(&deep), Some(65), "{brk:?}");
+        }
+        assert_eq!(too_deep(&format!("\u{feff}{}", "[".repeat(70))), Some(1));
+        let boms: String = (0..70)
+            .map(|i| format!("\u{feff}{}k:\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(too_deep(&boms), Some(65));
     }
 }

@@ -417,8 +417,16 @@ fn inspect_entries_for_no_stack_are_noted_not_counted() {
     let bp = tempfile::tempdir().unwrap();
     let m = "dependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n";
     std::fs::write(bp.path().join("manifest.yml"), m).unwrap();
-    let (o, j) = inspect(bp.path(), &[], 0);
+    let (o, j) = inspect(bp.path(), &[], 1);
     assert_eq!(j.unwrap()["stacks"], json!([]));
+    assert!(
+        o.stdout.contains(
+            "FAIL: nothing could be checked: every entry of manifest.yml (1) is for no stack"
+        ),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("PASS"), "{}", o.stdout);
     assert!(
         o.stderr.contains("manifest.yml has no stack: and 1 entry with no cf_stacks (a 1): it is for no stack, so libbuildpack never uses it"),
         "{}",
@@ -430,7 +438,7 @@ fn inspect_entries_for_no_stack_are_noted_not_counted() {
             format!("stack: {stack}\n{m}"),
         )
         .unwrap();
-        let (_, j) = inspect(bp.path(), &[], 0);
+        let (_, j) = inspect(bp.path(), &[], 1);
         assert_eq!(
             j.unwrap()["stacks"],
             json!([]),
@@ -441,6 +449,40 @@ fn inspect_entries_for_no_stack_are_noted_not_counted() {
     let (o, j) = inspect(bp.path(), &[], 1);
     assert_eq!(j.unwrap()["stacks"][0]["stack"], "s4");
     assert!(!o.stderr.contains("no stack"), "{}", o.stderr);
+}
+
+/// Nothing could be checked when every entry is for no stack (merged review, finding 15): exit 1,
+/// said on stderr when the report goes to stdout; a manifest with no entry at all still passes.
+#[test]
+fn inspect_with_every_entry_for_no_stack_fails_as_nothing_checked() {
+    let bp = tempfile::tempdir().unwrap();
+    let m = "dependencies:\n- {name: a, version: '1', uri: 'http://x/a'}\n- {name: b, version: '1', uri: 'http://x/b', cf_stacks: []}\n";
+    std::fs::write(bp.path().join("manifest.yml"), m).unwrap();
+    let o = Agc::new(&["inspect", "--buildpack"])
+        .arg(bp.path())
+        .args(&["--json", "-"])
+        .expect_exit(1)
+        .run();
+    assert!(
+        o.stderr.contains(
+            "FAIL: nothing could be checked: every entry of manifest.yml (2) is for no stack"
+        ),
+        "{}",
+        o.stderr
+    );
+    let j: Value = serde_json::from_str(&o.stdout).expect("the JSON report on stdout");
+    assert_eq!(j["stacks"], json!([]));
+    std::fs::write(
+        bp.path().join("manifest.yml"),
+        "language: x\ndependencies: []\n",
+    )
+    .unwrap();
+    let (o, _) = inspect(bp.path(), &[], 0);
+    assert!(
+        !o.stdout.contains("nothing could be checked"),
+        "{}",
+        o.stdout
+    );
 }
 
 /// The hex digest of `bytes` by a coreutils tool (md5sum, sha256sum): the tests check the
@@ -635,4 +677,46 @@ fn hostile_manifest_text_and_file_names_are_escaped_and_credentials_redacted() {
             .next_back(),
         Some("token=REDACTED&v=1")
     );
+}
+
+/// `--stack` naming a stack the manifest does not serve: the error lists the manifest's stack names
+/// escaped (merged review, finding 2), and at most 10 of them.
+#[test]
+fn inspect_stack_error_escapes_and_bounds_the_manifest_stack_names() {
+    let bp = hostile_buildpack();
+    let o = Agc::new(&["inspect", "--buildpack"])
+        .arg(bp.path())
+        .args(&["--stack", "nope"])
+        .env("CLICOLOR_FORCE", "1")
+        .expect_exit(2)
+        .run();
+    assert_no_hostile_bytes("inspect --stack's stderr", &o.stderr);
+    assert!(
+        o.stderr
+            .contains("expected one of cflinuxfs4, evil\\u{1b}]0;pwn\\u{7}\\u{202e}"),
+        "{}",
+        o.stderr
+    );
+    let many = tempfile::tempdir().unwrap();
+    let stacks: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
+    std::fs::write(
+        many.path().join("manifest.yml"),
+        format!(
+            "dependencies:\n- {{name: a, version: '1', uri: 'http://x/a', cf_stacks: [{}]}}\n",
+            stacks.join(", ")
+        ),
+    )
+    .unwrap();
+    let o = Agc::new(&["inspect", "--buildpack"])
+        .arg(many.path())
+        .args(&["--stack", "nope"])
+        .expect_exit(2)
+        .run();
+    assert!(
+        o.stderr
+            .contains("expected one of s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 990 more"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
 }
