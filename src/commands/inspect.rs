@@ -52,7 +52,7 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
     let aside = Aside::for_no_stack(&m, 0, &source);
     // Dependencies, but every one for no stack: libbuildpack would find none of them, so nothing
     // here says the buildpack is air-gapped.
-    let unchecked = stacks.is_empty() && !m.dependencies.is_empty();
+    let unchecked = found.for_no_stack > 0;
     match &args.json {
         Some(_) if to_stdout => {
             let mut out = std::io::stdout().lock();
@@ -84,7 +84,7 @@ pub fn run(args: &InspectArgs) -> Result<i32> {
     if let Some(a) = aside {
         eprintln!("note: {}", terminal_safe(&a.to_string()));
     }
-    Ok(if found.complete() && !unchecked { 0 } else { 1 })
+    Ok(if found.complete() { 0 } else { 1 })
 }
 
 /// The buildpack's manifest, parsed: bad input (exit 2) when it has none, when manifest.yml is a
@@ -137,9 +137,9 @@ fn stacks_to_check(m: &Manifest, asked: Option<&str>) -> Result<Vec<String>> {
             expected: if named.is_empty() {
                 "manifest.yml lists no dependency for any stack (no entry has cf_stacks and there is no stack:): expected a manifest whose entries name their stacks".into()
             } else {
-                // The names are the manifest's: escaped, and a few of them only.
-                let safe: Vec<_> = named.iter().map(|n| terminal_safe(n)).collect();
-                let listed = at_most(&safe, MAX_NAMED);
+                // The names are the manifest's: a few of them only (main escapes the error as it
+                // prints it).
+                let listed = at_most(&named, MAX_NAMED);
                 format!("manifest.yml lists no dependency for this stack: expected one of {listed}")
             },
         }),

@@ -76,18 +76,24 @@ pub struct Inspection {
     /// Files under dependencies/ that no entry (of any stack) names.
     pub unnamed: Vec<String>,
     /// Files hashed, their bytes, and how long the hashing took.
+    /// Entries the manifest lists when no stack was there to check them against (each for no
+    /// stack): nothing was checked, so nothing says the buildpack is air-gapped.
+    pub for_no_stack: usize,
     pub hashed_files: usize,
     pub hashed_bytes: u64,
     pub seconds: f64,
 }
 
 impl Inspection {
-    /// Every dependency of every stack inspected is cached and intact.
+    /// Every dependency of every stack inspected is cached and intact, and something was
+    /// inspected when the manifest lists dependencies.
     pub fn complete(&self) -> bool {
-        self.stacks
-            .iter()
-            .flat_map(|s| &s.dependencies)
-            .all(|c| c.state == State::Intact)
+        self.for_no_stack == 0
+            && self
+                .stacks
+                .iter()
+                .flat_map(|s| &s.dependencies)
+                .all(|c| c.state == State::Intact)
     }
 }
 
@@ -123,6 +129,11 @@ pub fn inspect(tree: &Tree, m: &Manifest, stacks: &[String], source: &str) -> In
         s => s,
     };
     Inspection {
+        for_no_stack: if stacks.is_empty() {
+            m.dependencies.len()
+        } else {
+            0
+        },
         source: source.to_string(),
         language: m.language.clone(),
         packaged_for: m.stack.clone(),

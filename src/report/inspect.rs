@@ -179,6 +179,9 @@ struct JsonInspection<'a> {
     /// The stack a stack-specific package was made for; null otherwise.
     packaged_for: Option<&'a str>,
     verdict: Verdict,
+    /// Entries listed when no stack was there to check them against (every one for no stack):
+    /// then nothing was checked and the verdict is fail.
+    for_no_stack: usize,
     stacks: Vec<JsonStack<'a>>,
     unnamed_files: &'a [String],
     hashed: JsonHashed,
@@ -233,6 +236,7 @@ pub fn write_json(i: &Inspection, w: &mut dyn Write) -> std::io::Result<()> {
         } else {
             Verdict::Fail
         },
+        for_no_stack: i.for_no_stack,
         stacks: i
             .stacks
             .iter()
@@ -300,6 +304,7 @@ mod tests {
         let uri = "https://u:hunter2pw@h/x?token=tok3nvalue";
         let file = format!("dependencies/f{h}");
         let i = Inspection {
+            for_no_stack: 0,
             source: format!("bp{h}.zip"),
             language: Some(format!("lang{h}")),
             packaged_for: Some(format!("pkg{h}")),

@@ -472,6 +472,9 @@ fn inspect_with_every_entry_for_no_stack_fails_as_nothing_checked() {
     );
     let j: Value = serde_json::from_str(&o.stdout).expect("the JSON report on stdout");
     assert_eq!(j["stacks"], json!([]));
+    // The JSON says what the exit code says.
+    assert_eq!(j["verdict"], "fail", "{j}");
+    assert!(j["for_no_stack"].as_u64().unwrap() > 0, "{j}");
     std::fs::write(
         bp.path().join("manifest.yml"),
         "language: x\ndependencies: []\n",
