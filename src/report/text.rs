@@ -21,22 +21,6 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// As [`terminal_safe`], for bytes that may not be UTF-8 (a path, a zip entry's raw name): each
-/// byte that is not part of a UTF-8 character is shown as `\xff`.
-pub fn terminal_safe_bytes(b: &[u8]) -> Cow<'_, str> {
-    if let Ok(s) = std::str::from_utf8(b) {
-        return terminal_safe(s);
-    }
-    let mut out = String::with_capacity(b.len() + 8);
-    for chunk in b.utf8_chunks() {
-        push_escaped(chunk.valid(), &mut out);
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// Whether a character is one [`terminal_safe`] escapes.
 fn needs_escape(c: char) -> bool {
     matches!(
@@ -138,15 +122,5 @@ mod tests {
 
     fn needs_escape_but_backslash(c: char) -> bool {
         c != '\\' && needs_escape(c)
-    }
-
-    #[test]
-    fn bytes_that_are_not_utf8_are_shown_as_hex() {
-        assert_eq!(terminal_safe_bytes(b"ok"), "ok");
-        assert_eq!(
-            terminal_safe_bytes(b"a\nb\xff\x1bc\\d\xc3\xa9"),
-            "a\\nb\\xff\\u{1b}c\\\\dé"
-        );
-        assert_eq!(terminal_safe_bytes(b"\xe2\x80\xae\xfe"), "\\u{202e}\\xfe");
     }
 }

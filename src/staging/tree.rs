@@ -59,16 +59,6 @@ pub(crate) fn kind_of(ft: std::fs::FileType) -> Kind {
     }
 }
 
-/// A path as it can be shown on one line of a terminal: through the terminal escaper
-/// ([`terminal_safe_bytes`](crate::report::text::terminal_safe_bytes): control and bidi
-/// characters and `\\` escaped, bytes that are not UTF-8 as `\xff`), so a hostile file name
-/// cannot break the line or drive the terminal. Other paths are shown as they are.
-pub fn shown(path: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    let s = crate::report::text::terminal_safe_bytes(path.as_os_str().as_bytes());
-    PathBuf::from(s.into_owned())
-}
-
 /// The error for an entry that cannot be read: the path as it is; the sinks that print an error
 /// (main, the stage command's warning, the reports' notes) escape it, so it is escaped once.
 pub(crate) fn unreadable(path: &Path, e: std::io::Error) -> Error {
