@@ -578,7 +578,7 @@ pub(crate) mod tests {
 
     /// What a hostile buildpack can put in a run: ESC, BEL and U+202E in every name it chooses,
     /// credentials in its manifest's uri and in the command that leaked.
-    pub(crate) const HOSTILE: &str = "n\u{1b}]0;pwn\u{7}\u{202e}x\u{9b}2J\u{2028}";
+    pub(crate) const HOSTILE: &str = "n\u{1b}]0;pwn\u{7}\u{202e}x\u{9b}2J\u{2028}\u{1b}[8m";
     /// The secrets [`hostile`] holds, none of which a report may show.
     pub(crate) const SECRETS: [&str; 3] = ["hunter2pw", "tok3nvalue", "s3cretheader"];
 

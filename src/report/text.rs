@@ -76,6 +76,12 @@ pub(crate) fn assert_terminal_clean(out: &str, secrets: &[&str]) {
         .filter(|&c| c != '\n' && c != '\\' && needs_escape(c))
         .collect();
     assert!(raw.is_empty(), "raw {raw:?} in:\n{out}");
+    // The colour sequences were skipped above as the writer's own; the hostile text's SGR
+    // (conceal), which no writer uses, must not be among them.
+    assert!(
+        !out.contains("\u{1b}[8m"),
+        "a raw SGR of the input in:\n{out}"
+    );
     for s in secrets {
         assert!(!out.contains(s), "secret {s:?} in:\n{out}");
     }
