@@ -217,11 +217,7 @@ fn summary_flows(a: &Analysis, bad: &[&Judged], s: &mut String) {
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             proto_label(f.flow.key.proto),
             md(&endpoint(f.remote_addr, f.remote_port)),
-            if f.names.is_empty() {
-                "-".to_string()
-            } else {
-                text(&f.names.join(", "))
-            },
+            names_cell(&f.names),
             f.flow.state().as_str(),
             f.flow.stats.packets(),
             relative(f.flow.stats.first_seen, start),
@@ -300,11 +296,7 @@ fn summary_behind(a: &Analysis, bad: &[&Judged], s: &mut String) {
             "- {} {} ({}) at {}",
             proto_label(f.flow.key.proto),
             md(&endpoint(f.remote_addr, f.remote_port)),
-            if f.names.is_empty() {
-                "-".to_string()
-            } else {
-                text(&f.names.join(", "))
-            },
+            names_cell(&f.names),
             relative(f.flow.stats.first_seen, start)
         );
         if let Some(d) = dep {
@@ -436,6 +428,15 @@ fn longest_backtick_run(s: &str) -> usize {
         best = best.max(run);
     }
     best
+}
+
+/// A flow's names for the step summary: `-` when it has none.
+fn names_cell(names: &[String]) -> String {
+    if names.is_empty() {
+        "-".to_string()
+    } else {
+        text(&names.join(", "))
+    }
 }
 
 #[cfg(test)]
